@@ -1,0 +1,379 @@
+"""The node agent: runs a job next to the runtimes and streams events back as JSON lines.
+
+Started by a transport (in-process subprocess for the local node, over SSH for lab nodes)
+as `python -m bench.agent`; reads one job (JSON) on stdin, writes one JSON object per
+line on stdout: hello, meta, plan, sample, check, lifecycle, warning, error, done.
+Timing happens here, on the node's monotonic clock; the channel back never sits inside a
+timed interval.
+
+The agent owns clean-up: every pod it creates carries the run's label; on SIGTERM,
+SIGINT, a closed stdout (the controller went away) or any error it stops creating pods,
+removes the ones it made and sweeps any left with its run label. One agent runs on a
+node at a time (a lock under /run/hopbench); leftovers of a crashed earlier run (pods
+labelled io.hopbench/managed) are removed before measuring and reported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from bench import __version__, kubelet, nodeinfo, stacks
+from bench.levels import Timed
+from bench.levels.cri import CheckFailed, CriClient, remove_pod_files
+
+LOCK_PATH = "/run/hopbench/agent.lock"
+
+
+class Emitter:
+    """Thread-safe JSON-lines writer; remembers when the reader has gone away."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, default=str)
+        with self.lock:
+            if self.closed.is_set():
+                return
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.closed.set()
+
+
+@dataclass
+class Target:
+    stack: stacks.Stack
+    handler: stacks.Handler
+
+    @property
+    def name(self) -> str:
+        return f"{self.stack.name}/{self.handler.name}"
+
+
+def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict[str, str]]:
+    """Is the stack usable now? (available, reason, component versions)."""
+    versions: dict[str, str] = {}
+    for daemon in stack.daemons:
+        versions[daemon.name] = stacks.command_version(daemon.version_cmd)
+        if daemon.pid() is None:
+            return (
+                False,
+                f"{daemon.name} is not running (no live process for {daemon.pidfile}); run hopbench provision",
+                versions,
+            )
+    client = CriClient(stack.cri_endpoint, timeout_s)
+    try:
+        v = client.version()
+        versions["cri"] = f"{v.runtime_name} {v.runtime_version} (CRI {v.runtime_api_version})"
+    except Exception as exc:  # noqa: BLE001 - an unreachable daemon makes the stack unavailable
+        return False, f"CRI at {stack.cri_endpoint} does not answer: {exc}", versions
+    finally:
+        client.close()
+    return True, "", versions
+
+
+def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: float, emit: Emitter) -> list[Target]:
+    """Match the scenario's targets to the node's stacks; report every one, available or not."""
+    status = {s.name: stack_status(s, timeout_s) for s in found}
+    by_name = {s.name: s for s in found}
+    targets: list[Target] = []
+    report = []
+    pairs = [f"{s.name}/{h}" for s in found for h in s.handlers] if "all" in wanted else wanted
+    for pair in pairs:
+        stack_name, handler_name = pair.split("/")
+        stack = by_name.get(stack_name)
+        if stack is None:
+            report.append(
+                {"target": pair, "available": False, "reason": f"stack {stack_name} is not provisioned on this node"}
+            )
+            continue
+        ok, reason, versions = status[stack_name]
+        handler = stack.handlers.get(handler_name)
+        if handler is None:
+            ok, reason = False, f"handler {handler_name} is not configured for {stack_name}"
+        else:
+            versions = {**versions, handler_name: stacks.command_version(handler.version_cmd)}
+        report.append(
+            {"target": pair, "available": ok, "reason": reason, "versions": versions, "stack_extra": stack.extra}
+        )
+        if ok and handler is not None:
+            targets.append(Target(stack, handler))
+    emit("targets", targets=report)
+    return targets
+
+
+class PodRunner:
+    """Runs pod lifecycles on one target; every created pod is tracked until it is gone."""
+
+    def __init__(self, target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
+        scen = job["scenario"]
+        self.target, self.emit, self.stop = target, emit, stop
+        self.run_id: str = job["run_id"]
+        self.node: str = job["node"]
+        self.client = CriClient(target.stack.cri_endpoint, float(scen["timeout_s"]))
+        self.workload = scen["workload"]
+        self.image_ref = target.stack.workload_image
+        self.image_id = self.client.image_id(self.image_ref)
+        self.live: dict[str, kubelet.Pod] = {}
+        self.lock = threading.Lock()
+
+    def sample(self, t: Timed[Any], iteration: int, concurrency: int, worker: int, warmup: bool) -> None:
+        self.emit(
+            "sample",
+            run_id=self.run_id,
+            node=self.node,
+            stack=self.target.stack.name,
+            handler=self.target.handler.name,
+            level="cri",
+            op=t.op,
+            iteration=iteration,
+            concurrency=concurrency,
+            worker=worker,
+            warmup=warmup,
+            start_ns=t.start_ns,
+            duration_ns=t.duration_ns,
+            ok=t.ok,
+            error=t.error or "",
+        )
+
+    def lifecycle(self, iteration: int, concurrency: int, worker: int, warmup: bool) -> bool:
+        pod = kubelet.Pod(
+            name=f"hb-{self.run_id[-8:]}-{concurrency}-{iteration}".lower(),
+            run_id=self.run_id,
+            grace_period_s=int(self.workload["stop_timeout_s"]),
+        )
+        pod.prepare()
+        sandbox_cfg = kubelet.sandbox_config(pod)
+        sandbox_id = container_id = ""
+        check: tuple[str, str] | None = None
+
+        def record(t: Timed[Any]) -> Any:
+            self.sample(t, iteration, concurrency, worker, warmup)
+            if not t.ok:
+                raise _OpFailed(t)
+            return t.value
+
+        try:
+            sandbox_id = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
+            with self.lock:
+                self.live[sandbox_id] = pod
+            cfg = kubelet.container_config(
+                pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
+            )
+            container_id = record(self.client.create_container(sandbox_id, cfg, sandbox_cfg))
+            record(self.client.start_container(container_id))
+            try:
+                self.client.wait_running_with_output(container_id)
+            except CheckFailed as exc:
+                check = ("workload-running", str(exc))
+                raise
+            record(self.client.stop_container(container_id, pod.grace_period_s))
+            try:
+                self.client.check_exited_cleanly(container_id)
+            except CheckFailed as exc:
+                check = ("workload-exited", str(exc))
+                raise
+            self.emit(
+                "check",
+                target=self.target.name,
+                iteration=iteration,
+                concurrency=concurrency,
+                check="workload-ran",
+                ok=True,
+                detail="",
+            )
+            record(self.client.remove_container(container_id))
+            container_id = ""
+            record(self.client.stop_pod_sandbox(sandbox_id))
+            record(self.client.remove_pod_sandbox(sandbox_id))
+            with self.lock:
+                self.live.pop(sandbox_id, None)
+            sandbox_id = ""
+            return True
+        except (_OpFailed, CheckFailed) as exc:
+            if check is not None:
+                self.emit(
+                    "check",
+                    target=self.target.name,
+                    iteration=iteration,
+                    concurrency=concurrency,
+                    check=check[0],
+                    ok=False,
+                    detail=check[1],
+                )
+            self.emit("warning", message=f"{self.target.name} iteration {iteration}: {exc}")
+            return False
+        finally:
+            if sandbox_id:
+                self.cleanup(sandbox_id)
+            remove_pod_files(pod)
+
+    def cleanup(self, sandbox_id: str) -> None:
+        errors = self.client.remove_pod(sandbox_id)
+        with self.lock:
+            pod = self.live.pop(sandbox_id, None)
+        if pod is not None:
+            remove_pod_files(pod)
+        if errors:
+            self.emit(
+                "warning", message=f"clean-up of pod {sandbox_id[:12]} on {self.target.name}: {'; '.join(errors)}"
+            )
+
+    def cleanup_all(self) -> int:
+        with self.lock:
+            ids = list(self.live)
+        for sandbox_id in ids:
+            self.cleanup(sandbox_id)
+        # Anything else carrying this run's label (e.g. a sandbox whose RunPodSandbox timed out).
+        leftovers = [s.id for s in self.client.sandboxes({kubelet.RUN_LABEL: self.run_id})]
+        for sandbox_id in leftovers:
+            self.cleanup(sandbox_id)
+        return len(ids) + len(leftovers)
+
+
+class _OpFailed(Exception):
+    def __init__(self, t: Timed[Any]) -> None:
+        super().__init__(f"{t.op} failed: {t.error}")
+        self.timed = t
+
+
+def sweep_leftovers(target: Target, timeout_s: float, emit: Emitter) -> None:
+    """Remove pods a crashed earlier run left behind (label io.hopbench/managed)."""
+    client = CriClient(target.stack.cri_endpoint, timeout_s)
+    try:
+        for sandbox in client.sandboxes({kubelet.MANAGED_LABEL: "true"}):
+            run = sandbox.labels.get(kubelet.RUN_LABEL, "?")
+            errors = client.remove_pod(sandbox.id)
+            emit(
+                "warning",
+                message=f"removed pod {sandbox.metadata.name} left by run {run} on {target.stack.name}"
+                + (f" with errors: {'; '.join(errors)}" if errors else ""),
+            )
+    finally:
+        client.close()
+
+
+def run_level(runner: PodRunner, concurrency: int, scen: dict[str, Any], emit: Emitter, stop: threading.Event) -> bool:
+    """Run warm-up plus measured lifecycles with `concurrency` workers; False if the target was abandoned."""
+    work: queue.Queue[int] = queue.Queue()
+    for i in range(scen["warmup"] + scen["iterations"]):
+        work.put(i)
+    abandon = threading.Event()
+    failures = 0
+    lock = threading.Lock()
+    name = runner.target.name
+
+    def worker(wid: int) -> None:
+        nonlocal failures
+        while not (stop.is_set() or abandon.is_set() or emit.closed.is_set()):
+            try:
+                i = work.get_nowait()
+            except queue.Empty:
+                return
+            ok = runner.lifecycle(i, concurrency, wid, warmup=i < scen["warmup"])
+            emit("lifecycle", target=name, concurrency=concurrency, iteration=i, ok=ok)
+            if not ok:
+                with lock:
+                    failures += 1
+                    if failures >= scen["max_failures"] and not abandon.is_set():
+                        abandon.set()
+                        emit(
+                            "error",
+                            target=name,
+                            message=f"{failures} failed lifecycles at concurrency {concurrency}: target abandoned",
+                        )
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return not abandon.is_set()
+
+
+def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
+    scen = job["scenario"]
+    runner = PodRunner(target, job, emit, stop)
+    try:
+        for concurrency in scen["concurrency"]:
+            if not run_level(runner, concurrency, scen, emit, stop) or stop.is_set():
+                break
+    finally:
+        n = runner.cleanup_all()
+        if n:
+            emit("warning", message=f"removed {n} pod(s) of this run on {target.name} at the end")
+        runner.client.close()
+
+
+@contextmanager
+def node_lock(path: str = LOCK_PATH) -> Iterator[None]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another hopbench agent runs on this node (lock {path})") from None
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+
+
+def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
+    emit = Emitter(stdout)
+    stop = threading.Event()
+
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only flag here: emitting from a handler could wait on the lock the interrupted code holds.
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    emit("hello", agent_version=__version__, pid=os.getpid())
+    try:
+        job = json.loads(stdin.readline())
+        scen = job["scenario"]
+        with node_lock(job.get("lock_path", LOCK_PATH)):
+            emit("meta", node=nodeinfo.collect())
+            found = stacks.discover(job.get("stacks_dir", stacks.DEFAULT_STACKS_DIR))
+            targets = resolve_targets(scen["targets"], found, float(scen["timeout_s"]), emit)
+            per_target = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
+            emit("plan", lifecycles=per_target * len(targets), targets=[t.name for t in targets])
+            for target in targets:
+                if stop.is_set() or emit.closed.is_set():
+                    break
+                sweep_leftovers(target, float(scen["timeout_s"]), emit)
+                try:
+                    run_target(target, job, emit, stop)
+                except Exception as exc:  # noqa: BLE001 - one broken target must not stop the others
+                    emit("error", target=target.name, message=f"{type(exc).__name__}: {exc}")
+            if received:
+                emit("warning", message=f"agent got {signal.Signals(received[0]).name}: stopped early and cleaned up")
+            emit("meta_end", clock=nodeinfo.clock(), loadavg=nodeinfo.load())
+    except Exception as exc:  # noqa: BLE001 - reported to the controller, then a non-zero exit
+        emit("error", message=f"{type(exc).__name__}: {exc}")
+        emit("done", ok=False, interrupted=stop.is_set())
+        return 1
+    emit("done", ok=not stop.is_set(), interrupted=stop.is_set())
+    return 0 if not stop.is_set() else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

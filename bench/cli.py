@@ -1,0 +1,84 @@
+"""hopbench command line: provision, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench import __version__
+
+DEFAULT_SCENARIO = "scenarios/quick.yaml"
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from bench.runner import run_playbook
+
+    return run_playbook(args.playbook, args.inventory)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench import runner
+    from bench.scenario import ScenarioError, load_scenario
+    from bench.transport.local import LocalTransport
+
+    console = Console(stderr=True)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    result = runner.execute(
+        scenario, LocalTransport(), Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
+    )
+    console.print(f"results: {result.dir}")
+    if result.report_path:
+        print(result.report_path)
+    if not result.ok:
+        console.print(f"[red]run {result.store.meta.get('status')}: see {result.dir / 'events.jsonl'}[/]")
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        run_dir = Path(args.results) / args.run
+    try:
+        print(build_report(run_dir))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hopbench", description="Measure Kubernetes container runtime stacks hop by hop.")
+    p.add_argument("--version", action="version", version=f"hopbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    prov = sub.add_parser("provision", help="install and start the stacks on the nodes (ansible-playbook)")
+    prov.add_argument("--inventory", "-i", help="Ansible inventory (default: ansible/inventories/local)")
+    prov.add_argument("--playbook", default="site.yml", help="playbook in ansible/ (site.yml, reset.yml)")
+    prov.set_defaults(fn=cmd_provision)
+
+    run = sub.add_parser("run", help="run a scenario and write results/<run-id>/ with a report")
+    run.add_argument("--scenario", "-s", default=DEFAULT_SCENARIO, help=f"scenario file (default {DEFAULT_SCENARIO})")
+    run.add_argument("--results", default="results", help="results folder (default results/)")
+    run.set_defaults(fn=cmd_run)
+
+    rep = sub.add_parser("report", help="(re)build the HTML report of a run")
+    rep.add_argument("run", help="run id or run folder")
+    rep.add_argument("--results", default="results", help="results folder (default results/)")
+    rep.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.fn(args))

@@ -1,0 +1,161 @@
+"""The `cri` level: CRI v1 gRPC over the stack's unix socket, what kubelet calls."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+from cri_api.v1 import api_pb2 as cri
+from cri_api.v1 import api_pb2_grpc as cri_grpc
+
+from bench import kubelet
+from bench.levels import Timed, timed
+
+# The ops of one pod lifecycle at this level, in order.
+POD_LIFECYCLE_OPS = (
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+)
+
+READY_MARK = "hopbench-workload ready"
+STOP_MARK = "hopbench-workload stopping"
+
+
+class CheckFailed(RuntimeError):
+    """The workload did not behave as it must (not running, no output, bad exit code)."""
+
+
+class CriClient:
+    """A CRI v1 client for one stack's socket; thread-safe (one gRPC channel)."""
+
+    def __init__(self, endpoint: str, timeout_s: float = 60.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout_s
+        self.channel = grpc.insecure_channel(endpoint)
+        self.runtime = cri_grpc.RuntimeServiceStub(self.channel)
+        self.images = cri_grpc.ImageServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def version(self) -> cri.VersionResponse:
+        return self.runtime.Version(cri.VersionRequest(version="v1"), timeout=min(self.timeout, 10))
+
+    def image_id(self, ref: str) -> str:
+        status = self.images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref)), timeout=self.timeout)
+        if not status.image.id:
+            raise LookupError(f"image {ref} is not in the stack's store (provision the node)")
+        return str(status.image.id)
+
+    # --- the timed ops -------------------------------------------------------------
+    def run_pod_sandbox(self, config: cri.PodSandboxConfig, handler: str) -> Timed[str]:
+        req = cri.RunPodSandboxRequest(config=config, runtime_handler=handler)
+        return timed("RunPodSandbox", lambda: self.runtime.RunPodSandbox(req, timeout=self.timeout).pod_sandbox_id)
+
+    def create_container(
+        self, sandbox_id: str, config: cri.ContainerConfig, sandbox: cri.PodSandboxConfig
+    ) -> Timed[str]:
+        req = cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox)
+        return timed("CreateContainer", lambda: self.runtime.CreateContainer(req, timeout=self.timeout).container_id)
+
+    def start_container(self, container_id: str) -> Timed[object]:
+        req = cri.StartContainerRequest(container_id=container_id)
+        return timed("StartContainer", lambda: self.runtime.StartContainer(req, timeout=self.timeout))
+
+    def stop_container(self, container_id: str, grace_s: int) -> Timed[object]:
+        req = cri.StopContainerRequest(container_id=container_id, timeout=grace_s)
+        return timed("StopContainer", lambda: self.runtime.StopContainer(req, timeout=self.timeout + grace_s))
+
+    def remove_container(self, container_id: str) -> Timed[object]:
+        req = cri.RemoveContainerRequest(container_id=container_id)
+        return timed("RemoveContainer", lambda: self.runtime.RemoveContainer(req, timeout=self.timeout))
+
+    def stop_pod_sandbox(self, sandbox_id: str) -> Timed[object]:
+        req = cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id)
+        return timed("StopPodSandbox", lambda: self.runtime.StopPodSandbox(req, timeout=self.timeout))
+
+    def remove_pod_sandbox(self, sandbox_id: str) -> Timed[object]:
+        req = cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id)
+        return timed("RemovePodSandbox", lambda: self.runtime.RemovePodSandbox(req, timeout=self.timeout))
+
+    # --- untimed checks and clean-up -----------------------------------------------
+    def container_status(self, container_id: str) -> cri.ContainerStatus:
+        req = cri.ContainerStatusRequest(container_id=container_id)
+        return self.runtime.ContainerStatus(req, timeout=self.timeout).status
+
+    def wait_running_with_output(self, container_id: str, deadline_s: float = 10.0) -> str:
+        """Check through CRI that the workload runs and has printed its ready line."""
+        end = time.monotonic() + deadline_s
+        status = self.container_status(container_id)
+        while time.monotonic() < end:
+            status = self.container_status(container_id)
+            if status.state == cri.ContainerState.CONTAINER_RUNNING and READY_MARK in _read(status.log_path):
+                return status.log_path
+            if status.state == cri.ContainerState.CONTAINER_EXITED:
+                break
+            time.sleep(0.005)
+        raise CheckFailed(
+            f"container {container_id[:12]} state {cri.ContainerState.Name(status.state)}, exit {status.exit_code}, "
+            f"log {status.log_path or '-'} without {READY_MARK!r}"
+        )
+
+    def check_exited_cleanly(self, container_id: str) -> None:
+        """After StopContainer: exited with status 0 after printing its stop line."""
+        status = self.container_status(container_id)
+        log = _read(status.log_path)
+        if status.state != cri.ContainerState.CONTAINER_EXITED or status.exit_code != 0 or STOP_MARK not in log:
+            raise CheckFailed(
+                f"container {container_id[:12]} after stop: state {cri.ContainerState.Name(status.state)}, "
+                f"exit {status.exit_code}, stop line {'present' if STOP_MARK in log else 'missing'}"
+            )
+
+    def sandboxes(self, labels: dict[str, str]) -> list[cri.PodSandbox]:
+        req = cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=labels))
+        return list(self.runtime.ListPodSandbox(req, timeout=self.timeout).items)
+
+    def remove_pod(self, sandbox_id: str) -> list[str]:
+        """Untimed clean-up of one pod and its containers; returns the errors met."""
+        errors = []
+        try:
+            req = cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sandbox_id))
+            for c in self.runtime.ListContainers(req, timeout=self.timeout).containers:
+                for t in (self.stop_container(c.id, 0), self.remove_container(c.id)):
+                    if not t.ok:
+                        errors.append(f"{t.op} {c.id[:12]}: {t.error}")
+        except grpc.RpcError as exc:
+            errors.append(f"ListContainers: {exc}")
+        for t in (self.stop_pod_sandbox(sandbox_id), self.remove_pod_sandbox(sandbox_id)):
+            if not t.ok:
+                errors.append(f"{t.op} {sandbox_id[:12]}: {t.error}")
+        return errors
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read(65536)
+    except OSError:
+        return ""
+
+
+def remove_pod_files(pod: kubelet.Pod) -> None:
+    """Remove what kubelet would remove after a pod: its log dir, state dir and cgroups."""
+    shutil.rmtree(pod.log_directory, ignore_errors=True)
+    shutil.rmtree(pod.state_directory, ignore_errors=True)
+    root = Path("/sys/fs/cgroup")
+    if root.is_dir():
+        for hierarchy in root.iterdir():
+            target = hierarchy / pod.cgroup_parent.lstrip("/")
+            if target.is_dir():
+                for sub in sorted(target.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+                    with contextlib.suppress(OSError):  # not empty: a process still in it
+                        os.rmdir(sub)

@@ -1,0 +1,152 @@
+"""Node metadata, each fact from one small function (pyperf's way), collected on the node.
+
+Runs whose kernel, CPU or component versions differ should not be compared silently;
+these facts go into meta.json so the analysis can refuse or warn.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+CAP_SYS_RESOURCE = 24
+
+
+def kernel() -> dict[str, str]:
+    u = os.uname()
+    return {"release": u.release, "version": u.version, "machine": u.machine}
+
+
+def cpu() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    governor = None
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as fh:
+            governor = fh.read().strip()
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "logical": psutil.cpu_count(logical=True),
+        "physical": psutil.cpu_count(logical=False),
+        "governor": governor,
+        "affinity": sorted(os.sched_getaffinity(0)),
+    }
+
+
+def memory() -> dict[str, int]:
+    vm = psutil.virtual_memory()
+    return {"total_bytes": vm.total, "available_bytes": vm.available}
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def os_release() -> dict[str, str]:
+    try:
+        return dict(platform.freedesktop_os_release())
+    except OSError:
+        return {}
+
+
+def cgroups() -> dict[str, Any]:
+    mounts = []
+    with open("/proc/mounts") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts[2] in ("cgroup", "cgroup2"):
+                mounts.append(parts[2])
+    if mounts == ["cgroup2"]:
+        mode = "unified"
+    elif "cgroup2" in mounts:
+        mode = "hybrid"
+    elif mounts:
+        mode = "legacy"
+    else:
+        mode = "none"
+    return {"mode": mode}
+
+
+def capabilities() -> dict[str, Any]:
+    eff = 0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("CapEff:"):
+                eff = int(line.split()[1], 16)
+    return {"effective": format(eff, "x"), "cap_sys_resource": bool(eff >> CAP_SYS_RESOURCE & 1)}
+
+
+def init_system() -> str:
+    try:
+        with open("/proc/1/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def debian_package_versions(
+    names: tuple[str, ...] = ("containerd", "runc", "containernetworking-plugins"),
+) -> dict[str, str]:
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *names],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def clock() -> dict[str, Any]:
+    return {
+        "monotonic_ns": time.monotonic_ns(),
+        "wall_ns": time.time_ns(),
+        "monotonic_resolution_ns": int(time.get_clock_info("monotonic").resolution * 1e9),
+    }
+
+
+COLLECTORS: dict[str, Callable[[], Any]] = {
+    "hostname": socket.gethostname,
+    "kernel": kernel,
+    "os": os_release,
+    "cpu": cpu,
+    "memory": memory,
+    "loadavg": load,
+    "cgroups": cgroups,
+    "capabilities": capabilities,
+    "init": init_system,
+    "packages": debian_package_versions,
+    "python": lambda: sys.version.split()[0],
+    "clock": clock,
+}
+
+
+def collect() -> dict[str, Any]:
+    """Every fact; a collector that fails records its error instead of stopping the run."""
+    facts: dict[str, Any] = {}
+    for name, fn in COLLECTORS.items():
+        try:
+            facts[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - metadata must never abort a run
+            facts[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return facts

@@ -1,0 +1,168 @@
+"""The self-contained HTML report of one run (charts inlined as PNG, no external files)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench import stats  # noqa: E402
+from bench.results import load_run, read_jsonl  # noqa: E402
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+pre{background:#f7f7f7;padding:.75rem;overflow-x:auto;font-size:.85rem}
+.bad{color:#a00;font-weight:bold}.ok{color:#070}
+img{max-width:100%}
+"""
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def latency_chart(samples: pd.DataFrame) -> str:
+    """One panel per op: the distribution of each target at each concurrency, same log axis."""
+    measured = samples[(~samples["warmup"]) & samples["ok"]].copy()
+    measured["ms"] = measured["duration_ns"] / 1e6
+    measured["series"] = measured["stack"] + "/" + measured["handler"] + " c=" + measured["concurrency"].astype(str)
+    ops = stats.op_order(list(measured["op"].unique()))
+    series = sorted(measured["series"].unique())
+    fig, axes = plt.subplots(len(ops), 1, figsize=(9, 0.55 * len(series) * len(ops) + 1.2 * len(ops)), squeeze=False)
+    lo, hi = measured["ms"].min(), measured["ms"].max()
+    rng = np.random.default_rng(0)
+    for ax, op in zip(axes[:, 0], ops, strict=True):
+        data = [measured[(measured["op"] == op) & (measured["series"] == s)]["ms"].to_numpy() for s in series]
+        ax.boxplot(data, vert=False, widths=0.6, showfliers=False, tick_labels=series)
+        for i, d in enumerate(data, start=1):
+            ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=6, alpha=0.45, color="tab:blue")
+        ax.set_xscale("log")
+        ax.set_xlim(lo * 0.8, hi * 1.25)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(op, loc="left", fontsize=10)
+        ax.grid(axis="x", which="both", alpha=0.3)
+    axes[-1, 0].set_xlabel("latency (ms, log scale); box: quartiles, whiskers 1.5 IQR, dots: every sample")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def summary_table(summary: pd.DataFrame) -> str:
+    head = (
+        "<tr><th class=l>target</th><th>conc.</th><th class=l>op</th><th>n</th><th>p50 ms</th>"
+        "<th>p50 95% CI</th><th>p90 ms</th><th>p99 ms</th><th>failed</th><th>warm-up</th></tr>"
+    )
+    order = {op: i for i, op in enumerate(stats.op_order(list(summary["op"].unique())))}
+    summary = summary.assign(_o=summary["op"].map(order)).sort_values(["stack", "handler", "concurrency", "_o"])
+    rows = []
+    for r in summary.itertuples():
+        failed = f"<span class=bad>{r.failed}</span>" if r.failed else "0"
+        rows.append(
+            f"<tr><td class=l>{html.escape(r.stack)}/{html.escape(r.handler)}</td><td>{r.concurrency}</td>"
+            f"<td class=l>{html.escape(r.op)}</td><td>{r.n}</td><td>{_fmt(getattr(r, 'p50_ms', None))}</td>"
+            f"<td>{_fmt(getattr(r, 'p50_lo_ms', None))} – {_fmt(getattr(r, 'p50_hi_ms', None))}</td>"
+            f"<td>{_fmt(getattr(r, 'p90_ms', None))}</td><td>{_fmt(getattr(r, 'p99_ms', None))}</td>"
+            f"<td>{failed}</td><td>{r.warmup}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def build_report(run_dir: Path) -> Path:
+    meta, samples = load_run(run_dir)
+    checks = read_jsonl(run_dir / "checks.jsonl")
+    events = [e for e in read_jsonl(run_dir / "events.jsonl") if e.get("event") in ("warning", "error")]
+    summary = stats.summarize(samples)
+    node = meta.get("node_facts", {})
+    scen = meta.get("scenario", {})
+    passed = sum(1 for c in checks if c.get("ok"))
+    failed_checks = [c for c in checks if not c.get("ok")]
+    e = html.escape
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>hopbench {e(meta['run_id'])}</title>"
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>hopbench run {e(meta['run_id'])}</h1>",
+        f"<p>Scenario <b>{e(scen.get('name', '?'))}</b> on node <b>{e(meta.get('node', '?'))}</b>, "
+        f"{e(str(meta.get('started_at', '?')))} → {e(str(meta.get('ended_at', '?')))}, status "
+        f"<b class={'ok' if meta.get('status') == 'complete' else 'bad'}>{e(str(meta.get('status')))}</b>.</p>",
+        f"<p>{e(scen.get('description', ''))}</p>",
+        "<h2>Workload checks</h2>",
+        f"<p>{passed} pod lifecycles verified through CRI (container running with its ready line, then exited 0 "
+        f"after StopContainer); <span class={'bad' if failed_checks else 'ok'}>{len(failed_checks)} failed</span>.</p>",
+    ]
+    if failed_checks:
+        parts.append("<ul>" + "".join(f"<li>{e(json.dumps(c))}</li>" for c in failed_checks[:20]) + "</ul>")
+    parts.append("<h2>Latency per op</h2>")
+    if samples.empty:
+        parts.append("<p class=bad>No samples.</p>")
+    else:
+        parts += [summary_table(summary), f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>"]
+    parts += [
+        "<h2>Method</h2>",
+        "<p>Each op is timed on the node with the monotonic clock around the single CRI gRPC call, nothing else "
+        "inside the interval. The requests are those kubelet sends for an ordinary BestEffort pod (see "
+        "<code>bench/kubelet.py</code>). Warm-up lifecycles are kept in the data and excluded from the "
+        "statistics; failed calls are counted, not timed. p50's interval is distribution-free (binomial order "
+        "statistics); missing bounds mean too few samples. No outlier is removed.</p>",
+        "<h2>Targets</h2><table><tr><th class=l>target</th><th class=l>available</th>"
+        "<th class=l>versions / reason</th></tr>",
+    ]
+    for t in meta.get("targets", []):
+        detail = t.get("reason") or "; ".join(f"{k}: {v}" for k, v in t.get("versions", {}).items())
+        parts.append(
+            f"<tr><td class=l>{e(t['target'])}</td><td class=l>{'yes' if t['available'] else 'no'}</td>"
+            f"<td class=l>{e(detail)}</td></tr>"
+        )
+    parts.append("</table>")
+    env = {
+        "harness": meta.get("harness", {}),
+        "kernel": node.get("kernel"),
+        "os": node.get("os", {}).get("PRETTY_NAME") if isinstance(node.get("os"), dict) else None,
+        "cpu": node.get("cpu"),
+        "memory": node.get("memory"),
+        "cgroups": node.get("cgroups"),
+        "capabilities": node.get("capabilities"),
+        "init": node.get("init"),
+        "packages": node.get("packages"),
+        "loadavg at start": node.get("loadavg"),
+    }
+    parts += [
+        "<h2>Environment</h2>",
+        f"<pre>{e(json.dumps(env, indent=2, default=str))}</pre>",
+        "<h2>Scenario</h2>",
+        f"<p>{e(scen.get('path', ''))}, sha256 {e(scen.get('sha256', ''))}</p>",
+        f"<pre>{e(meta.get('scenario_text', ''))}</pre>",
+        "<h2>Reproduce</h2>",
+        f"<pre>{e(meta.get('command', ''))}</pre>",
+    ]
+    if events:
+        parts.append("<h2>Warnings and errors</h2><ul>")
+        parts += [f"<li>{e(ev.get('event', ''))}: {e(str(ev.get('message', '')))}</li>" for ev in events[:200]]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    out = run_dir / "report.html"
+    out.write_text("\n".join(parts))
+    return out

@@ -1,0 +1,146 @@
+"""The results store: one folder per run under results/, written as the run goes.
+
+    results/<run-id>/
+      meta.json        schema version, harness, node facts, components, scenario, times, status
+      samples.jsonl    journal: one JSON sample per line, appended and flushed as it arrives
+      samples.parquet  the same samples as a tidy table, rewritten atomically every few
+                       seconds and at the end (rebuilt from the journal if a run crashed)
+      checks.jsonl     workload checks (the container really ran), one per lifecycle
+      events.jsonl     warnings and errors from the agent
+      report.html      made at the end (hopbench report RUN remakes it)
+
+A crash loses at most the sample being written: the journal is flushed per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from bench import RESULTS_SCHEMA_VERSION
+
+SAMPLE_COLUMNS = {
+    "run_id": "string",
+    "node": "string",
+    "stack": "string",
+    "handler": "string",
+    "level": "string",
+    "op": "string",
+    "iteration": "int64",
+    "concurrency": "int64",
+    "worker": "int64",
+    "warmup": "bool",
+    "start_ns": "int64",
+    "duration_ns": "int64",
+    "ok": "bool",
+    "error": "string",
+}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class RunStore:
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.dir = root / run_id
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.run_id = run_id
+        self.meta: dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": run_id, "status": "running"}
+        self._files: dict[str, IO[str]] = {}
+        self.samples: list[dict[str, Any]] = []
+        self._flushed_at = 0.0
+        self._flushed_n = 0
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        fh = self._files.get(name)
+        if fh is None:
+            fh = self._files[name] = open(self.dir / name, "a", buffering=1)  # noqa: SIM115 - kept open for the run
+        fh.write(json.dumps(record, default=str) + "\n")
+        fh.flush()
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        write_json_atomic(self.dir / "meta.json", self.meta)
+
+    def add_sample(self, sample: dict[str, Any]) -> None:
+        row = {k: sample.get(k) for k in SAMPLE_COLUMNS}
+        self._append("samples.jsonl", row)
+        self.samples.append(row)
+        if time.monotonic() - self._flushed_at > 5.0:
+            self.write_parquet()
+
+    def add_check(self, check: dict[str, Any]) -> None:
+        self._append("checks.jsonl", check)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        self._append("events.jsonl", {"wall_time": time.time(), **event})
+
+    def write_parquet(self) -> None:
+        if len(self.samples) == self._flushed_n and (self.dir / "samples.parquet").exists():
+            return
+        write_samples_parquet(self.dir, self.samples)
+        self._flushed_at = time.monotonic()
+        self._flushed_n = len(self.samples)
+
+    def close(self) -> None:
+        self.write_parquet()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+
+def write_samples_parquet(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)).astype(SAMPLE_COLUMNS)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix="samples.parquet.")
+    os.close(fd)
+    frame.to_parquet(tmp, index=False)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, run_dir / "samples.parquet")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line after a crash: keep what came before
+    return rows
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
+    """meta and samples of a run; samples.parquet is rebuilt from the journal when stale."""
+    import pandas as pd
+
+    meta_path = run_dir / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{run_dir}: no meta.json, not a hopbench run folder")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("schema_version") != RESULTS_SCHEMA_VERSION:
+        got = meta.get("schema_version")
+        raise ValueError(f"{meta_path}: field 'schema_version': expected {RESULTS_SCHEMA_VERSION}, got {got!r}")
+    journal = read_jsonl(run_dir / "samples.jsonl")
+    parquet = run_dir / "samples.parquet"
+    frame = pd.read_parquet(parquet) if parquet.exists() else None
+    if frame is None or len(frame) < len(journal):
+        write_samples_parquet(run_dir, journal)
+        frame = pd.read_parquet(parquet)
+    return meta, frame

@@ -1,0 +1,210 @@
+"""Scenario files: what to run, how often, at what concurrency, on which targets and levels.
+
+A scenario is a YAML mapping. Every field is checked; an unknown or malformed field raises
+ScenarioError naming the file, the field and what was expected, before anything runs.
+
+    schema: 1                     # scenario format version
+    name: quick                   # short name, used in run ids
+    description: free text
+    targets: [containerd/runc]    # stack/handler pairs, or "all" for every available one
+    levels: [cri]                 # where measurements enter the path (cri only for now)
+    iterations: 20                # measured pod lifecycles per target and concurrency
+    warmup: 2                     # extra lifecycles first, kept in the results, flagged
+    concurrency: [1, 2]           # workers running lifecycles at once
+    timeout_s: 60                 # deadline of each CRI call
+    max_failures: 5               # failed lifecycles before a target is abandoned
+    workload:
+      command: []                 # override the image entrypoint (empty: image default)
+      args: []
+      stop_timeout_s: 30          # StopContainer grace period (kubelet's default 30)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIO_SCHEMA = 1
+STACKS = ("containerd", "crio", "docker")
+HANDLERS = ("runc", "crun", "runsc", "kata")
+LEVELS = ("cri",)
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names file, field and expectation."""
+
+    def __init__(self, path: str | Path, field_name: str, expected: str, got: object = None) -> None:
+        self.path, self.field, self.expected = str(path), field_name, expected
+        got_text = "" if got is None else f", got {got!r}"
+        super().__init__(f"{path}: field '{field_name}': expected {expected}{got_text}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    stop_timeout_s: int = 30
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    sha256: str
+    text: str
+    description: str = ""
+    targets: tuple[str, ...] = ("all",)
+    levels: tuple[str, ...] = ("cri",)
+    iterations: int = 20
+    warmup: int = 2
+    concurrency: tuple[int, ...] = (1,)
+    timeout_s: float = 60.0
+    max_failures: int = 5
+    workload: Workload = field(default_factory=Workload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "description": self.description,
+            "targets": list(self.targets),
+            "levels": list(self.levels),
+            "iterations": self.iterations,
+            "warmup": self.warmup,
+            "concurrency": list(self.concurrency),
+            "timeout_s": self.timeout_s,
+            "max_failures": self.max_failures,
+            "workload": {
+                "command": list(self.workload.command),
+                "args": list(self.workload.args),
+                "stop_timeout_s": self.workload.stop_timeout_s,
+            },
+        }
+
+
+def _int(path: Path, name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ScenarioError(path, name, f"an integer >= {minimum}", value)
+    return value
+
+
+def _str_list(path: Path, name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScenarioError(path, name, "a list of strings", value)
+    return tuple(value)
+
+
+def _target(path: Path, name: str, value: object) -> str:
+    if value == "all":
+        return "all"
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ScenarioError(path, name, "'all' or STACK/HANDLER such as containerd/runc", value)
+    stack, handler = value.split("/")
+    if stack not in STACKS:
+        raise ScenarioError(path, name, f"a stack among {', '.join(STACKS)}", stack)
+    if handler not in HANDLERS:
+        raise ScenarioError(path, name, f"a handler among {', '.join(HANDLERS)}", handler)
+    return value
+
+
+def _workload(path: Path, value: object) -> Workload:
+    if not isinstance(value, dict):
+        raise ScenarioError(path, "workload", "a mapping with command, args, stop_timeout_s", value)
+    allowed = {"command", "args", "stop_timeout_s"}
+    for key in value:
+        if key not in allowed:
+            raise ScenarioError(path, f"workload.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
+    return Workload(
+        command=_str_list(path, "workload.command", value.get("command", [])),
+        args=_str_list(path, "workload.args", value.get("args", [])),
+        stop_timeout_s=_int(path, "workload.stop_timeout_s", value.get("stop_timeout_s", 30), 0),
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file; raise ScenarioError on the first problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(path, "(file)", "a readable scenario file", exc.strerror) from exc
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(path, "(document)", f"valid YAML{where}", str(exc).splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(path, "(document)", "a mapping of scenario fields", type(data).__name__)
+
+    fields = {
+        "schema",
+        "name",
+        "description",
+        "targets",
+        "levels",
+        "iterations",
+        "warmup",
+        "concurrency",
+        "timeout_s",
+        "max_failures",
+        "workload",
+    }
+    for key in data:
+        if key not in fields:
+            raise ScenarioError(path, str(key), f"one of {', '.join(sorted(fields))} (unknown field)")
+    if data.get("schema") != SCENARIO_SCHEMA:
+        raise ScenarioError(path, "schema", f"{SCENARIO_SCHEMA}", data.get("schema"))
+    name = data.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ScenarioError(path, "name", "a non-empty name of letters, digits, '-' and '_'", name)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ScenarioError(path, "description", "a string", description)
+
+    raw_targets = data.get("targets", ["all"])
+    if raw_targets == "all":
+        raw_targets = ["all"]
+    if not isinstance(raw_targets, list) or not raw_targets:
+        raise ScenarioError(path, "targets", "'all' or a non-empty list of STACK/HANDLER", raw_targets)
+    targets = tuple(_target(path, f"targets[{i}]", t) for i, t in enumerate(raw_targets))
+
+    levels = _str_list(path, "levels", data.get("levels", ["cri"]))
+    if not levels:
+        raise ScenarioError(path, "levels", f"a non-empty list among {', '.join(LEVELS)}", [])
+    for i, level in enumerate(levels):
+        if level not in LEVELS:
+            raise ScenarioError(path, f"levels[{i}]", f"a level among {', '.join(LEVELS)}", level)
+
+    concurrency = data.get("concurrency", [1])
+    if isinstance(concurrency, int) and not isinstance(concurrency, bool):
+        concurrency = [concurrency]
+    if not isinstance(concurrency, list) or not concurrency:
+        raise ScenarioError(path, "concurrency", "a positive integer or a non-empty list of them", concurrency)
+    conc = tuple(_int(path, f"concurrency[{i}]", c, 1) for i, c in enumerate(concurrency))
+
+    timeout = data.get("timeout_s", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ScenarioError(path, "timeout_s", "a positive number of seconds", timeout)
+
+    return Scenario(
+        name=name,
+        path=str(path),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        text=text,
+        description=description,
+        targets=targets,
+        levels=levels,
+        iterations=_int(path, "iterations", data.get("iterations", 20), 1),
+        warmup=_int(path, "warmup", data.get("warmup", 2), 0),
+        concurrency=conc,
+        timeout_s=float(timeout),
+        max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1),
+        workload=_workload(path, data.get("workload", {})),
+    )

@@ -1,0 +1,68 @@
+"""Integration fixtures: provision this machine with the real playbook, stop what we started.
+
+These tests talk to real daemons over their real sockets. They need root (provisioning
+installs Debian packages and starts daemons); without it they skip and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import stacks
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "ansible"
+
+
+RECAP = re.compile(r"^(\S+)\s*:\s*((?:\w+=\d+\s*)+)$", re.M)
+
+
+def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict[str, int]]:
+    """Run a playbook; return the PLAY RECAP counts per host. Fails the test on error."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    exe = Path(sys.executable).with_name("ansible-playbook")
+    proc = subprocess.run([str(exe), name, *extra], cwd=ANSIBLE, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"ansible-playbook {name} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        )
+    recap = proc.stdout.rsplit("PLAY RECAP", 1)[-1]
+    return {
+        host: {k: int(v) for k, v in (pair.split("=") for pair in counts.split())}
+        for host, counts in RECAP.findall(recap)
+    }
+
+
+def running_daemons() -> dict[str, int]:
+    found = {}
+    for stack in stacks.discover():
+        for daemon in stack.daemons:
+            pid = daemon.pid()
+            if pid is not None:
+                found[daemon.name] = pid
+    return found
+
+
+@pytest.fixture(scope="session")
+def provisioned():
+    """Provision the local node once per session; stop at the end the daemons this session started."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root: provisioning installs packages and starts daemons")
+    before = running_daemons()
+    first = playbook()
+    yield first
+    for name, pid in running_daemons().items():
+        if before.get(name) == pid:
+            continue  # it ran before the tests: leave it
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)

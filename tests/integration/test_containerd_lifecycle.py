@@ -1,0 +1,173 @@
+"""The real containerd CRI lifecycle through `hopbench run`, checked sample by sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import kubelet
+from bench.levels.cri import POD_LIFECYCLE_OPS, CriClient
+from bench.results import load_run, read_jsonl
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+SOCKET = "unix:///run/hopbench/containerd/containerd.sock"
+
+
+def scenario(tmp_path: Path, iterations: int, concurrency: list[int], warmup: int = 1) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        "schema: 1\nname: itest\ntargets: [containerd/runc]\nlevels: [cri]\n"
+        f"iterations: {iterations}\nwarmup: {warmup}\nconcurrency: {concurrency}\ntimeout_s: 60\n"
+    )
+    return path
+
+
+def hopbench(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("hopbench")), *args]
+
+
+def only_run(results: Path) -> Path:
+    (run,) = list(results.iterdir())
+    return run
+
+
+def assert_no_pods_left(run_id: str) -> None:
+    client = CriClient(SOCKET)
+    try:
+        assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == []
+    finally:
+        client.close()
+
+
+def test_run_measures_the_real_lifecycle(provisioned, tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        hopbench("run", "--scenario", str(scenario(tmp_path, 4, [1, 2])), "--results", str(results)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = only_run(results)
+    assert proc.stdout.strip() == str(run / "report.html")
+    meta, samples = load_run(run)
+
+    assert meta["status"] == "complete"
+    assert meta["failed_checks"] == 0
+    assert meta["harness"]["version"]
+    assert meta["node_facts"]["kernel"]["release"] == os.uname().release
+    (target,) = meta["targets"]
+    assert target["available"] and target["target"] == "containerd/runc"
+    assert target["versions"]["cri"].startswith("containerd ")
+    assert meta["scenario"]["sha256"] and meta["started_at"] <= meta["ended_at"]
+
+    # Every lifecycle: the seven ops, in order, all ok, each with a real positive duration.
+    assert len(samples) == 2 * (4 + 1) * len(POD_LIFECYCLE_OPS)
+    assert samples["ok"].all() and (samples["duration_ns"] > 0).all()
+    for _, life in samples.groupby(["concurrency", "iteration"]):
+        life = life.sort_values("start_ns")
+        assert list(life["op"]) == list(POD_LIFECYCLE_OPS)
+        ends = (life["start_ns"] + life["duration_ns"]).to_numpy()
+        assert (life["start_ns"].to_numpy()[1:] >= ends[:-1]).all()
+    assert samples.groupby("concurrency")["warmup"].sum().tolist() == [7, 7]
+    # The concurrency-2 lifecycles really overlapped in time.
+    c2 = samples[samples["concurrency"] == 2]
+    assert set(c2["worker"]) == {0, 1}
+
+    checks = read_jsonl(run / "checks.jsonl")
+    assert len(checks) == 10 and all(c["ok"] and c["check"] == "workload-ran" for c in checks)
+    report = (run / "report.html").read_text()
+    assert "data:image/png;base64," in report and "StartContainer" in report
+    assert_no_pods_left(meta["run_id"])
+    assert not any(Path(kubelet.DEFAULT_LOG_ROOT).glob(f"hopbench_hb-{meta['run_id'][-8:]}*"))
+
+
+def test_interrupt_keeps_samples_and_leaves_no_pod(provisioned, tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        hopbench("run", "--scenario", str(scenario(tmp_path, 200, [2], warmup=0)), "--results", str(results)),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        journal = None
+        while time.monotonic() < deadline:
+            runs = list(results.glob("*/samples.jsonl")) if results.exists() else []
+            if runs and len(runs[0].read_text().splitlines()) >= 20:
+                journal = runs[0]
+                break
+            time.sleep(0.2)
+        assert journal is not None, "the run produced no samples in time"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    meta, samples = load_run(journal.parent)
+    assert meta["status"] == "interrupted"
+    assert len(samples) >= 20
+    assert len(samples) < 200 * len(POD_LIFECYCLE_OPS)
+    assert_no_pods_left(meta["run_id"])
+    events = read_jsonl(journal.parent / "events.jsonl")
+    assert any("SIGTERM" in e.get("message", "") for e in events)
+
+
+def test_bad_scenario_fails_before_touching_the_node(provisioned, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: 1\nname: bad\niterations: many\n")
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        hopbench("run", "--scenario", str(bad), "--results", str(results)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"{bad}: field 'iterations': expected an integer >= 1, got 'many'" in " ".join(proc.stderr.split())
+    assert not results.exists()
+
+
+def test_samples_parquet_is_tidy(provisioned, tmp_path):
+    results = tmp_path / "results"
+    subprocess.run(
+        hopbench("run", "--scenario", str(scenario(tmp_path, 1, [1], warmup=0)), "--results", str(results)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    frame = pd.read_parquet(only_run(results) / "samples.parquet")
+    for col in (
+        "run_id",
+        "node",
+        "stack",
+        "handler",
+        "level",
+        "op",
+        "iteration",
+        "concurrency",
+        "start_ns",
+        "duration_ns",
+        "ok",
+        "error",
+    ):
+        assert col in frame.columns
+    assert set(frame["level"]) == {"cri"} and set(frame["node"]) == {"local"}
+    assert json.loads((only_run(results) / "meta.json").read_text())["samples"] == len(frame)

@@ -1,0 +1,47 @@
+import json
+
+from bench.results import RunStore, load_run
+
+
+def sample(i):
+    return {
+        "run_id": "r",
+        "node": "n",
+        "stack": "containerd",
+        "handler": "runc",
+        "level": "cri",
+        "op": "StartContainer",
+        "iteration": i,
+        "concurrency": 1,
+        "worker": 0,
+        "warmup": False,
+        "start_ns": i,
+        "duration_ns": 1000 + i,
+        "ok": True,
+        "error": "",
+    }
+
+
+def test_samples_survive_a_crash_before_the_parquet_is_written(tmp_path):
+    store = RunStore(tmp_path, "r")
+    store.update_meta(node="n")
+    store.write_parquet()  # an early checkpoint with no samples
+    for i in range(5):
+        store.add_sample(sample(i))
+    # The process dies here: no close(). A torn half line ends the journal.
+    with open(store.dir / "samples.jsonl", "a") as fh:
+        fh.write('{"run_id": "r", "op": "Sta')
+    meta, frame = load_run(store.dir)
+    for fh in store._files.values():  # what the dying process's exit would do
+        fh.close()
+    assert meta["status"] == "running"
+    assert list(frame["iteration"]) == [0, 1, 2, 3, 4]
+    assert frame["duration_ns"].dtype == "int64"
+
+
+def test_meta_is_rewritten_whole(tmp_path):
+    store = RunStore(tmp_path, "r")
+    store.update_meta(a=1)
+    store.update_meta(b=2)
+    meta = json.loads((store.dir / "meta.json").read_text())
+    assert meta["a"] == 1 and meta["b"] == 2 and meta["schema_version"] == 1

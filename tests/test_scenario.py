@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from bench.scenario import ScenarioError, load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+schema: 1
+name: t
+targets: [containerd/runc]
+iterations: 3
+warmup: 0
+concurrency: [1, 2]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_scenarios_load():
+    for path in sorted((REPO / "scenarios").glob("*.yaml")):
+        s = load_scenario(path)
+        assert s.name and s.iterations > 0
+
+
+def test_good_scenario_fields(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD))
+    assert s.targets == ("containerd/runc",)
+    assert s.concurrency == (1, 2)
+    assert s.workload.stop_timeout_s == 30
+    assert len(s.sha256) == 64 and s.text == GOOD
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "expected"),
+    [
+        ("iterations: ten", "iterations", "an integer >= 1"),
+        ("iterations: 0", "iterations", "an integer >= 1"),
+        ("concurrency: [1, -2]", "concurrency[1]", "an integer >= 1"),
+        ("targets: [containerd]", "targets[0]", "STACK/HANDLER"),
+        ("targets: [podman/runc]", "targets[0]", "a stack among"),
+        ("targets: [crio/youki]", "targets[0]", "a handler among"),
+        ("levels: [kube]", "levels[0]", "a level among"),
+        ("timeout_s: -1", "timeout_s", "a positive number"),
+        ("iteration: 3", "iteration", "unknown field"),
+        ("workload: {cmd: [x]}", "workload.cmd", "unknown field"),
+        ("workload: {command: sleep}", "workload.command", "a list of strings"),
+        ("name: 'a b'", "name", "letters, digits"),
+    ],
+)
+def test_malformed_scenario_names_file_field_and_expectation(tmp_path, change, field, expected):
+    key = change.split(":")[0]
+    lines = [line for line in GOOD.splitlines() if not line.startswith(key + ":")]
+    path = write(tmp_path, "\n".join([*lines, change]) + "\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert f"field '{field}'" in message
+    assert expected in message
+
+
+def test_wrong_schema_and_bad_yaml(tmp_path):
+    with pytest.raises(ScenarioError, match="field 'schema': expected 1, got 2"):
+        load_scenario(write(tmp_path, GOOD.replace("schema: 1", "schema: 2")))
+    with pytest.raises(ScenarioError, match=r"field '\(document\)': expected valid YAML at line"):
+        load_scenario(write(tmp_path, "schema: 1\nname: [unclosed\n"))
+    with pytest.raises(ScenarioError, match="a readable scenario file"):
+        load_scenario(tmp_path / "missing.yaml")
