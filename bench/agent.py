@@ -67,6 +67,8 @@ class Target:
 def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict[str, str]]:
     """Is the stack usable now? (available, reason, component versions)."""
     versions: dict[str, str] = {}
+    if stack.unavailable:
+        return False, stack.unavailable, versions
     for daemon in stack.daemons:
         versions[daemon.name] = stacks.command_version(daemon.version_cmd)
         if daemon.pid() is None:
@@ -86,32 +88,69 @@ def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict
     return True, "", versions
 
 
+def preflight(target: Target, timeout_s: float) -> str:
+    """Start and remove one pod sandbox, untimed: the reason the target cannot run pods, or ''.
+
+    A handler can pass its provisioning probe (the OCI runtime alone) and still fail inside
+    the stack, e.g. containerd-shim-runsc-v1 insists on an oom_score_adj the host forbids.
+    """
+    pod = kubelet.Pod(name=f"hb-preflight-{os.getpid()}", run_id=f"preflight-{os.getpid()}")
+    pod.prepare()
+    client = CriClient(target.stack.cri_endpoint, timeout_s)
+    try:
+        t = client.run_pod_sandbox(kubelet.sandbox_config(pod), target.handler.runtime_handler)
+        if t.ok and t.value:
+            errors = client.remove_pod(t.value)
+            return "; ".join(errors)
+        return t.error or "RunPodSandbox returned no id"
+    finally:
+        client.close()
+        remove_pod_files(pod)
+
+
 def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: float, emit: Emitter) -> list[Target]:
     """Match the scenario's targets to the node's stacks; report every one, available or not."""
     status = {s.name: stack_status(s, timeout_s) for s in found}
     by_name = {s.name: s for s in found}
     targets: list[Target] = []
     report = []
-    pairs = [f"{s.name}/{h}" for s in found for h in s.handlers] if "all" in wanted else wanted
+    known_handlers = ("runc", "crun", "runsc", "kata")
+    pairs = [f"{s.name}/{h}" for s in found for h in (s.handlers or known_handlers)] if "all" in wanted else wanted
     for pair in pairs:
         stack_name, handler_name = pair.split("/")
         stack = by_name.get(stack_name)
         if stack is None:
-            report.append(
-                {"target": pair, "available": False, "reason": f"stack {stack_name} is not provisioned on this node"}
-            )
+            report.append({"target": pair, "available": False, "reason": f"stack {stack_name} is not provisioned here"})
             continue
         ok, reason, versions = status[stack_name]
         handler = stack.handlers.get(handler_name)
-        if handler is None:
+        if not ok:
+            pass  # the stack's own reason comes first
+        elif handler is None:
             ok, reason = False, f"handler {handler_name} is not configured for {stack_name}"
-        else:
+        elif not handler.available:
+            ok, reason = False, handler.reason or f"{handler_name} is unavailable on {stack_name}"
+        if handler is not None and handler.version_cmd:
             versions = {**versions, handler_name: stacks.command_version(handler.version_cmd)}
         report.append(
-            {"target": pair, "available": ok, "reason": reason, "versions": versions, "stack_extra": stack.extra}
+            {
+                "target": pair,
+                "stack": stack_name,
+                "handler": handler_name,
+                "available": ok,
+                "reason": reason,
+                "versions": versions,
+                "stack_extra": stack.extra,
+                "handler_extra": handler.extra if handler is not None else {},
+            }
         )
         if ok and handler is not None:
-            targets.append(Target(stack, handler))
+            target = Target(stack, handler)
+            problem = preflight(target, timeout_s)
+            if problem:
+                report[-1].update(available=False, reason=f"preflight pod failed: {problem}")
+            else:
+                targets.append(target)
     emit("targets", targets=report)
     return targets
 
@@ -354,6 +393,9 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
             emit("meta", node=nodeinfo.collect())
             found = stacks.discover(job.get("stacks_dir", stacks.DEFAULT_STACKS_DIR))
             targets = resolve_targets(scen["targets"], found, float(scen["timeout_s"]), emit)
+            if job.get("mode") == "targets":
+                emit("done", ok=True, interrupted=False)
+                return 0
             per_target = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
             emit("plan", lifecycles=per_target * len(targets), targets=[t.name for t in targets])
             for target in targets:

@@ -43,6 +43,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_targets(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.runner import list_targets
+    from bench.transport.local import LocalTransport
+
+    try:
+        targets = list_targets(LocalTransport())
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(targets, indent=2, sort_keys=True))
+        return 0
+    table = Table(title="targets on node local")
+    for col in ("target", "available", "components / reason"):
+        table.add_column(col)
+    for t in targets:
+        detail = "\n".join(f"{k}: {v}" for k, v in t.get("versions", {}).items())
+        wrapper = t.get("handler_extra", {}).get("wrapper")
+        if wrapper:
+            detail += f"\nwrapper: {wrapper} (oom_score_adj clamp)"
+        if not t["available"]:
+            detail = t["reason"]
+        table.add_row(t["target"], "yes" if t["available"] else "[red]no[/]", detail)
+    Console().print(table)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
@@ -71,6 +103,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", "-s", default=DEFAULT_SCENARIO, help=f"scenario file (default {DEFAULT_SCENARIO})")
     run.add_argument("--results", default="results", help="results folder (default results/)")
     run.set_defaults(fn=cmd_run)
+
+    tg = sub.add_parser("targets", help="list every stack/handler pair on the node, available or not and why")
+    tg.add_argument("--json", action="store_true", help="machine-readable output")
+    tg.set_defaults(fn=cmd_targets)
 
     rep = sub.add_parser("report", help="(re)build the HTML report of a run")
     rep.add_argument("run", help="run id or run folder")

@@ -100,8 +100,9 @@ class Pod:
         return os.path.join(self.log_directory, CONTAINER_NAME, "0.log")
 
     def prepare(self) -> None:
-        """What kubelet does on the node before RunPodSandbox: log dir, hosts file, termination log."""
-        Path(self.log_directory).mkdir(parents=True, exist_ok=True)
+        """What kubelet does on the node before RunPodSandbox (pod log dir, hosts file) and before
+        CreateContainer (the container's log dir and termination-log file)."""
+        (Path(self.log_directory) / CONTAINER_NAME).mkdir(parents=True, exist_ok=True)
         state = Path(self.state_directory)
         (state / "containers" / CONTAINER_NAME).mkdir(parents=True, exist_ok=True)
         (state / "etc-hosts").write_text(

@@ -119,7 +119,11 @@ def build_report(run_dir: Path) -> Path:
     if samples.empty:
         parts.append("<p class=bad>No samples.</p>")
     else:
-        parts += [summary_table(summary), f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>"]
+        parts.append(summary_table(summary))
+        if (samples["ok"] & ~samples["warmup"]).any():
+            parts.append(f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>")
+        else:
+            parts.append("<p class=bad>No successful measured sample: no chart.</p>")
     parts += [
         "<h2>Method</h2>",
         "<p>Each op is timed on the node with the monotonic clock around the single CRI gRPC call, nothing else "

@@ -129,6 +129,26 @@ def execute(
     return RunResult(store, report_path, ok)
 
 
+def list_targets(transport: Transport) -> list[dict[str, Any]]:
+    """Every stack/handler pair of the node with availability, reason and component versions."""
+    job = {
+        "run_id": f"targets-{secrets.token_hex(4)}",
+        "node": transport.node,
+        "mode": "targets",
+        "scenario": {"targets": ["all"], "timeout_s": 30},
+    }
+    targets: list[dict[str, Any]] = []
+    errors = []
+    for ev in transport.run_agent(job):
+        if ev.get("event") == "targets":
+            targets = ev["targets"]
+        elif ev.get("event") == "error":
+            errors.append(str(ev.get("message")))
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return targets
+
+
 def _handle(
     ev: dict[str, Any],
     store: RunStore,

@@ -40,6 +40,9 @@ class Handler:
     runtime_handler: str
     binary: str
     version_cmd: tuple[str, ...] = ()
+    available: bool = True
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Stack:
     workload_image: str
     description_path: str
     extra: dict[str, Any] = field(default_factory=dict)
+    unavailable: str = ""  # why provisioning could not install the stack, if it could not
 
 
 class StackDescriptionError(ValueError):
@@ -74,11 +78,20 @@ def load_stack(path: Path) -> Stack:
         Daemon(d["name"], d["exec"], d["pidfile"], tuple(d.get("version_cmd", ())))
         for d in _need(data, "daemons", path, list)
     )
+    handler_keys = {"runtime_handler", "binary", "version_cmd", "available", "reason"}
     handlers = {
-        name: Handler(name, h.get("runtime_handler", name), h.get("binary", ""), tuple(h.get("version_cmd", ())))
+        name: Handler(
+            name,
+            h.get("runtime_handler", name),
+            h.get("binary", ""),
+            tuple(h.get("version_cmd", ())),
+            bool(h.get("available", True)),
+            str(h.get("reason", "")),
+            {k: v for k, v in h.items() if k not in handler_keys},
+        )
         for name, h in _need(data, "handlers", path, dict).items()
     }
-    known = {"stack", "cri_endpoint", "daemons", "handlers", "pause_image", "workload_image"}
+    known = {"stack", "cri_endpoint", "daemons", "handlers", "pause_image", "workload_image", "unavailable"}
     return Stack(
         name=_need(data, "stack", path, str),
         cri_endpoint=_need(data, "cri_endpoint", path, str),
@@ -88,6 +101,7 @@ def load_stack(path: Path) -> Stack:
         workload_image=_need(data, "workload_image", path, str),
         description_path=str(path),
         extra={k: v for k, v in data.items() if k not in known},
+        unavailable=str(data.get("unavailable") or ""),
     )
 
 

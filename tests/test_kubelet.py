@@ -28,5 +28,5 @@ def test_requests_are_what_kubelet_sends(tmp_path):
 def test_prepare_writes_the_files_kubelet_would(tmp_path):
     pod = kubelet.Pod(name="p", run_id="r", log_root=str(tmp_path / "logs"), state_root=str(tmp_path / "state"))
     pod.prepare()
-    assert (tmp_path / "logs" / f"hopbench_p_{pod.uid}").is_dir()
+    assert (tmp_path / "logs" / f"hopbench_p_{pod.uid}" / "workload").is_dir()
     assert "localhost" in (tmp_path / "state" / pod.uid / "etc-hosts").read_text()

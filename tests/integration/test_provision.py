@@ -61,3 +61,22 @@ def test_bad_subnet_is_refused_and_names_the_clash(provisioned, tmp_path):
     )
     assert proc.returncode != 0
     assert "overlaps route" in proc.stdout
+
+
+def test_docker_stack_is_isolated_and_described(provisioned):
+    (stack,) = [s for s in stacks.discover() if s.name == "docker"]
+    assert stack.cri_endpoint == "unix:///run/hopbench/cri-dockerd/cri-dockerd.sock"
+    assert [d.name for d in stack.daemons] == ["cri-dockerd", "dockerd"]
+    assert all(d.pid() is not None for d in stack.daemons)
+    daemon = json.loads(Path("/etc/hopbench/docker/daemon.json").read_text())
+    assert daemon["hosts"] == ["unix:///run/hopbench/docker/docker.sock"]
+    assert daemon["data-root"] == "/var/lib/hopbench/docker"
+    assert daemon["bridge"] == "none" and daemon["iptables"] is False
+    args = Path("/etc/hopbench/docker/cri-dockerd.args").read_text().split()
+    assert "--streaming-bind-addr=127.0.0.1:0" in args
+    assert "--docker-endpoint=unix:///run/hopbench/docker/docker.sock" in args
+
+
+def test_built_programs_are_cached_by_version(provisioned):
+    cached = {p.name.split("-v")[0] for p in Path("/var/cache/hopbench/bin").iterdir()}
+    assert {"crictl", "cri-dockerd"} <= cached

@@ -1,4 +1,4 @@
-"""The real containerd CRI lifecycle through `hopbench run`, checked sample by sample."""
+"""The real CRI lifecycle through `hopbench run` on every available target, checked sample by sample."""
 
 from __future__ import annotations
 
@@ -20,15 +20,29 @@ from bench.results import load_run, read_jsonl
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = "unix:///run/hopbench/containerd/containerd.sock"
+# Targets this machine must be able to measure; others are measured when available.
+REQUIRED = {"containerd/runc", "docker/runc"}
 
 
-def scenario(tmp_path: Path, iterations: int, concurrency: list[int], warmup: int = 1) -> Path:
+def scenario(
+    tmp_path: Path, iterations: int, concurrency: list[int], warmup: int = 1, target: str = "containerd/runc"
+) -> Path:
     path = tmp_path / "scenario.yaml"
     path.write_text(
-        "schema: 1\nname: itest\ntargets: [containerd/runc]\nlevels: [cri]\n"
+        f"schema: 1\nname: itest\ntargets: [{target}]\nlevels: [cri]\n"
         f"iterations: {iterations}\nwarmup: {warmup}\nconcurrency: {concurrency}\ntimeout_s: 60\n"
     )
     return path
+
+
+def targets_json() -> list[dict]:
+    out = subprocess.run(hopbench("targets", "--json"), cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def node_targets(provisioned):
+    return targets_json()
 
 
 def hopbench(*args: str) -> list[str]:
@@ -40,23 +54,34 @@ def only_run(results: Path) -> Path:
     return run
 
 
-def assert_no_pods_left(run_id: str) -> None:
-    client = CriClient(SOCKET)
+def assert_no_pods_left(run_id: str, endpoint: str = SOCKET) -> None:
+    client = CriClient(endpoint)
     try:
         assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == []
     finally:
         client.close()
 
 
-def test_run_measures_the_real_lifecycle(provisioned, tmp_path):
+def test_required_targets_are_available(node_targets):
+    available = {t["target"] for t in node_targets if t["available"]}
+    missing = REQUIRED - available
+    assert not missing, [t for t in node_targets if t["target"] in missing]
+
+
+@pytest.mark.parametrize("target", ["containerd/runc", "docker/runc", "containerd/runsc", "crio/runc", "crio/runsc"])
+def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
+    info = {t["target"]: t for t in node_targets}[target]
+    if not info["available"]:
+        assert target not in REQUIRED
+        pytest.skip(f"{target} is unavailable on this node: {info['reason']}")
     results = tmp_path / "results"
     proc = subprocess.run(
-        hopbench("run", "--scenario", str(scenario(tmp_path, 4, [1, 2])), "--results", str(results)),
+        hopbench("run", "--scenario", str(scenario(tmp_path, 4, [1, 2], target=target)), "--results", str(results)),
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = only_run(results)
@@ -67,9 +92,12 @@ def test_run_measures_the_real_lifecycle(provisioned, tmp_path):
     assert meta["failed_checks"] == 0
     assert meta["harness"]["version"]
     assert meta["node_facts"]["kernel"]["release"] == os.uname().release
-    (target,) = meta["targets"]
-    assert target["available"] and target["target"] == "containerd/runc"
-    assert target["versions"]["cri"].startswith("containerd ")
+    (measured,) = meta["targets"]
+    assert measured["available"] and measured["target"] == target
+    assert (
+        measured["versions"]["cri"].split()[0]
+        == {"containerd": "containerd", "docker": "docker", "crio": "cri-o"}[target.split("/")[0]]
+    )
     assert meta["scenario"]["sha256"] and meta["started_at"] <= meta["ended_at"]
 
     # Every lifecycle: the seven ops, in order, all ok, each with a real positive duration.
@@ -89,8 +117,13 @@ def test_run_measures_the_real_lifecycle(provisioned, tmp_path):
     assert len(checks) == 10 and all(c["ok"] and c["check"] == "workload-ran" for c in checks)
     report = (run / "report.html").read_text()
     assert "data:image/png;base64," in report and "StartContainer" in report
-    assert_no_pods_left(meta["run_id"])
+    assert_no_pods_left(meta["run_id"], _endpoint(target))
     assert not any(Path(kubelet.DEFAULT_LOG_ROOT).glob(f"hopbench_hb-{meta['run_id'][-8:]}*"))
+
+
+def _endpoint(target: str) -> str:
+    stack = target.split("/")[0]
+    return json.loads(Path(f"/etc/hopbench/stacks/{stack}.json").read_text())["cri_endpoint"]
 
 
 def test_interrupt_keeps_samples_and_leaves_no_pod(provisioned, tmp_path):

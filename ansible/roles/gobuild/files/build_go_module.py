@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Build a Go program from its module on the Go module proxy, cached by version.
+
+Some components (cri-dockerd, crictl...) have no Debian package. This builds one from
+its Go module with the node's Go toolchain and keeps the binary in a cache keyed by
+module, version and build settings, so a second run (or a second clone) skips the build.
+
+A module whose go.mod has replace directives cannot be built by `go install
+module@version`. So the build happens in a throwaway main module of ours that requires
+the target module and repeats its replace lines; `go build` then builds the target's
+package from the module cache.
+
+Prints one JSON object: changed (built now), path (the cached binary), version.
+Standard library only: it runs on the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+
+def replaces(gomod: str) -> list[str]:
+    """The replace directives of a go.mod, one 'old [v] => new [v]' string each."""
+    found: list[str] = []
+    block = False
+    for raw in gomod.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if block:
+            if line == ")":
+                block = False
+            elif "=>" in line:
+                found.append(line)
+        elif re.match(r"^replace\s*\($", line):
+            block = True
+        elif line.startswith("replace ") and "=>" in line:
+            found.append(line[len("replace ") :].strip())
+    # A relative replacement (./x) points into the target's own tree, which is not ours.
+    return [r for r in found if not r.split("=>", 1)[1].strip().startswith(".")]
+
+
+def go_directive(gomod: str) -> str:
+    m = re.search(r"^go\s+(\S+)", gomod, re.M)
+    return m.group(1) if m else "1.21"
+
+
+def run(argv: list[str], cwd: str, env: dict[str, str]) -> str:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        # `go mod download -json` reports its error in the JSON on stdout, not on stderr.
+        detail = proc.stderr.strip() or proc.stdout.strip()
+        sys.stderr.write(f"{' '.join(argv)} failed ({proc.returncode}): {detail[-4000:]}\n")
+        raise SystemExit(1)
+    return proc.stdout
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--module", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--package", required=True, help="package path of the main package to build")
+    p.add_argument("--name", required=True, help="binary name")
+    p.add_argument("--cache-dir", default="/var/cache/hopbench")
+    p.add_argument("--go", default="go")
+    p.add_argument("--tags", default="")
+    p.add_argument("--ldflags", default="-s -w")
+    p.add_argument("--cgo", choices=["0", "1"], default="0")
+    args = p.parse_args(argv)
+
+    settings = json.dumps([args.module, args.version, args.package, args.tags, args.ldflags, args.cgo])
+    key = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    bin_dir = os.path.join(args.cache_dir, "bin")
+    target = os.path.join(bin_dir, f"{args.name}-{args.version}-{key}")
+    if os.access(target, os.X_OK):
+        print(json.dumps({"changed": False, "path": target, "version": args.version}))
+        return 0
+
+    os.makedirs(bin_dir, exist_ok=True)
+    env = {
+        **os.environ,
+        "GOMODCACHE": os.path.join(args.cache_dir, "go", "mod"),
+        "GOCACHE": os.path.join(args.cache_dir, "go", "build"),
+        "GOPATH": os.path.join(args.cache_dir, "go", "path"),
+        "GOFLAGS": "-mod=mod -buildvcs=false",
+        "CGO_ENABLED": args.cgo,
+        "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
+    }
+    with tempfile.TemporaryDirectory(prefix=f"hopbench-build-{args.name}-") as work:
+        info = json.loads(run([args.go, "mod", "download", "-json", f"{args.module}@{args.version}"], work, env))
+        if info.get("Error"):
+            sys.stderr.write(f"go mod download {args.module}@{args.version}: {info['Error']}\n")
+            return 1
+        with open(info["GoMod"]) as fh:
+            dep_mod = fh.read()
+        lines = [f"module hopbench.local/build/{args.name}", "", f"go {go_directive(dep_mod)}", ""]
+        reps = replaces(dep_mod)
+        if reps:
+            lines += ["replace (", *[f"\t{r}" for r in reps], ")", ""]
+        with open(os.path.join(work, "go.mod"), "w") as fh:
+            fh.write("\n".join(lines))
+        run([args.go, "get", f"{args.module}@{args.version}"], work, env)
+        cmd = [args.go, "build", "-trimpath", "-ldflags", args.ldflags, "-o", target + ".tmp"]
+        if args.tags:
+            cmd += ["-tags", args.tags]
+        run([*cmd, args.package], work, env)
+    os.replace(target + ".tmp", target)
+    print(json.dumps({"changed": True, "path": target, "version": args.version}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
