@@ -15,7 +15,8 @@ DEFAULT_SCENARIO = "scenarios/quick.yaml"
 def cmd_provision(args: argparse.Namespace) -> int:
     from bench.runner import run_playbook
 
-    return run_playbook(args.playbook, args.inventory)
+    extra = [arg for ev in args.extra_vars for arg in ("-e", ev)]
+    return run_playbook(args.playbook, args.inventory, extra)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
     prov = sub.add_parser("provision", help="install and start the stacks on the nodes (ansible-playbook)")
     prov.add_argument("--inventory", "-i", help="Ansible inventory (default: ansible/inventories/local)")
     prov.add_argument("--playbook", default="site.yml", help="playbook in ansible/ (site.yml, reset.yml)")
+    prov.add_argument("--extra-vars", "-e", action="append", default=[], help="passed to ansible-playbook -e")
     prov.set_defaults(fn=cmd_provision)
 
     run = sub.add_parser("run", help="run a scenario and write results/<run-id>/ with a report")
