@@ -21,14 +21,18 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
-from bench import __version__, kubelet, nodeinfo, stacks
-from bench.levels import Timed
+from bench import __version__, hyperfine, kubelet, nodeinfo, stacks
+from bench.levels import Timed, cli
+from bench.levels.cli import CliCommand
 from bench.levels.cri import CheckFailed, CriClient, remove_pod_files
 
 LOCK_PATH = "/run/hopbench/agent.lock"
@@ -358,6 +362,63 @@ def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threadi
         runner.client.close()
 
 
+def run_cli(commands: list[CliCommand], job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
+    """Time each command with hyperfine; one failing command is reported and the rest go on."""
+    scen = job["scenario"]
+    for cmd in commands:
+        if stop.is_set() or emit.closed.is_set():
+            return
+        target = f"{cmd.stack}/{cmd.handler}"
+        start = time.monotonic_ns()
+        try:
+            result, raw = hyperfine.run(cmd.bench, scen["iterations"], scen["warmup"], stop=stop)
+        except hyperfine.HyperfineError as exc:
+            emit("error", target=target, message=f"cli {cmd.bench.name}: {exc}")
+            emit("lifecycle", target=target, concurrency=1, iteration=-1, ok=False)
+            continue
+        emit(
+            "artifact", name=f"hyperfine/{cmd.stack}-{cmd.handler}-{cmd.bench.name.replace(' ', '-')}.json", content=raw
+        )
+        for i, (seconds, code) in enumerate(zip(result.times_s, result.exit_codes, strict=False)):
+            ok = code in (0, None)
+            emit(
+                "sample",
+                run_id=job["run_id"],
+                node=job["node"],
+                stack=cmd.stack,
+                handler=cmd.handler,
+                level="cli",
+                op=cmd.bench.name,
+                iteration=i,
+                concurrency=1,
+                worker=0,
+                warmup=False,
+                start_ns=start,
+                duration_ns=round(seconds * 1e9),
+                ok=ok,
+                error="" if ok else f"exit status {code}",
+            )
+        emit("lifecycle", target=target, concurrency=1, iteration=-1, ok=True)
+
+
+def cli_commands(targets: list[Target], job: dict[str, Any], workdir: Path) -> list[CliCommand]:
+    """The cli-level commands of every target, then one `RUNTIME run` per available OCI runtime."""
+    commands: list[CliCommand] = []
+    handlers: dict[str, stacks.Handler] = {}
+    for target in targets:
+        client = CriClient(target.stack.cri_endpoint, float(job["scenario"]["timeout_s"]))
+        try:
+            image_id = client.image_id(target.stack.workload_image)
+        finally:
+            client.close()
+        commands += cli.stack_commands(target.stack, target.handler, job["run_id"], workdir, image_id)
+        if target.handler.binary:
+            handlers.setdefault(target.handler.name, target.handler)
+    archive = job.get("workload_archive", "/var/lib/hopbench/images/workload.oci.tar")
+    commands += [cli.oci_command(h, workdir, archive) for h in handlers.values()]
+    return commands
+
+
 @contextmanager
 def node_lock(path: str = LOCK_PATH) -> Iterator[None]:
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -396,16 +457,29 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
             if job.get("mode") == "targets":
                 emit("done", ok=True, interrupted=False)
                 return 0
-            per_target = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
+            cri_level = "cri" in scen.get("levels", ["cri"])
+            per_target = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"]) if cri_level else 0
             emit("plan", lifecycles=per_target * len(targets), targets=[t.name for t in targets])
             for target in targets:
                 if stop.is_set() or emit.closed.is_set():
                     break
                 sweep_leftovers(target, float(scen["timeout_s"]), emit)
+                if "cri" not in scen.get("levels", ["cri"]):
+                    continue
                 try:
                     run_target(target, job, emit, stop)
                 except Exception as exc:  # noqa: BLE001 - one broken target must not stop the others
                     emit("error", target=target.name, message=f"{type(exc).__name__}: {exc}")
+            if "cli" in scen.get("levels", []) and targets and not stop.is_set():
+                emit("tool", name="hyperfine", version=hyperfine.version(hyperfine.find()))
+                with tempfile.TemporaryDirectory(prefix="hopbench-cli-") as work:
+                    commands = cli_commands(targets, job, Path(work))
+                    emit("plan_add", lifecycles=len(commands))
+                    try:
+                        run_cli(commands, job, emit, stop)
+                    finally:
+                        for target in targets:
+                            sweep_leftovers(target, float(scen["timeout_s"]), emit)
             if received:
                 emit("warning", message=f"agent got {signal.Signals(received[0]).name}: stopped early and cleaned up")
             emit("meta_end", clock=nodeinfo.clock(), loadavg=nodeinfo.load())

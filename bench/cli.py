@@ -26,7 +26,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.scenario import ScenarioError, load_scenario
     from bench.transport.local import LocalTransport
 
-    console = Console(stderr=True)
+    # A wide table even when stderr is not a terminal (CI logs, nightly mails).
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:

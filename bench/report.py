@@ -42,7 +42,15 @@ def latency_chart(samples: pd.DataFrame) -> str:
     """One panel per op: the distribution of each target at each concurrency, same log axis."""
     measured = samples[(~samples["warmup"]) & samples["ok"]].copy()
     measured["ms"] = measured["duration_ns"] / 1e6
-    measured["series"] = measured["stack"] + "/" + measured["handler"] + " c=" + measured["concurrency"].astype(str)
+    measured["series"] = (
+        measured["stack"]
+        + "/"
+        + measured["handler"]
+        + " "
+        + measured["level"]
+        + " c="
+        + measured["concurrency"].astype(str)
+    )
     ops = stats.op_order(list(measured["op"].unique()))
     series = sorted(measured["series"].unique())
     fig, axes = plt.subplots(len(ops), 1, figsize=(9, 0.55 * len(series) * len(ops) + 1.2 * len(ops)), squeeze=False)
@@ -73,22 +81,50 @@ def _fmt(x: Any, digits: int = 1) -> str:
 
 def summary_table(summary: pd.DataFrame) -> str:
     head = (
-        "<tr><th class=l>target</th><th>conc.</th><th class=l>op</th><th>n</th><th>p50 ms</th>"
+        "<tr><th class=l>target</th><th class=l>level</th><th>conc.</th><th class=l>op</th><th>n</th><th>p50 ms</th>"
         "<th>p50 95% CI</th><th>p90 ms</th><th>p99 ms</th><th>failed</th><th>warm-up</th></tr>"
     )
     order = {op: i for i, op in enumerate(stats.op_order(list(summary["op"].unique())))}
-    summary = summary.assign(_o=summary["op"].map(order)).sort_values(["stack", "handler", "concurrency", "_o"])
+    summary = summary.assign(_o=summary["op"].map(order)).sort_values(
+        ["stack", "handler", "level", "concurrency", "_o"]
+    )
     rows = []
     for r in summary.itertuples():
         failed = f"<span class=bad>{r.failed}</span>" if r.failed else "0"
         rows.append(
-            f"<tr><td class=l>{html.escape(r.stack)}/{html.escape(r.handler)}</td><td>{r.concurrency}</td>"
+            f"<tr><td class=l>{html.escape(r.stack)}/{html.escape(r.handler)}</td>"
+            f"<td class=l>{html.escape(r.level)}</td><td>{r.concurrency}</td>"
             f"<td class=l>{html.escape(r.op)}</td><td>{r.n}</td><td>{_fmt(getattr(r, 'p50_ms', None))}</td>"
             f"<td>{_fmt(getattr(r, 'p50_lo_ms', None))} – {_fmt(getattr(r, 'p50_hi_ms', None))}</td>"
             f"<td>{_fmt(getattr(r, 'p90_ms', None))}</td><td>{_fmt(getattr(r, 'p99_ms', None))}</td>"
             f"<td>{failed}</td><td>{r.warmup}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+START_OPS = ("RunPodSandbox", "CreateContainer", "StartContainer")
+
+
+def cli_vs_api(samples: pd.DataFrame) -> pd.DataFrame:
+    """Starting a pod through each stack's CLI beside the same work through CRI.
+
+    For the cri level the per-lifecycle sum of RunPodSandbox, CreateContainer and
+    StartContainer (concurrency 1, warm-up excluded) is what `crictl run` asks for in one
+    process; the difference is the CLI's own cost (process start-up, config parsing, its
+    extra status calls)."""
+    ok = samples[samples["ok"] & ~samples["warmup"] & (samples["concurrency"] == 1)]
+    rows = []
+    for (stack, handler), g in ok.groupby(["stack", "handler"], sort=True):
+        cri = g[(g["level"] == "cri") & g["op"].isin(START_OPS)]
+        per_life = cri.groupby("iteration")["duration_ns"].agg(["sum", "count"])
+        per_life = per_life[per_life["count"] == len(START_OPS)]["sum"] / 1e6
+        row: dict[str, object] = {"target": f"{stack}/{handler}"}
+        row["cri start (ms)"] = float(per_life.median()) if len(per_life) else float("nan")
+        for op, cg in g[g["level"] == "cli"].groupby("op"):
+            row[f"{op} (ms)"] = float((cg["duration_ns"] / 1e6).median())
+        if len(row) > 2 or stack == "none":
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def build_report(run_dir: Path) -> Path:
@@ -124,13 +160,25 @@ def build_report(run_dir: Path) -> Path:
             parts.append(f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>")
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
+    if not samples.empty and (samples["level"] == "cli").any():
+        table = cli_vs_api(samples)
+        parts += [
+            "<h2>Command line beside the API (p50, ms)</h2>",
+            "<p>Whole commands timed by hyperfine (process start-up included; the workload runs "
+            "<code>exit 0</code>). <i>cri start</i> is RunPodSandbox + CreateContainer + StartContainer per "
+            "lifecycle through CRI at concurrency 1, what <code>crictl run</code> asks for in one process. "
+            "<i>none/…</i> is the OCI runtime's own <code>run</code> on a prepared bundle.</p>",
+            table.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.1f}", border=0),
+        ]
     parts += [
         "<h2>Method</h2>",
         "<p>Each op is timed on the node with the monotonic clock around the single CRI gRPC call, nothing else "
         "inside the interval. The requests are those kubelet sends for an ordinary BestEffort pod (see "
         "<code>bench/kubelet.py</code>). Warm-up lifecycles are kept in the data and excluded from the "
         "statistics; failed calls are counted, not timed. p50's interval is distribution-free (binomial order "
-        "statistics); missing bounds mean too few samples. No outlier is removed.</p>",
+        "statistics); missing bounds mean too few samples. No outlier is removed. Samples of level "
+        "<code>cli</code> are whole commands timed by hyperfine (its warm-up runs are not kept); their "
+        "<code>start_ns</code> is the start of the hyperfine invocation, not of each run.</p>",
         "<h2>Targets</h2><table><tr><th class=l>target</th><th class=l>available</th>"
         "<th class=l>versions / reason</th></tr>",
     ]

@@ -7,6 +7,7 @@
                        seconds and at the end (rebuilt from the journal if a run crashed)
       checks.jsonl     workload checks (the container really ran), one per lifecycle
       events.jsonl     warnings and errors from the agent
+      hyperfine/       hyperfine's own JSON export of every cli-level command
       report.html      made at the end (hopbench report RUN remakes it)
 
 A crash loses at most the sample being written: the journal is flushed per line.
@@ -84,6 +85,14 @@ class RunStore:
 
     def add_event(self, event: dict[str, Any]) -> None:
         self._append("events.jsonl", {"wall_time": time.time(), **event})
+
+    def add_artifact(self, name: str, content: str) -> None:
+        """A raw file from the node (e.g. hyperfine's JSON export), kept beside the samples."""
+        path = (self.dir / name).resolve()
+        if self.dir.resolve() not in path.parents:
+            raise ValueError(f"artifact name {name!r} leaves the run folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
 
     def write_parquet(self) -> None:
         if len(self.samples) == self._flushed_n and (self.dir / "samples.parquet").exists():

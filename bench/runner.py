@@ -169,6 +169,12 @@ def _handle(
         progress.advance(task)
     elif kind == "plan":
         progress.update(task, total=ev["lifecycles"])
+    elif kind == "plan_add":
+        progress.update(task, total=(progress.tasks[0].total or 0) + ev["lifecycles"])
+    elif kind == "artifact":
+        store.add_artifact(ev["name"], ev["content"])
+    elif kind == "tool":
+        store.update_meta(tools={**store.meta.get("tools", {}), ev["name"]: ev["version"]})
     elif kind == "meta":
         store.update_meta(node_facts=ev["node"])
     elif kind == "targets":
@@ -193,13 +199,16 @@ def print_summary(store: RunStore, console: Console) -> None:
 
     summary = stats.summarize(pd.DataFrame(store.samples))
     order = {op: i for i, op in enumerate(stats.op_order(list(summary["op"].unique())))}
-    summary = summary.assign(_o=summary["op"].map(order)).sort_values(["stack", "handler", "concurrency", "_o"])
+    summary = summary.assign(_o=summary["op"].map(order)).sort_values(
+        ["stack", "handler", "level", "concurrency", "_o"]
+    )
     table = Table(title=f"{store.run_id}: latency per op (ms, warm-up excluded)")
-    for col in ("target", "conc", "op", "n", "p50", "p90", "p99", "failed"):
-        table.add_column(col, justify="left" if col in ("target", "op") else "right")
+    for col in ("target", "level", "conc", "op", "n", "p50", "p90", "p99", "failed"):
+        table.add_column(col, justify="left" if col in ("target", "level", "op") else "right")
     for r in summary.itertuples():
         table.add_row(
             f"{r.stack}/{r.handler}",
+            r.level,
             str(r.concurrency),
             r.op,
             str(r.n),

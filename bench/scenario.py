@@ -7,10 +7,10 @@ ScenarioError naming the file, the field and what was expected, before anything 
     name: quick                   # short name, used in run ids
     description: free text
     targets: [containerd/runc]    # stack/handler pairs, or "all" for every available one
-    levels: [cri]                 # where measurements enter the path (cri only for now)
-    iterations: 20                # measured pod lifecycles per target and concurrency
-    warmup: 2                     # extra lifecycles first, kept in the results, flagged
-    concurrency: [1, 2]           # workers running lifecycles at once
+    levels: [cri]                 # where measurements enter the path: cri, cli (whole commands)
+    iterations: 20                # measured pod lifecycles (cli: hyperfine runs) per target and concurrency
+    warmup: 2                     # extra lifecycles first, kept and flagged (cli: hyperfine --warmup, not kept)
+    concurrency: [1, 2]           # workers running lifecycles at once (cli runs one at a time)
     timeout_s: 60                 # deadline of each CRI call
     max_failures: 5               # failed lifecycles before a target is abandoned
     workload:
@@ -31,7 +31,7 @@ import yaml
 SCENARIO_SCHEMA = 1
 STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
-LEVELS = ("cri",)
+LEVELS = ("cri", "cli")
 
 
 class ScenarioError(ValueError):

@@ -2,27 +2,21 @@
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from bench import nodeinfo
+from bench import ociprobe as probe
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-PROBE = REPO / "ansible/roles/ociruntime/files/probe_oci_runtime.py"
 WRAPPER = Path("/usr/local/lib/hopbench/oci/runc")
 IMAGE = "/var/lib/hopbench/images/workload.oci.tar"
 
 
 def bundle(tmp_path: Path, oom: int) -> Path:
-    sys.path.insert(0, str(PROBE.parent))
-    try:
-        import probe_oci_runtime as probe
-    finally:
-        sys.path.pop(0)
     b = tmp_path / "bundle"
     (b / "rootfs").mkdir(parents=True)
     probe.unpack_rootfs(IMAGE, str(b / "rootfs"))

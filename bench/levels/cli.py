@@ -1,0 +1,130 @@
+"""The `cli` level: each stack's own command line, timed whole by hyperfine.
+
+What an operator types, process start-up included:
+  - `crictl run CONTAINER.json POD.json` on every CRI stack: RunPodSandbox, CreateContainer and
+    StartContainer in one process. The JSON files are the very requests of the `cri` level
+    (bench.kubelet), written in crictl's format, so the CLI cost is the only difference;
+  - `ctr run --rm` on the containerd stack (containerd's API, no CRI, no CNI);
+  - `docker run --rm --network none` on the docker stack (Docker Engine API);
+  - `RUNTIME run` on a prepared bundle for each available OCI runtime (level `oci` through
+    its CLI; these samples belong to no stack: stack is "none").
+Every command runs the workload with `exit 0`, so a run ends when the container has run.
+Pods that `crictl run` leaves are removed before each run and after the last (by label).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import kubelet, ociprobe
+from bench.hyperfine import Benchmark
+
+CLI_RUN_LABEL = kubelet.RUN_LABEL
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    stack: str
+    handler: str
+    bench: Benchmark
+
+
+def go_json(message: Any) -> Any:
+    """A CRI message as crictl reads it: Go's encoding/json into the CRI structs wants
+    snake_case field names, enums as numbers and 64-bit integers as numbers (protobuf's own
+    JSON mapping writes those as strings)."""
+    out: dict[str, Any] = {}
+    for fd, value in message.ListFields():
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            value_fd = fd.message_type.fields_by_name["value"]
+            out[fd.name] = {k: _go_value(v, value_fd) for k, v in value.items()}
+        elif fd.is_repeated:
+            out[fd.name] = [_go_value(v, fd) for v in value]
+        else:
+            out[fd.name] = _go_value(value, fd)
+    return out
+
+
+def _go_value(value: Any, fd: Any) -> Any:
+    if fd.type == fd.TYPE_MESSAGE:
+        return go_json(value)
+    if fd.type == fd.TYPE_ENUM:
+        return int(value)
+    return value
+
+
+def crictl_files(workdir: Path, run_id: str, image_id: str, image_ref: str) -> tuple[Path, Path, kubelet.Pod]:
+    pod = kubelet.Pod(name=f"hb-cli-{run_id[-8:]}".lower(), run_id=f"{run_id}-cli")
+    pod.prepare()
+    pod_json = workdir / "pod.json"
+    ctr_json = workdir / "container.json"
+    pod_json.write_text(json.dumps(go_json(kubelet.sandbox_config(pod)), indent=1))
+    config = kubelet.container_config(pod, image_id, image_ref, [], ["exit", "0"])
+    ctr_json.write_text(json.dumps(go_json(config), indent=1))
+    return ctr_json, pod_json, pod
+
+
+def remove_labelled_pods(crictl: str, config: str, run_label: str) -> str:
+    """Shell text (for hyperfine's prepare/cleanup) removing this run's crictl pods."""
+    base = [crictl, "--config", config]
+    listing = shlex.join([*base, "pods", "-q", "--label", f"{CLI_RUN_LABEL}={run_label}"])
+    removal = shlex.join([*base, "rmp", "-f"])
+    return f"{listing} | xargs -r {removal} >/dev/null"
+
+
+def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_id: str) -> list[CliCommand]:
+    """The CLI commands of one target (stack/handler) on this node."""
+    commands = []
+    crictl = stack.extra.get("crictl") or "/usr/local/lib/hopbench/bin/crictl"
+    crictl_config = f"/etc/hopbench/{stack.name}/crictl.yaml"
+    target_dir = workdir / f"{stack.name}-{handler.name}"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    ctr_json, pod_json, pod = crictl_files(target_dir, run_id, image_id, stack.workload_image)
+    clean = remove_labelled_pods(crictl, crictl_config, pod.run_id)
+    # --no-pull: the images are in the store; nothing may reach for a registry.
+    argv = [crictl, "--config", crictl_config, "run", "--no-pull", "--runtime", handler.runtime_handler]
+    argv += [str(ctr_json), str(pod_json)]
+    commands.append(CliCommand(stack.name, handler.name, Benchmark("crictl run", tuple(argv), clean, clean)))
+
+    if stack.name == "containerd":
+        address = stack.cri_endpoint.removeprefix("unix://")
+        cid = f"hopbench-cli-{uuid.uuid4().hex[:8]}"
+        runtime = "io.containerd.runc.v2" if handler.name in ("runc", "crun") else f"io.containerd.{handler.name}.v1"
+        base = ["ctr", "--address", address, "--namespace", "k8s.io"]
+        argv = [*base, "run", "--rm", "--runtime", runtime]
+        if handler.name in ("runc", "crun") and handler.binary:
+            argv += ["--runc-binary", handler.binary]
+        argv += [stack.workload_image, cid, "/hopbench-workload", "exit", "0"]
+        leftover = f"{shlex.join([*base, 'containers', 'rm', cid])} >/dev/null 2>&1 || true"
+        commands.append(CliCommand(stack.name, handler.name, Benchmark("ctr run", tuple(argv), leftover, leftover)))
+
+    if stack.name == "docker":
+        endpoint = stack.extra.get("docker_endpoint", "")
+        client = stack.extra.get("docker_client", "/usr/bin/docker")
+        argv = [client, "-H", endpoint, "run", "--rm", "--network", "none", stack.workload_image, "exit", "0"]
+        commands.append(CliCommand(stack.name, handler.name, Benchmark("docker run", tuple(argv))))
+    return commands
+
+
+def oci_command(handler: Any, workdir: Path, image_archive: str) -> CliCommand:
+    """`RUNTIME run` of the workload on a bundle prepared from the same image."""
+    bundle = workdir / f"bundle-{handler.name}"
+    rootfs = bundle / "rootfs"
+    if not rootfs.exists():
+        rootfs.mkdir(parents=True)
+        ociprobe.unpack_rootfs(image_archive, str(rootfs))
+        (bundle / "config.json").write_text(json.dumps(ociprobe.spec(str(rootfs))))
+    state = workdir / f"state-{handler.name}"
+    cid = f"hopbench-cli-{uuid.uuid4().hex[:8]}"
+    args = list(handler.extra.get("args", []))
+    argv = [handler.binary, *args, "--root", str(state), "run", "--bundle", str(bundle), cid]
+    delete = shlex.join([handler.binary, *args, "--root", str(state), "delete", "--force", cid])
+    leftover = f"{delete} >/dev/null 2>&1 || true"
+    name = f"{os.path.basename(handler.binary)} run"
+    return CliCommand("none", handler.name, Benchmark(name, tuple(argv), leftover, leftover))

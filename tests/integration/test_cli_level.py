@@ -1,0 +1,53 @@
+"""The cli level: each stack's own CLI timed by real hyperfine runs, in the same results."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.results import load_run
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cli_scenario_measures_every_available_stack(provisioned, tmp_path):
+    scen = tmp_path / "cli.yaml"
+    scen.write_text(
+        "schema: 1\nname: itcli\ntargets: all\nlevels: [cri, cli]\niterations: 3\nwarmup: 1\nconcurrency: [1]\n"
+    )
+    results = tmp_path / "results"
+    exe = str(Path(sys.executable).with_name("hopbench"))
+    proc = subprocess.run(
+        [exe, "run", "--scenario", str(scen), "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["tools"]["hyperfine"].startswith("hyperfine")
+    available = [t for t in meta["targets"] if t["available"]]
+    cli = samples[samples["level"] == "cli"]
+    assert cli["ok"].all() and (cli["duration_ns"] > 0).all()
+    ops = {(r.stack, r.op) for r in cli.itertuples()}
+    for t in available:
+        assert (t["stack"], "crictl run") in ops
+    stacks = {t["stack"] for t in available}
+    if "containerd" in stacks:
+        assert ("containerd", "ctr run") in ops
+    if "docker" in stacks:
+        assert ("docker", "docker run") in ops
+    assert ("none", "runc run") in ops
+    assert (cli.groupby(["stack", "op"]).size() == 3).all()
+    # hyperfine's own export is kept beside the samples.
+    exports = list((run / "hyperfine").glob("*.json"))
+    assert len(exports) == len(ops)
+    assert all(json.loads(p.read_text())["results"] for p in exports)
+    report = (run / "report.html").read_text()
+    assert "Command line beside the API" in report and "crictl run" in report
