@@ -75,7 +75,10 @@ def remove_labelled_pods(crictl: str, config: str, run_label: str) -> str:
     base = [crictl, "--config", config]
     listing = shlex.join([*base, "pods", "-q", "--label", f"{CLI_RUN_LABEL}={run_label}"])
     removal = shlex.join([*base, "rmp", "-f"])
-    return f"{listing} | xargs -r {removal} >/dev/null"
+    # A pod whose container is still exiting can refuse removal for a moment (seen once in CI
+    # with containerd 1.6): try a few times, then fail loudly.
+    once = f"{listing} | xargs -r {removal} >/dev/null 2>&1"
+    return f"for attempt in 1 2 3 4 5; do {once} && exit 0; sleep 0.2; done; {once}"
 
 
 def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_id: str) -> list[CliCommand]:
