@@ -162,9 +162,9 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
 class PodRunner:
     """Runs pod lifecycles on one target; every created pod is tracked until it is gone."""
 
-    def __init__(self, target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
+    def __init__(self, target: Target, job: dict[str, Any], emit: Emitter) -> None:
         scen = job["scenario"]
-        self.target, self.emit, self.stop = target, emit, stop
+        self.target, self.emit = target, emit
         self.run_id: str = job["run_id"]
         self.node: str = job["node"]
         self.client = CriClient(target.stack.cri_endpoint, float(scen["timeout_s"]))
@@ -350,7 +350,7 @@ def run_level(runner: PodRunner, concurrency: int, scen: dict[str, Any], emit: E
 
 def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
     scen = job["scenario"]
-    runner = PodRunner(target, job, emit, stop)
+    runner = PodRunner(target, job, emit)
     try:
         for concurrency in scen["concurrency"]:
             if not run_level(runner, concurrency, scen, emit, stop) or stop.is_set():
@@ -480,6 +480,9 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                     finally:
                         for target in targets:
                             sweep_leftovers(target, float(scen["timeout_s"]), emit)
+                        for cmd in commands:
+                            if cmd.pod is not None:
+                                remove_pod_files(cmd.pod)
             if received:
                 emit("warning", message=f"agent got {signal.Signals(received[0]).name}: stopped early and cleaned up")
             emit("meta_end", clock=nodeinfo.clock(), loadavg=nodeinfo.load())

@@ -33,6 +33,7 @@ class CliCommand:
     stack: str
     handler: str
     bench: Benchmark
+    pod: kubelet.Pod | None = None  # the pod whose files (log dir, hosts file) to remove afterwards
 
 
 def go_json(message: Any) -> Any:
@@ -84,8 +85,8 @@ def remove_labelled_pods(crictl: str, config: str, run_label: str) -> str:
 def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_id: str) -> list[CliCommand]:
     """The CLI commands of one target (stack/handler) on this node."""
     commands = []
-    crictl = stack.extra.get("crictl") or "/usr/local/lib/hopbench/bin/crictl"
-    crictl_config = f"/etc/hopbench/{stack.name}/crictl.yaml"
+    crictl = stack.extra.get("crictl", "/usr/local/lib/hopbench/bin/crictl")
+    crictl_config = stack.extra.get("crictl_config", f"/etc/hopbench/{stack.name}/crictl.yaml")
     target_dir = workdir / f"{stack.name}-{handler.name}"
     target_dir.mkdir(parents=True, exist_ok=True)
     ctr_json, pod_json, pod = crictl_files(target_dir, run_id, image_id, stack.workload_image)
@@ -93,7 +94,7 @@ def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_i
     # --no-pull: the images are in the store; nothing may reach for a registry.
     argv = [crictl, "--config", crictl_config, "run", "--no-pull", "--runtime", handler.runtime_handler]
     argv += [str(ctr_json), str(pod_json)]
-    commands.append(CliCommand(stack.name, handler.name, Benchmark("crictl run", tuple(argv), clean, clean)))
+    commands.append(CliCommand(stack.name, handler.name, Benchmark("crictl run", tuple(argv), clean, clean), pod))
 
     if stack.name == "containerd":
         address = stack.cri_endpoint.removeprefix("unix://")

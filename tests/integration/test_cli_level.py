@@ -51,3 +51,5 @@ def test_cli_scenario_measures_every_available_stack(provisioned, tmp_path):
     assert all(json.loads(p.read_text())["results"] for p in exports)
     report = (run / "report.html").read_text()
     assert "Command line beside the API" in report and "crictl run" in report
+    # crictl's pods are gone, and so are the files kubelet would have removed.
+    assert not list(Path("/var/log/hopbench/pods").glob(f"*{meta['run_id'][-8:]}*"))
