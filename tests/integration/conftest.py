@@ -25,7 +25,7 @@ ANSIBLE = REPO / "ansible"
 RECAP = re.compile(r"^(\S+)\s*:\s*((?:\w+=\d+\s*)+)$", re.M)
 
 
-def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict[str, int]]:
+def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict]:
     """Run a playbook; return the PLAY RECAP counts per host. Fails the test on error."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     exe = Path(sys.executable).with_name("ansible-playbook")
@@ -35,10 +35,21 @@ def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict[str, int]]:
             f"ansible-playbook {name} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
         )
     recap = proc.stdout.rsplit("PLAY RECAP", 1)[-1]
-    return {
+    stats = {
         host: {k: int(v) for k, v in (pair.split("=") for pair in counts.split())}
         for host, counts in RECAP.findall(recap)
     }
+    # Which tasks changed, for a readable failure: each "changed:" line after its TASK header.
+    task = ""
+    changed = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:"):
+            changed.append(f"{task}: {line}")
+    for host_stats in stats.values():
+        host_stats["changed_tasks"] = changed  # type: ignore[assignment]
+    return stats
 
 
 def running_daemons() -> dict[str, int]:

@@ -17,7 +17,7 @@ def test_second_provisioning_changes_nothing(provisioned):
     assert provisioned["local"]["failed"] == 0
     second = playbook()
     assert second["local"]["failed"] == 0
-    assert second["local"]["changed"] == 0, f"second run changed {second['local']['changed']} task(s)"
+    assert second["local"]["changed"] == 0, second["local"]["changed_tasks"]
 
 
 def test_containerd_is_isolated_and_described(provisioned):
