@@ -124,7 +124,15 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
         stack_name, handler_name = pair.split("/")
         stack = by_name.get(stack_name)
         if stack is None:
-            report.append({"target": pair, "available": False, "reason": f"stack {stack_name} is not provisioned here"})
+            report.append(
+                {
+                    "target": pair,
+                    "stack": stack_name,
+                    "handler": handler_name,
+                    "available": False,
+                    "reason": f"stack {stack_name} is not provisioned on this node",
+                }
+            )
             continue
         ok, reason, versions = status[stack_name]
         handler = stack.handlers.get(handler_name)
