@@ -52,6 +52,12 @@ def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict]:
     return stats
 
 
+def run_hopbench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The `hopbench` command of this environment, from the repository root, output captured."""
+    exe = str(Path(sys.executable).with_name("hopbench"))
+    return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout)
+
+
 def running_daemons() -> dict[str, int]:
     found = {}
     for stack in stacks.discover():

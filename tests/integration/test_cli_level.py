@@ -1,16 +1,15 @@
 """The cli level: each stack's own CLI timed by real hyperfine runs, in the same results."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.results import load_run
 
+from .conftest import run_hopbench
+
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cli_scenario_measures_every_available_stack(provisioned, tmp_path):
@@ -19,15 +18,7 @@ def test_cli_scenario_measures_every_available_stack(provisioned, tmp_path):
         "schema: 1\nname: itcli\ntargets: all\nlevels: [cri, cli]\niterations: 3\nwarmup: 1\nconcurrency: [1]\n"
     )
     results = tmp_path / "results"
-    exe = str(Path(sys.executable).with_name("hopbench"))
-    proc = subprocess.run(
-        [exe, "run", "--scenario", str(scen), "--results", str(results)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results), timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (run,) = list(results.iterdir())
     meta, samples = load_run(run)

@@ -17,6 +17,8 @@ from bench import kubelet
 from bench.levels.cri import POD_LIFECYCLE_OPS, CriClient
 from bench.results import load_run, read_jsonl
 
+from .conftest import run_hopbench
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = "unix:///run/hopbench/containerd/containerd.sock"
@@ -75,13 +77,8 @@ def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
         assert target not in REQUIRED
         pytest.skip(f"{target} is unavailable on this node: {info['reason']}")
     results = tmp_path / "results"
-    proc = subprocess.run(
-        hopbench("run", "--scenario", str(scenario(tmp_path, 4, [1, 2], target=target)), "--results", str(results)),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
+    proc = run_hopbench(
+        "run", "--scenario", str(scenario(tmp_path, 4, [1, 2], target=target)), "--results", str(results)
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = only_run(results)
