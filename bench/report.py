@@ -52,11 +52,21 @@ def latency_chart(samples: pd.DataFrame) -> str:
         + measured["concurrency"].astype(str)
     )
     ops = stats.op_order(list(measured["op"].unique()))
-    series = sorted(measured["series"].unique())
-    fig, axes = plt.subplots(len(ops), 1, figsize=(9, 0.55 * len(series) * len(ops) + 1.2 * len(ops)), squeeze=False)
+    # Per op only the series that have it (a CLI command exists in one level only); one shared
+    # log axis for every panel so that panels compare.
+    per_op = {op: sorted(measured[measured["op"] == op]["series"].unique()) for op in ops}
+    heights = [len(per_op[op]) + 1 for op in ops]
+    fig, axes = plt.subplots(
+        len(ops),
+        1,
+        figsize=(9, 0.45 * sum(heights) + 0.6 * len(ops)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     lo, hi = measured["ms"].min(), measured["ms"].max()
     rng = np.random.default_rng(0)
     for ax, op in zip(axes[:, 0], ops, strict=True):
+        series = per_op[op]
         data = [measured[(measured["op"] == op) & (measured["series"] == s)]["ms"].to_numpy() for s in series]
         ax.boxplot(data, vert=False, widths=0.6, showfliers=False, tick_labels=series)
         for i, d in enumerate(data, start=1):
