@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from bench import __version__, hyperfine, kubelet, nodeinfo, stacks
 from bench.levels import Timed, cli
 from bench.levels.cli import CliCommand
 from bench.levels.cri import CheckFailed, CriClient, remove_pod_files
+from bench.levels.oci import OCI_LIFECYCLE_OPS, OciRuntime
 
 LOCK_PATH = "/run/hopbench/agent.lock"
 
@@ -318,7 +319,14 @@ def sweep_leftovers(target: Target, timeout_s: float, emit: Emitter) -> None:
         client.close()
 
 
-def run_level(runner: PodRunner, concurrency: int, scen: dict[str, Any], emit: Emitter, stop: threading.Event) -> bool:
+def run_level(
+    name: str,
+    lifecycle: Callable[[int, int, int, bool], bool],
+    concurrency: int,
+    scen: dict[str, Any],
+    emit: Emitter,
+    stop: threading.Event,
+) -> bool:
     """Run warm-up plus measured lifecycles with `concurrency` workers; False if the target was abandoned."""
     work: queue.Queue[int] = queue.Queue()
     for i in range(scen["warmup"] + scen["iterations"]):
@@ -326,7 +334,6 @@ def run_level(runner: PodRunner, concurrency: int, scen: dict[str, Any], emit: E
     abandon = threading.Event()
     failures = 0
     lock = threading.Lock()
-    name = runner.target.name
 
     def worker(wid: int) -> None:
         nonlocal failures
@@ -335,7 +342,7 @@ def run_level(runner: PodRunner, concurrency: int, scen: dict[str, Any], emit: E
                 i = work.get_nowait()
             except queue.Empty:
                 return
-            ok = runner.lifecycle(i, concurrency, wid, warmup=i < scen["warmup"])
+            ok = lifecycle(i, concurrency, wid, i < scen["warmup"])
             emit("lifecycle", target=name, concurrency=concurrency, iteration=i, ok=ok)
             if not ok:
                 with lock:
@@ -361,13 +368,76 @@ def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threadi
     runner = PodRunner(target, job, emit)
     try:
         for concurrency in scen["concurrency"]:
-            if not run_level(runner, concurrency, scen, emit, stop) or stop.is_set():
+            if not run_level(target.name, runner.lifecycle, concurrency, scen, emit, stop) or stop.is_set():
                 break
     finally:
         n = runner.cleanup_all()
         if n:
             emit("warning", message=f"removed {n} pod(s) of this run on {target.name} at the end")
         runner.client.close()
+
+
+def oci_handlers(wanted: list[str], found: list[stacks.Stack]) -> list[stacks.Handler]:
+    """The OCI runtimes the oci level measures: every probed, working handler the scenario names."""
+    names = {pair.split("/")[1] for pair in wanted if pair != "all"}
+    chosen: dict[str, stacks.Handler] = {}
+    for stack in found:
+        for h in stack.handlers.values():
+            if h.available and h.binary and ("all" in wanted or h.name in names):
+                chosen.setdefault(h.name, h)
+    return list(chosen.values())
+
+
+def run_oci(handler: stacks.Handler, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    """Lifecycles of the runtime binary itself (level oci), at every concurrency of the scenario."""
+    scen = job["scenario"]
+    archive = job.get("workload_archive", "/var/lib/hopbench/images/workload.oci.tar")
+    runtime = OciRuntime(
+        handler.binary, list(handler.extra.get("args", [])), workdir / handler.name, archive, float(scen["timeout_s"])
+    )
+    name = f"none/{handler.name}"
+
+    def lifecycle(i: int, conc: int, wid: int, warmup: bool) -> bool:
+        results, problem = runtime.lifecycle(f"{conc}-{i}")
+        for t in results:
+            emit(
+                "sample",
+                run_id=job["run_id"],
+                node=job["node"],
+                stack="none",
+                handler=handler.name,
+                level="oci",
+                op=t.op,
+                iteration=i,
+                concurrency=conc,
+                worker=wid,
+                warmup=warmup,
+                start_ns=t.start_ns,
+                duration_ns=t.duration_ns,
+                ok=t.ok,
+                error=t.error or "",
+            )
+        complete = len(results) == len(OCI_LIFECYCLE_OPS) and all(t.ok for t in results)
+        if complete or problem:
+            emit(
+                "check",
+                target=name,
+                iteration=i,
+                concurrency=conc,
+                check="workload-ran",
+                ok=complete and not problem,
+                detail=problem,
+            )
+        return complete and not problem
+
+    try:
+        for concurrency in scen["concurrency"]:
+            if not run_level(name, lifecycle, concurrency, scen, emit, stop) or stop.is_set():
+                break
+    finally:
+        errors = runtime.cleanup()
+        if errors:
+            emit("warning", message=f"clean-up of {name}: {'; '.join(errors)}")
 
 
 def run_cli(commands: list[CliCommand], job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
@@ -465,9 +535,10 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
             if job.get("mode") == "targets":
                 emit("done", ok=True, interrupted=False)
                 return 0
-            cri_level = "cri" in scen.get("levels", ["cri"])
-            per_target = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"]) if cri_level else 0
-            emit("plan", lifecycles=per_target * len(targets), targets=[t.name for t in targets])
+            per_level = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
+            cri_targets = len(targets) if "cri" in scen.get("levels", ["cri"]) else 0
+            oci_runtimes = len(oci_handlers(scen["targets"], found)) if "oci" in scen.get("levels", []) else 0
+            emit("plan", lifecycles=per_level * (cri_targets + oci_runtimes), targets=[t.name for t in targets])
             for target in targets:
                 if stop.is_set() or emit.closed.is_set():
                     break
@@ -478,6 +549,15 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                     run_target(target, job, emit, stop)
                 except Exception as exc:  # noqa: BLE001 - one broken target must not stop the others
                     emit("error", target=target.name, message=f"{type(exc).__name__}: {exc}")
+            if "oci" in scen.get("levels", []) and not stop.is_set():
+                with tempfile.TemporaryDirectory(prefix="hopbench-oci-") as work:
+                    for handler in oci_handlers(scen["targets"], found):
+                        if stop.is_set() or emit.closed.is_set():
+                            break
+                        try:
+                            run_oci(handler, job, emit, stop, Path(work))
+                        except Exception as exc:  # noqa: BLE001 - one broken runtime must not stop the rest
+                            emit("error", target=f"none/{handler.name}", message=f"{type(exc).__name__}: {exc}")
             if "cli" in scen.get("levels", []) and targets and not stop.is_set():
                 emit("tool", name="hyperfine", version=hyperfine.version(hyperfine.find()))
                 with tempfile.TemporaryDirectory(prefix="hopbench-cli-") as work:

@@ -47,13 +47,14 @@ def unpack_rootfs(oci_archive: str, rootfs: str) -> None:
                     inner.extractall(rootfs)  # noqa: S202 - checked above; Debian 12's Python lacks filter=
 
 
-def spec(rootfs: str) -> dict[str, object]:
+def spec(rootfs: str, args: tuple[str, ...] = ("/hopbench-workload", "exit", "0")) -> dict[str, object]:
+    """A minimal OCI spec for the workload: own namespaces, read-only root, no cgroup limits."""
     return {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
-            "args": ["/hopbench-workload", "exit", "0"],
+            "args": list(args),
             "env": ["PATH=/bin"],
             "cwd": "/",
             "noNewPrivileges": True,

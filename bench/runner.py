@@ -111,7 +111,7 @@ def execute(
     interrupted = bool(interrupts)
     store.close()
     available = [t for t in store.meta.get("targets", []) if t.get("available")]
-    if not available and not errors:
+    if not available and not store.samples and not errors:
         errors.append(
             "no available target on this node: provision it (hopbench provision) or check the scenario's targets"
         )

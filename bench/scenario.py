@@ -7,7 +7,8 @@ ScenarioError naming the file, the field and what was expected, before anything 
     name: quick                   # short name, used in run ids
     description: free text
     targets: [containerd/runc]    # stack/handler pairs, or "all" for every available one
-    levels: [cri]                 # where measurements enter the path: cri, cli (whole commands)
+    levels: [cri]                 # where measurements enter the path: cri, oci (the runtime binary
+                                  # on a bundle), cli (whole commands through hyperfine)
     iterations: 20                # measured pod lifecycles (cli: hyperfine runs) per target and concurrency
     warmup: 2                     # extra lifecycles first, kept and flagged (cli: hyperfine --warmup, not kept)
     concurrency: [1, 2]           # workers running lifecycles at once (cli runs one at a time)
@@ -31,7 +32,7 @@ import yaml
 SCENARIO_SCHEMA = 1
 STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
-LEVELS = ("cri", "cli")
+LEVELS = ("cri", "oci", "cli")
 
 
 class ScenarioError(ValueError):

@@ -88,6 +88,7 @@ def summarize(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 def op_order(ops: Sequence[str]) -> list[str]:
     """Ops in lifecycle order where known, others after them alphabetically."""
     from bench.levels.cri import POD_LIFECYCLE_OPS
+    from bench.levels.oci import OCI_LIFECYCLE_OPS
 
-    known = [op for op in POD_LIFECYCLE_OPS if op in set(ops)]
+    known = [op for op in (*POD_LIFECYCLE_OPS, *OCI_LIFECYCLE_OPS) if op in set(ops)]
     return known + sorted(set(ops) - set(known))
