@@ -17,7 +17,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import stats  # noqa: E402
+from bench import hops, stats  # noqa: E402
 from bench.results import load_run, read_jsonl  # noqa: E402
 
 CSS = """
@@ -170,6 +170,16 @@ def build_report(run_dir: Path) -> Path:
             parts.append(f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>")
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
+    if not samples.empty and {"cri", "oci"} <= set(samples["level"]):
+        hop_table = hops.differential(samples)
+        if not hop_table.empty:
+            parts += [
+                "<h2>Hop cost above the OCI runtime (differential, concurrency 1)</h2>",
+                "<p>Median of the CRI op minus the median of the OCI runtime ops it contains (entered "
+                "directly at level <code>oci</code>, per lifecycle), with a 95% percentile-bootstrap "
+                "interval; the mapping of ops across levels is in <code>bench/hops.py</code>.</p>",
+                hop_table.to_html(index=False, float_format=lambda x: f"{x:.1f}", border=0),
+            ]
     if not samples.empty and (samples["level"] == "cli").any():
         table = cli_vs_api(samples)
         parts += [

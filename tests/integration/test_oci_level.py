@@ -30,3 +30,23 @@ def test_oci_level_times_each_runtime_op(provisioned, tmp_path):
         assert list(life.sort_values("start_ns")["op"]) == list(OCI_LIFECYCLE_OPS)
     checks = read_jsonl(run / "checks.jsonl")
     assert len(checks) == 10 and all(c["ok"] for c in checks)
+
+
+def test_hops_scenario_reports_the_differential_hop_cost(provisioned, tmp_path):
+    scen = tmp_path / "hops.yaml"
+    scen.write_text(
+        "schema: 1\nname: ithops\ntargets: [containerd/runc]\nlevels: [cri, oci]\niterations: 5\nwarmup: 1\n"
+        "concurrency: [1]\n"
+    )
+    results = tmp_path / "results"
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    _, samples = load_run(run)
+    from bench.hops import differential
+
+    table = differential(samples)
+    assert set(table["cri op"]) == {"StartContainer", "StopContainer"}
+    assert (table["CI low"] <= table["CI high"]).all()
+    assert (table["n cri"] == 5).all() and (table["n oci"] == 5).all()
+    assert "Hop cost above the OCI runtime" in (run / "report.html").read_text()
