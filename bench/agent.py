@@ -35,6 +35,7 @@ from bench.levels import Timed, cli
 from bench.levels.cli import CliCommand
 from bench.levels.cri import CheckFailed, CriClient, remove_pod_files
 from bench.levels.oci import OCI_LIFECYCLE_OPS, OciRuntime
+from bench.scenario import HANDLERS
 
 LOCK_PATH = "/run/hopbench/agent.lock"
 
@@ -57,6 +58,37 @@ class Emitter:
                 self.out.flush()
             except (BrokenPipeError, OSError, ValueError):
                 self.closed.set()
+
+
+def emit_sample(
+    emit: Emitter,
+    job: dict[str, Any],
+    where: tuple[str, str, str],
+    t: Timed[Any],
+    iteration: int,
+    concurrency: int,
+    worker: int,
+    warmup: bool,
+) -> None:
+    """One timed op as a sample row; `where` is (stack, handler, level)."""
+    stack, handler, level = where
+    emit(
+        "sample",
+        run_id=job["run_id"],
+        node=job["node"],
+        stack=stack,
+        handler=handler,
+        level=level,
+        op=t.op,
+        iteration=iteration,
+        concurrency=concurrency,
+        worker=worker,
+        warmup=warmup,
+        start_ns=t.start_ns,
+        duration_ns=t.duration_ns,
+        ok=t.ok,
+        error=t.error or "",
+    )
 
 
 @dataclass
@@ -119,8 +151,7 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
     by_name = {s.name: s for s in found}
     targets: list[Target] = []
     report = []
-    known_handlers = ("runc", "crun", "runsc", "kata")
-    pairs = [f"{s.name}/{h}" for s in found for h in (s.handlers or known_handlers)] if "all" in wanted else wanted
+    pairs = [f"{s.name}/{h}" for s in found for h in (s.handlers or HANDLERS)] if "all" in wanted else wanted
     for pair in pairs:
         stack_name, handler_name = pair.split("/")
         stack = by_name.get(stack_name)
@@ -174,8 +205,8 @@ class PodRunner:
     def __init__(self, target: Target, job: dict[str, Any], emit: Emitter) -> None:
         scen = job["scenario"]
         self.target, self.emit = target, emit
+        self.job = job
         self.run_id: str = job["run_id"]
-        self.node: str = job["node"]
         self.client = CriClient(target.stack.cri_endpoint, float(scen["timeout_s"]))
         self.workload = scen["workload"]
         self.image_ref = target.stack.workload_image
@@ -184,23 +215,8 @@ class PodRunner:
         self.lock = threading.Lock()
 
     def sample(self, t: Timed[Any], iteration: int, concurrency: int, worker: int, warmup: bool) -> None:
-        self.emit(
-            "sample",
-            run_id=self.run_id,
-            node=self.node,
-            stack=self.target.stack.name,
-            handler=self.target.handler.name,
-            level="cri",
-            op=t.op,
-            iteration=iteration,
-            concurrency=concurrency,
-            worker=worker,
-            warmup=warmup,
-            start_ns=t.start_ns,
-            duration_ns=t.duration_ns,
-            ok=t.ok,
-            error=t.error or "",
-        )
+        where = (self.target.stack.name, self.target.handler.name, "cri")
+        emit_sample(self.emit, self.job, where, t, iteration, concurrency, worker, warmup)
 
     def lifecycle(self, iteration: int, concurrency: int, worker: int, warmup: bool) -> bool:
         pod = kubelet.Pod(
@@ -400,23 +416,7 @@ def run_oci(handler: stacks.Handler, job: dict[str, Any], emit: Emitter, stop: t
     def lifecycle(i: int, conc: int, wid: int, warmup: bool) -> bool:
         results, problem = runtime.lifecycle(f"{conc}-{i}")
         for t in results:
-            emit(
-                "sample",
-                run_id=job["run_id"],
-                node=job["node"],
-                stack="none",
-                handler=handler.name,
-                level="oci",
-                op=t.op,
-                iteration=i,
-                concurrency=conc,
-                worker=wid,
-                warmup=warmup,
-                start_ns=t.start_ns,
-                duration_ns=t.duration_ns,
-                ok=t.ok,
-                error=t.error or "",
-            )
+            emit_sample(emit, job, ("none", handler.name, "oci"), t, i, conc, wid, warmup)
         complete = len(results) == len(OCI_LIFECYCLE_OPS) and all(t.ok for t in results)
         if complete or problem:
             emit(
@@ -458,24 +458,9 @@ def run_cli(commands: list[CliCommand], job: dict[str, Any], emit: Emitter, stop
             "artifact", name=f"hyperfine/{cmd.stack}-{cmd.handler}-{cmd.bench.name.replace(' ', '-')}.json", content=raw
         )
         for i, (seconds, code) in enumerate(zip(result.times_s, result.exit_codes, strict=False)):
-            ok = code in (0, None)
-            emit(
-                "sample",
-                run_id=job["run_id"],
-                node=job["node"],
-                stack=cmd.stack,
-                handler=cmd.handler,
-                level="cli",
-                op=cmd.bench.name,
-                iteration=i,
-                concurrency=1,
-                worker=0,
-                warmup=False,
-                start_ns=start,
-                duration_ns=round(seconds * 1e9),
-                ok=ok,
-                error="" if ok else f"exit status {code}",
-            )
+            error = None if code in (0, None) else f"exit status {code}"
+            t: Timed[None] = Timed(cmd.bench.name, start, round(seconds * 1e9), None, error)
+            emit_sample(emit, job, (cmd.stack, cmd.handler, "cli"), t, i, 1, 0, False)
         emit("lifecycle", target=target, concurrency=1, iteration=-1, ok=True)
 
 
@@ -537,8 +522,8 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                 return 0
             per_level = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
             cri_targets = len(targets) if "cri" in scen.get("levels", ["cri"]) else 0
-            oci_runtimes = len(oci_handlers(scen["targets"], found)) if "oci" in scen.get("levels", []) else 0
-            emit("plan", lifecycles=per_level * (cri_targets + oci_runtimes), targets=[t.name for t in targets])
+            runtimes = oci_handlers(scen["targets"], found) if "oci" in scen.get("levels", []) else []
+            emit("plan", lifecycles=per_level * (cri_targets + len(runtimes)), targets=[t.name for t in targets])
             for target in targets:
                 if stop.is_set() or emit.closed.is_set():
                     break
@@ -551,7 +536,7 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                     emit("error", target=target.name, message=f"{type(exc).__name__}: {exc}")
             if "oci" in scen.get("levels", []) and not stop.is_set():
                 with tempfile.TemporaryDirectory(prefix="hopbench-oci-") as work:
-                    for handler in oci_handlers(scen["targets"], found):
+                    for handler in runtimes:
                         if stop.is_set() or emit.closed.is_set():
                             break
                         try:

@@ -125,11 +125,9 @@ def cli_vs_api(samples: pd.DataFrame) -> pd.DataFrame:
     ok = samples[samples["ok"] & ~samples["warmup"] & (samples["concurrency"] == 1)]
     rows = []
     for (stack, handler), g in ok.groupby(["stack", "handler"], sort=True):
-        cri = g[(g["level"] == "cri") & g["op"].isin(START_OPS)]
-        per_life = cri.groupby("iteration")["duration_ns"].agg(["sum", "count"])
-        per_life = per_life[per_life["count"] == len(START_OPS)]["sum"] / 1e6
+        per_life = hops.per_lifecycle_ms(g[g["level"] == "cri"], START_OPS)
         row: dict[str, object] = {"target": f"{stack}/{handler}"}
-        row["cri start (ms)"] = float(per_life.median()) if len(per_life) else float("nan")
+        row["cri start (ms)"] = float(np.median(per_life)) if len(per_life) else float("nan")
         for op, cg in g[g["level"] == "cli"].groupby("op"):
             row[f"{op} (ms)"] = float((cg["duration_ns"] / 1e6).median())
         if len(row) > 2 or stack == "none":

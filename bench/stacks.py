@@ -7,6 +7,7 @@ and checks each daemon is alive and answering before a target is called availabl
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -113,8 +114,10 @@ def discover(stacks_dir: str = DEFAULT_STACKS_DIR) -> list[Stack]:
     return [load_stack(p) for p in sorted(directory.glob("*.json"))]
 
 
+@functools.lru_cache(maxsize=64)
 def command_version(argv: tuple[str, ...]) -> str:
-    """First line of a component's version command, or why there is none."""
+    """First line of a component's version command, or why there is none (asked once per process:
+    every pair of a stack names the same daemons and runtimes)."""
     if not argv:
         return "unknown"
     try:

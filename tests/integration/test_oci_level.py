@@ -1,7 +1,10 @@
 """The oci level: the OCI runtime binary's own create/start/kill/delete on a real bundle."""
 
+from pathlib import Path
+
 import pytest
 
+from bench.hops import differential
 from bench.levels.oci import OCI_LIFECYCLE_OPS
 from bench.results import load_run, read_jsonl
 
@@ -10,16 +13,22 @@ from .conftest import run_hopbench
 pytestmark = pytest.mark.integration
 
 
-def test_oci_level_times_each_runtime_op(provisioned, tmp_path):
-    scen = tmp_path / "oci.yaml"
+def run_scenario(tmp_path: Path, levels: str, iterations: int, concurrency: str) -> Path:
+    """Run a containerd/runc scenario with these levels; return its run folder."""
+    scen = tmp_path / "scenario.yaml"
     scen.write_text(
-        "schema: 1\nname: itoci\ntargets: [containerd/runc]\nlevels: [oci]\niterations: 4\nwarmup: 1\n"
-        "concurrency: [1, 2]\n"
+        f"schema: 1\nname: itoci\ntargets: [containerd/runc]\nlevels: {levels}\niterations: {iterations}\n"
+        f"warmup: 1\nconcurrency: {concurrency}\n"
     )
     results = tmp_path / "results"
     proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
     assert proc.returncode == 0, proc.stderr[-4000:]
     (run,) = list(results.iterdir())
+    return run
+
+
+def test_oci_level_times_each_runtime_op(provisioned, tmp_path):
+    run = run_scenario(tmp_path, "[oci]", 4, "[1, 2]")
     meta, samples = load_run(run)
     assert meta["status"] == "complete"
     assert set(samples["level"]) == {"oci"} and set(samples["stack"]) == {"none"}
@@ -33,18 +42,8 @@ def test_oci_level_times_each_runtime_op(provisioned, tmp_path):
 
 
 def test_hops_scenario_reports_the_differential_hop_cost(provisioned, tmp_path):
-    scen = tmp_path / "hops.yaml"
-    scen.write_text(
-        "schema: 1\nname: ithops\ntargets: [containerd/runc]\nlevels: [cri, oci]\niterations: 5\nwarmup: 1\n"
-        "concurrency: [1]\n"
-    )
-    results = tmp_path / "results"
-    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
+    run = run_scenario(tmp_path, "[cri, oci]", 5, "[1]")
     _, samples = load_run(run)
-    from bench.hops import differential
-
     table = differential(samples)
     assert set(table["cri op"]) == {"StartContainer", "StopContainer"}
     assert (table["CI low"] <= table["CI high"]).all()
