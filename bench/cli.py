@@ -69,7 +69,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         detail = "\n".join(f"{k}: {v}" for k, v in t.get("versions", {}).items())
         wrapper = t.get("handler_extra", {}).get("wrapper")
         if wrapper:
-            detail += f"\nwrapper: {wrapper} (oom_score_adj clamp)"
+            detail += f"\nwrapper: {wrapper} (oom_score_adj clamp, call timing for the split level)"
         if not t["available"]:
             detail = t["reason"]
         table.add_row(t["target"], "yes" if t["available"] else "[red]no[/]", detail)
