@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench import __version__, hyperfine, kubelet, nodeinfo, stacks
+from bench import __version__, hyperfine, kubelet, nodeinfo, split, stacks
 from bench.levels import Timed, cli
 from bench.levels.cli import CliCommand
+from bench.levels.containerd import CONTAINERD_LIFECYCLE_OPS, ContainerdLevel
 from bench.levels.cri import CheckFailed, CriClient, remove_pod_files
+from bench.levels.engine import ENGINE_LIFECYCLE_OPS, EngineLevel
 from bench.levels.oci import OCI_LIFECYCLE_OPS, OciRuntime
 from bench.scenario import HANDLERS
 
@@ -200,11 +202,23 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
 
 
 class PodRunner:
-    """Runs pod lifecycles on one target; every created pod is tracked until it is gone."""
+    """Runs pod lifecycles on one target; every created pod is tracked until it is gone.
 
-    def __init__(self, target: Target, job: dict[str, Any], emit: Emitter) -> None:
+    Level "cri" times the kubelet's CRI calls. Level "split" runs the same lifecycles with
+    the runtime wrappers' trace on (`trace`), and cuts each op into parts (bench.split).
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        job: dict[str, Any],
+        emit: Emitter,
+        level: str = "cri",
+        trace: split.TraceReader | None = None,
+    ) -> None:
         scen = job["scenario"]
         self.target, self.emit = target, emit
+        self.level, self.trace = level, trace
         self.job = job
         self.run_id: str = job["run_id"]
         self.client = CriClient(target.stack.cri_endpoint, float(scen["timeout_s"]))
@@ -215,8 +229,60 @@ class PodRunner:
         self.lock = threading.Lock()
 
     def sample(self, t: Timed[Any], iteration: int, concurrency: int, worker: int, warmup: bool) -> None:
-        where = (self.target.stack.name, self.target.handler.name, "cri")
+        where = (self.target.stack.name, self.target.handler.name, self.level)
         emit_sample(self.emit, self.job, where, t, iteration, concurrency, worker, warmup)
+
+    def emit_split(
+        self,
+        windows: list[split.OpWindow],
+        ids: dict[str, str],
+        iteration: int,
+        concurrency: int,
+        worker: int,
+        warmup: bool,
+    ) -> None:
+        """Each op of one lifecycle cut into parts, and every traced call of the lifecycle."""
+        if self.trace is None:
+            return
+        calls = self.trace.take(set(ids.values()))
+        by_op = split.attribute(windows, calls)
+        common = {
+            "run_id": self.run_id,
+            "node": self.job["node"],
+            "stack": self.target.stack.name,
+            "handler": self.target.handler.name,
+            "iteration": iteration,
+            "concurrency": concurrency,
+            "worker": worker,
+            "warmup": warmup,
+        }
+        role = {v: k for k, v in ids.items() if v}
+        op_of = {id(c): windows[i].op for i, cs in by_op.items() for c in cs}
+        for c in calls:
+            self.emit(
+                "call",
+                **common,
+                op=op_of.get(id(c), ""),
+                kind=c.kind,
+                command=c.command,
+                object=role.get(c.object_id, ""),
+                entry_ns=c.entry_ns,
+                fork_ns=c.fork_ns,
+                exit_ns=c.exit_ns,
+                status=c.status,
+            )
+        for i, w in enumerate(windows):
+            mine = by_op.get(i, [])
+            cut = split.parts(w, mine)
+            self.emit(
+                "split",
+                **common,
+                op=w.op,
+                start_ns=w.start_ns,
+                duration_ns=w.end_ns - w.start_ns,
+                calls=" ".join(f"{c.kind}:{c.command}" for c in mine),
+                **{f"{k}_ns": v for k, v in cut.items()},
+            )
 
     def lifecycle(self, iteration: int, concurrency: int, worker: int, warmup: bool) -> bool:
         pod = kubelet.Pod(
@@ -228,21 +294,27 @@ class PodRunner:
         sandbox_cfg = kubelet.sandbox_config(pod)
         sandbox_id = container_id = ""
         check: tuple[str, str] | None = None
+        windows: list[split.OpWindow] = []
+        ids = {"sandbox": "", "container": ""}
 
         def record(t: Timed[Any]) -> Any:
             self.sample(t, iteration, concurrency, worker, warmup)
+            if t.ok:
+                windows.append(split.OpWindow(t.op, t.start_ns, t.start_ns + t.duration_ns))
             if not t.ok:
                 raise _OpFailed(t)
             return t.value
 
         try:
             sandbox_id = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
+            ids["sandbox"] = sandbox_id
             with self.lock:
                 self.live[sandbox_id] = pod
             cfg = kubelet.container_config(
                 pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
             )
             container_id = record(self.client.create_container(sandbox_id, cfg, sandbox_cfg))
+            ids["container"] = container_id
             record(self.client.start_container(container_id))
             try:
                 self.client.wait_running_with_output(container_id)
@@ -289,6 +361,8 @@ class PodRunner:
             if sandbox_id:
                 self.cleanup(sandbox_id)
             remove_pod_files(pod)
+            if self.trace is not None:
+                self.emit_split(windows, ids, iteration, concurrency, worker, warmup)
 
     def cleanup(self, sandbox_id: str) -> None:
         errors = self.client.remove_pod(sandbox_id)
@@ -379,9 +453,14 @@ def run_level(
     return not abandon.is_set()
 
 
-def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
+def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, level: str = "cri") -> None:
+    """CRI lifecycles on one target: level "cri", or "split" with the runtime calls traced."""
     scen = job["scenario"]
-    runner = PodRunner(target, job, emit)
+    trace = None
+    if level == "split":
+        trace = split.TraceReader(str(target.stack.extra["trace_path"]))
+        trace.arm()
+    runner = PodRunner(target, job, emit, level, trace)
     try:
         for concurrency in scen["concurrency"]:
             if not run_level(target.name, runner.lifecycle, concurrency, scen, emit, stop) or stop.is_set():
@@ -391,6 +470,10 @@ def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threadi
         if n:
             emit("warning", message=f"removed {n} pod(s) of this run on {target.name} at the end")
         runner.client.close()
+        if trace is not None:
+            trace.disarm()
+            if trace.bad_lines:
+                emit("warning", message=f"{trace.bad_lines} unreadable line(s) in the call trace {trace.path}")
 
 
 def oci_handlers(wanted: list[str], found: list[stacks.Stack]) -> list[stacks.Handler]:
@@ -404,40 +487,151 @@ def oci_handlers(wanted: list[str], found: list[stacks.Stack]) -> list[stacks.Ha
     return list(chosen.values())
 
 
-def run_oci(handler: stacks.Handler, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
-    """Lifecycles of the runtime binary itself (level oci), at every concurrency of the scenario."""
+def run_driver(
+    where: tuple[str, str, str],
+    driver: Callable[[str], tuple[list[Timed[Any]], str]],
+    ops: tuple[str, ...],
+    job: dict[str, Any],
+    emit: Emitter,
+    stop: threading.Event,
+) -> None:
+    """Lifecycles of a level driver (engine, containerd, oci) at every concurrency of the scenario.
+
+    `driver(tag)` runs one lifecycle and returns its timed ops and the workload check's
+    failure ('' when the workload behaved); a lifecycle is good when all `ops` succeeded.
+    """
     scen = job["scenario"]
-    archive = job.get("workload_archive", "/var/lib/hopbench/images/workload.oci.tar")
-    runtime = OciRuntime(
-        handler.binary, list(handler.extra.get("args", [])), workdir / handler.name, archive, float(scen["timeout_s"])
-    )
-    name = f"none/{handler.name}"
+    stack, handler, level = where
+    name = f"{stack}/{handler}"
 
     def lifecycle(i: int, conc: int, wid: int, warmup: bool) -> bool:
-        results, problem = runtime.lifecycle(f"{conc}-{i}")
+        results, problem = driver(f"{conc}-{i}")
         for t in results:
-            emit_sample(emit, job, ("none", handler.name, "oci"), t, i, conc, wid, warmup)
-        complete = len(results) == len(OCI_LIFECYCLE_OPS) and all(t.ok for t in results)
+            emit_sample(emit, job, where, t, i, conc, wid, warmup)
+        complete = len(results) == len(ops) and all(t.ok for t in results)
         if complete or problem:
             emit(
                 "check",
                 target=name,
+                level=level,
                 iteration=i,
                 concurrency=conc,
                 check="workload-ran",
                 ok=complete and not problem,
                 detail=problem,
             )
+        if not complete and results and not results[-1].ok:
+            emit("warning", message=f"{name} level {level} iteration {i}: {results[-1].op} failed: {results[-1].error}")
         return complete and not problem
 
+    for concurrency in scen["concurrency"]:
+        if not run_level(f"{name} ({level})", lifecycle, concurrency, scen, emit, stop) or stop.is_set():
+            break
+
+
+def run_oci(handler: stacks.Handler, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    """Lifecycles of the runtime binary itself (level oci), at every concurrency of the scenario."""
+    scen = job["scenario"]
+    runtime = OciRuntime(
+        handler.binary,
+        list(handler.extra.get("args", [])),
+        workdir / handler.name,
+        _archive(job),
+        float(scen["timeout_s"]),
+    )
     try:
-        for concurrency in scen["concurrency"]:
-            if not run_level(name, lifecycle, concurrency, scen, emit, stop) or stop.is_set():
-                break
+        run_driver(("none", handler.name, "oci"), runtime.lifecycle, OCI_LIFECYCLE_OPS, job, emit, stop)
     finally:
         errors = runtime.cleanup()
         if errors:
-            emit("warning", message=f"clean-up of {name}: {'; '.join(errors)}")
+            emit("warning", message=f"clean-up of none/{handler.name}: {'; '.join(errors)}")
+
+
+def _archive(job: dict[str, Any]) -> str:
+    return str(job.get("workload_archive", "/var/lib/hopbench/images/workload.oci.tar"))
+
+
+def level_applies(level: str, target: Target) -> str:
+    """'' when `level` can run on `target`, else why not (said once in the run's events)."""
+    if level == "engine" and not target.stack.extra.get("docker_endpoint"):
+        return f"level engine needs dockerd: stack {target.stack.name} has no Docker Engine API"
+    if level == "containerd" and not target.stack.extra.get("containerd_level"):
+        return f"level containerd: stack {target.stack.name} runs no containerd"
+    if level == "containerd" and not (target.handler.extra.get("wrapper") or target.handler.binary):
+        return f"level containerd: no runtime binary known for {target.name}"
+    if level == "split" and not (target.stack.extra.get("trace_path") and target.handler.extra.get("wrapper")):
+        return f"level split: {target.name} does not run its runtime through the timing wrapper (re-provision)"
+    return ""
+
+
+def run_engine(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    scen = job["scenario"]
+    level = EngineLevel(
+        str(target.stack.extra["docker_endpoint"]),
+        target.stack.pause_image,
+        scen["workload"],
+        target.stack.workload_image,
+        job["run_id"],
+        float(scen["timeout_s"]),
+    )
+    try:
+        where = (target.stack.name, target.handler.name, "engine")
+        run_driver(where, level.lifecycle, ENGINE_LIFECYCLE_OPS, job, emit, stop)
+    finally:
+        n, errors = level.cleanup()
+        if n or errors:
+            emit(
+                "warning", message=f"engine level on {target.name}: removed {n} container(s) at the end {errors or ''}"
+            )
+        level.close()
+
+
+def run_containerd(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    scen = job["scenario"]
+    conf = target.stack.extra["containerd_level"]
+    level = ContainerdLevel(
+        str(conf["endpoint"]),
+        str(conf.get("rootfs", "snapshot")),
+        str(target.handler.extra.get("wrapper") or target.handler.binary),
+        _archive(job),
+        workdir / f"containerd-{target.stack.name}",
+        job["run_id"],
+        float(scen["timeout_s"]),
+        str(conf.get("snapshotter", "overlayfs")),
+    )
+    try:
+        n, errors = level.cleanup(all_runs=True)
+        if n:
+            emit("warning", message=f"containerd level on {target.name}: removed {n} container(s) left by earlier runs")
+        where = (target.stack.name, target.handler.name, "containerd")
+        run_driver(where, level.lifecycle, CONTAINERD_LIFECYCLE_OPS, job, emit, stop)
+    finally:
+        n, errors = level.cleanup()
+        if n or errors:
+            emit(
+                "warning",
+                message=f"containerd level on {target.name}: removed {n} container(s) at the end {errors or ''}",
+            )
+        level.close()
+
+
+def run_cri(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    run_target(target, job, emit, stop, "cri")
+
+
+def run_split(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    run_target(target, job, emit, stop, "split")
+
+
+# The levels run per target, in this order. A new level (e.g. "kube": pods through a real API
+# server and kubelet, lab only) is one more function of this shape and one more entry here
+# and in bench.scenario.LEVELS.
+TARGET_LEVELS: dict[str, Callable[[Target, dict[str, Any], Emitter, threading.Event, Path], None]] = {
+    "cri": run_cri,
+    "split": run_split,
+    "engine": run_engine,
+    "containerd": run_containerd,
+}
 
 
 def run_cli(commands: list[CliCommand], job: dict[str, Any], emit: Emitter, stop: threading.Event) -> None:
@@ -521,20 +715,35 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                 emit("done", ok=True, interrupted=False)
                 return 0
             per_level = len(scen["concurrency"]) * (scen["warmup"] + scen["iterations"])
-            cri_targets = len(targets) if "cri" in scen.get("levels", ["cri"]) else 0
-            runtimes = oci_handlers(scen["targets"], found) if "oci" in scen.get("levels", []) else []
-            emit("plan", lifecycles=per_level * (cri_targets + len(runtimes)), targets=[t.name for t in targets])
+            levels = scen.get("levels", ["cri"])
+            plan: list[tuple[Target, str]] = []
             for target in targets:
-                if stop.is_set() or emit.closed.is_set():
-                    break
-                sweep_leftovers(target, float(scen["timeout_s"]), emit)
-                if "cri" not in scen.get("levels", ["cri"]):
-                    continue
-                try:
-                    run_target(target, job, emit, stop)
-                except Exception as exc:  # noqa: BLE001 - one broken target must not stop the others
-                    emit("error", target=target.name, message=f"{type(exc).__name__}: {exc}")
-            if "oci" in scen.get("levels", []) and not stop.is_set():
+                for level in (lv for lv in TARGET_LEVELS if lv in levels):
+                    why_not = level_applies(level, target)
+                    if why_not:
+                        emit("info", target=target.name, level=level, message=why_not)
+                    else:
+                        plan.append((target, level))
+            runtimes = oci_handlers(scen["targets"], found) if "oci" in levels else []
+            emit(
+                "plan",
+                lifecycles=per_level * (len(plan) + len(runtimes)),
+                targets=[t.name for t in targets],
+                levels=[f"{t.name} {lv}" for t, lv in plan] + [f"none/{h.name} oci" for h in runtimes],
+            )
+            with tempfile.TemporaryDirectory(prefix="hopbench-levels-") as work:
+                swept: set[str] = set()
+                for target, level in plan:
+                    if stop.is_set() or emit.closed.is_set():
+                        break
+                    if target.name not in swept:
+                        sweep_leftovers(target, float(scen["timeout_s"]), emit)
+                        swept.add(target.name)
+                    try:
+                        TARGET_LEVELS[level](target, job, emit, stop, Path(work))
+                    except Exception as exc:  # noqa: BLE001 - one broken target or level must not stop the others
+                        emit("error", target=target.name, message=f"level {level}: {type(exc).__name__}: {exc}")
+            if "oci" in levels and not stop.is_set():
                 with tempfile.TemporaryDirectory(prefix="hopbench-oci-") as work:
                     for handler in runtimes:
                         if stop.is_set() or emit.closed.is_set():

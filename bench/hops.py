@@ -1,27 +1,45 @@
-"""Differential hop cost: the same logical work entered at the CRI and at the OCI runtime.
+"""Where each op's time goes: differential hop costs across levels, and the in-situ split.
 
-For a stack and a CRI op, the OCI runtime ops that op contains are named explicitly
-(MAPPING, from how each stack drives its runtime). The hop cost is the difference between
-the CRI op's latency and the contained runtime ops' latency, both per lifecycle:
+Differential. The same logical work is entered at each level a stack has, top down:
 
-    hop(stack, op) = median(CRI op) - median(sum of the mapped oci ops in one oci lifecycle)
+  docker      cri (cri-dockerd) → engine (dockerd) → containerd (dockerd's containerd) → oci
+  containerd  cri (containerd's CRI plugin) → containerd (containerd's API) → oci
+  crio        cri (CRI-O) → oci
 
-It is what the layers above the runtime add (CRI server, engine, containerd, shim, network
-set-up for sandboxes), measured side by side in one run. The confidence interval comes
-from a percentile bootstrap: both sample sets are resampled independently (they come from
-independent lifecycles), the difference of medians recomputed each time, and the
-(1 - confidence) / 2 tails cut. Only measured (not warm-up), successful, complete
-lifecycles at concurrency 1 enter.
+MAPPING names, for each stack and CRI op, the ops of every lower level that do the same
+work. The cost of the hop between two adjacent levels that both map the op is
 
-Mapping, per stack (the runtime call happens inside the named CRI op):
-  containerd  StartContainer: create + start (CreateContainer only records the container);
-              StopContainer: kill. The runtime's delete runs when containerd reaps the exited
-              task, outside any CRI op, so no op maps to delete.
-  docker      the same through dockerd: StartContainer: create + start; StopContainer: kill.
-  crio        CreateContainer: create (CRI-O runs the runtime's create there);
-              StartContainer: start; StopContainer: kill; RemoveContainer: delete.
+    hop = median(upper ops per lifecycle) - median(lower ops per lifecycle)
+
+with a percentile-bootstrap interval (both sides resampled independently: they come from
+independent lifecycles). Only measured (not warm-up), successful, complete lifecycles at
+concurrency 1 enter. The OCI level belongs to no stack ("none"): the same binary sits under
+every stack, matched by handler.
+
+The mapping is what the in-situ split (level "split") shows each stack doing on this
+machine (calls.jsonl records every runtime call and the CRI op it fell in):
+  containerd  StartContainer runs the runtime's create and start; StopContainer its kill and,
+              once the task has exited, its delete (containerd's exit handler deletes the task
+              before StopContainer returns). CreateContainer and RemoveContainer never reach
+              the runtime. At the containerd level: ContainerCreate is NewContainer (lease,
+              snapshot, record); TaskCreate + TaskStart; TaskKill + TaskWait + TaskDelete.
+  docker      the same runtime calls; dockerd creates the containerd container only when the
+              container starts, and deletes it when the task has exited, so at the containerd
+              level StartContainer is ContainerCreate + TaskCreate + TaskStart and StopContainer
+              is TaskKill + TaskWait + TaskDelete + ContainerDelete. At the engine level each CRI
+              op is the matching Engine API call; RunPodSandbox is the pause container's create
+              and start (the pod network is cri-dockerd's, through CNI, at the cri level only).
+  crio        CreateContainer runs the runtime's create, StartContainer its start, StopContainer
+              its kill, RemoveContainer its delete (CRI-O's own design; not measured here: CRI-O
+              cannot be built on this machine).
 StopContainer returns once the process has exited; the runtime's `kill` returns once the
-signal is sent. The wait for the exit is therefore part of StopContainer's hop cost.
+signal is sent: the wait for the exit is part of the hop above the runtime.
+
+Split. Level "split" cuts each CRI op of a lifecycle into before / network / runtime /
+between / after (bench.split); the parts of one sample add up to it exactly.
+split_table() gives each part's median beside the op's median and the gap between the sum
+of the part medians and the op median, which is how far the medians-based breakdown can be
+read as a decomposition of the typical op.
 """
 
 from __future__ import annotations
@@ -29,15 +47,66 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-MAPPING: dict[str, dict[str, tuple[str, ...]]] = {
-    "containerd": {"StartContainer": ("create", "start"), "StopContainer": ("kill",)},
-    "docker": {"StartContainer": ("create", "start"), "StopContainer": ("kill",)},
-    "crio": {
-        "CreateContainer": ("create",),
-        "StartContainer": ("start",),
-        "StopContainer": ("kill",),
-        "RemoveContainer": ("delete",),
+from bench.split import PARTS
+
+LEVEL_ORDER = ("cri", "engine", "containerd", "oci")
+
+MAPPING: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
+    "containerd": {
+        "CreateContainer": {"cri": ("CreateContainer",), "containerd": ("ContainerCreate",)},
+        "StartContainer": {
+            "cri": ("StartContainer",),
+            "containerd": ("TaskCreate", "TaskStart"),
+            "oci": ("create", "start"),
+        },
+        "StopContainer": {
+            "cri": ("StopContainer",),
+            "containerd": ("TaskKill", "TaskWait", "TaskDelete"),
+            "oci": ("kill", "delete"),
+        },
+        "RemoveContainer": {"cri": ("RemoveContainer",), "containerd": ("ContainerDelete",)},
     },
+    "docker": {
+        "RunPodSandbox": {"cri": ("RunPodSandbox",), "engine": ("PauseCreate", "PauseStart")},
+        "CreateContainer": {"cri": ("CreateContainer",), "engine": ("ContainerCreate",)},
+        "StartContainer": {
+            "cri": ("StartContainer",),
+            "engine": ("ContainerStart",),
+            "containerd": ("ContainerCreate", "TaskCreate", "TaskStart"),
+            "oci": ("create", "start"),
+        },
+        "StopContainer": {
+            "cri": ("StopContainer",),
+            "engine": ("ContainerStop",),
+            "containerd": ("TaskKill", "TaskWait", "TaskDelete", "ContainerDelete"),
+            "oci": ("kill", "delete"),
+        },
+        "RemoveContainer": {"cri": ("RemoveContainer",), "engine": ("ContainerDelete",)},
+        "StopPodSandbox": {"cri": ("StopPodSandbox",), "engine": ("PauseStop",)},
+        "RemovePodSandbox": {"cri": ("RemovePodSandbox",), "engine": ("PauseDelete",)},
+    },
+    "crio": {
+        "CreateContainer": {"cri": ("CreateContainer",), "oci": ("create",)},
+        "StartContainer": {"cri": ("StartContainer",), "oci": ("start",)},
+        "StopContainer": {"cri": ("StopContainer",), "oci": ("kill",)},
+        "RemoveContainer": {"cri": ("RemoveContainer",), "oci": ("delete",)},
+    },
+}
+
+# What sits between two adjacent levels, per stack: the name of the hop in tables and charts.
+HOP_NAMES: dict[str, dict[tuple[str, str], str]] = {
+    "docker": {
+        ("cri", "engine"): "cri-dockerd",
+        ("engine", "containerd"): "dockerd",
+        ("containerd", "oci"): "containerd + shim",
+        ("cri", "oci"): "whole stack",
+    },
+    "containerd": {
+        ("cri", "containerd"): "CRI plugin",
+        ("containerd", "oci"): "containerd + shim",
+        ("cri", "oci"): "whole stack",
+    },
+    "crio": {("cri", "oci"): "CRI-O + conmon"},
 }
 
 
@@ -65,31 +134,121 @@ def bootstrap_median_diff(
     )
 
 
-def differential(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per stack/handler/CRI op that has both cri samples and oci samples of its runtime."""
+def level_samples(samples: pd.DataFrame, stack: str, handler: str, level: str) -> pd.DataFrame:
+    """Samples of one level of a stack; the oci level is shared by all stacks (stack "none")."""
+    if level == "oci":
+        return samples[(samples["level"] == "oci") & (samples["handler"] == handler)]
+    return samples[(samples["level"] == level) & (samples["stack"] == stack) & (samples["handler"] == handler)]
+
+
+def latencies(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per stack, CRI op and level: the mapped ops' median per lifecycle (the cross-level table)."""
     rows = []
-    cri = samples[samples["level"] == "cri"]
-    oci = samples[samples["level"] == "oci"]
-    for (stack, handler), g in cri.groupby(["stack", "handler"], sort=True):
-        runtime = oci[oci["handler"] == handler]
-        for op, oci_ops in MAPPING.get(str(stack), {}).items():
-            a = per_lifecycle_ms(g, (op,))
-            b = per_lifecycle_ms(runtime, oci_ops)
-            if len(a) < 2 or len(b) < 2:
-                continue
-            hop, lo, hi = bootstrap_median_diff(a, b, confidence)
-            rows.append(
-                {
-                    "target": f"{stack}/{handler}",
-                    "cri op": op,
-                    "oci ops": " + ".join(oci_ops),
-                    "cri p50 (ms)": float(np.median(a)),
-                    "oci p50 (ms)": float(np.median(b)),
-                    "hop cost (ms)": hop,
-                    "CI low": lo,
-                    "CI high": hi,
-                    "n cri": len(a),
-                    "n oci": len(b),
-                }
-            )
+    for (stack, handler), _ in samples[samples["level"] == "cri"].groupby(["stack", "handler"], sort=True):
+        for op, by_level in MAPPING.get(str(stack), {}).items():
+            for level in LEVEL_ORDER:
+                ops = by_level.get(level)
+                if ops is None:
+                    continue
+                values = per_lifecycle_ms(level_samples(samples, str(stack), str(handler), level), ops)
+                if len(values):
+                    rows.append(
+                        {
+                            "target": f"{stack}/{handler}",
+                            "cri op": op,
+                            "level": level,
+                            "ops": " + ".join(ops),
+                            "p50 (ms)": float(np.median(values)),
+                            "n": len(values),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def differential(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per stack/handler/CRI op and pair of adjacent measured levels: the hop's cost with its interval.
+
+    Adjacent means adjacent among the levels measured in this run that map the op; when the
+    run has cri and oci only, the hop is the whole stack above the runtime.
+    """
+    rows = []
+    for (stack, handler), _ in samples[samples["level"] == "cri"].groupby(["stack", "handler"], sort=True):
+        for op, by_level in MAPPING.get(str(stack), {}).items():
+            measured = []
+            for level in LEVEL_ORDER:
+                if level not in by_level:
+                    continue
+                values = per_lifecycle_ms(level_samples(samples, str(stack), str(handler), level), by_level[level])
+                if len(values) >= 2:
+                    measured.append((level, values))
+            for (upper, a), (lower, b) in zip(measured, measured[1:], strict=False):
+                hop, lo, hi = bootstrap_median_diff(a, b, confidence)
+                rows.append(
+                    {
+                        "target": f"{stack}/{handler}",
+                        "cri op": op,
+                        "hop": HOP_NAMES.get(str(stack), {}).get((upper, lower), f"{upper} → {lower}"),
+                        "upper": f"{upper}: {' + '.join(by_level[upper])}",
+                        "lower": f"{lower}: {' + '.join(by_level[lower])}",
+                        "upper p50 (ms)": float(np.median(a)),
+                        "lower p50 (ms)": float(np.median(b)),
+                        "hop cost (ms)": hop,
+                        "CI low": lo,
+                        "CI high": hi,
+                        "n upper": len(a),
+                        "n lower": len(b),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def split_table(splits: pd.DataFrame, tolerance: float = 0.05) -> pd.DataFrame:
+    """Per target and CRI op (concurrency 1, measured): median of the op and of each part, and the add-up check.
+
+    `gap %` is (sum of the part medians - op median) / op median; `adds up` says whether
+    its size is within `tolerance`.
+    """
+    if splits.empty:
+        return pd.DataFrame()
+    s = splits[~splits["warmup"].astype(bool) & (splits["concurrency"] == 1)]
+    rows = []
+    for (stack, handler, op), g in s.groupby(["stack", "handler", "op"], sort=False):
+        total = float(np.median(g["duration_ns"])) / 1e6
+        row: dict[str, object] = {"target": f"{stack}/{handler}", "cri op": op, "n": len(g), "op p50 (ms)": total}
+        part_sum = 0.0
+        for part in PARTS:
+            value = float(np.median(g[f"{part}_ns"])) / 1e6
+            row[f"{part} (ms)"] = value
+            part_sum += value
+        row["sum of parts (ms)"] = part_sum
+        gap = (part_sum - total) / total if total else float("nan")
+        row["gap %"] = 100 * gap
+        row["adds up"] = bool(abs(gap) <= tolerance)
+        calls = g["calls"].mode()
+        row["runtime calls"] = str(calls.iloc[0]) if len(calls) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trace_overhead(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """What recording the calls costs: each op's median at level split minus at level cri, with its interval."""
+    rows = []
+    split_rows = samples[samples["level"] == "split"]
+    for (stack, handler, op), g in split_rows.groupby(["stack", "handler", "op"], sort=False):
+        a = per_lifecycle_ms(g, (str(op),))
+        b = per_lifecycle_ms(level_samples(samples, str(stack), str(handler), "cri"), (str(op),))
+        if len(a) < 2 or len(b) < 2:
+            continue
+        diff, lo, hi = bootstrap_median_diff(a, b, confidence)
+        rows.append(
+            {
+                "target": f"{stack}/{handler}",
+                "cri op": op,
+                "split p50 (ms)": float(np.median(a)),
+                "cri p50 (ms)": float(np.median(b)),
+                "difference (ms)": diff,
+                "CI low": lo,
+                "CI high": hi,
+            }
+        )
     return pd.DataFrame(rows)

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 
 from bench import hops, stats  # noqa: E402
 from bench.results import load_run, read_jsonl  # noqa: E402
+from bench.split import PARTS  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;line-height:1.4}
@@ -113,6 +114,104 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 
 START_OPS = ("RunPodSandbox", "CreateContainer", "StartContainer")
+PART_COLOURS = {
+    "before": "#9ecae1",
+    "network": "#74c476",
+    "runtime": "#fd8d3c",
+    "between": "#bcbddc",
+    "after": "#6baed6",
+}
+
+
+def split_chart(table: pd.DataFrame) -> str:
+    """Where each CRI op's time goes: one stacked bar per target and op, parts at their medians."""
+    order = {op: i for i, op in enumerate(stats.op_order(list(table["cri op"].unique())))}
+    t = table.assign(_o=table["cri op"].map(order)).sort_values(["target", "_o"], ascending=[True, True])
+    labels = [f"{r.target}  {r._2}" for r in t[["target", "cri op"]].itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(t) + 1.4))
+    y = np.arange(len(t))[::-1]
+    left = np.zeros(len(t))
+    for part in PARTS:
+        values = t[f"{part} (ms)"].to_numpy(dtype=float)
+        ax.barh(y, values, left=left, color=PART_COLOURS[part], label=part, height=0.7)
+        left += values
+    ax.scatter(t["op p50 (ms)"], y, marker="|", s=220, color="black", label="op p50", zorder=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("ms (median of each part, stacked; black mark: median of the whole op)")
+    ax.legend(ncol=6, fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def load_splits(run_dir: Path) -> pd.DataFrame:
+    return pd.DataFrame(read_jsonl(run_dir / "splits.jsonl"))
+
+
+def hop_sections(run_dir: Path, samples: pd.DataFrame) -> list[str]:
+    """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
+    out: list[str] = []
+    fmt = {"float_format": lambda x: f"{x:.1f}", "border": 0, "index": False}
+    levels = set(samples["level"]) if not samples.empty else set()
+    if "cri" in levels and levels & {"engine", "containerd", "oci"}:
+        lat = hops.latencies(samples)
+        if not lat.empty:
+            wide = lat.pivot_table(index=["target", "cri op"], columns="level", values="p50 (ms)", sort=False)
+            wide = wide[[lv for lv in hops.LEVEL_ORDER if lv in wide.columns]].reset_index()
+            out += [
+                "<h2>The same work at each level (p50 per lifecycle, ms, concurrency 1)</h2>",
+                "<p>Each cell sums the ops of that level that do what the CRI op does (mapping in "
+                "<code>bench/hops.py</code>, checked against the runtime calls the split level recorded). "
+                "<code>oci</code> is the runtime binary alone, shared by every stack.</p>",
+                wide.to_html(na_rep="–", **fmt),
+            ]
+        diff = hops.differential(samples)
+        if not diff.empty:
+            out += [
+                "<h2>Hop cost between adjacent levels (differential, concurrency 1)</h2>",
+                "<p>Median of the upper level's ops minus the median of the lower level's, per lifecycle, with a "
+                "95% percentile-bootstrap interval (both sides resampled). A hop's cost includes waiting: "
+                "StopContainer returns once the process has exited, the runtime's <code>kill</code> once the signal "
+                "is sent.</p>",
+                diff.to_html(**fmt),
+            ]
+    splits = load_splits(run_dir)
+    if not splits.empty:
+        table = hops.split_table(splits)
+        if not table.empty:
+            worst = table.loc[table["gap %"].abs().idxmax()]
+            bad = table[~table["adds up"]]
+            verdict = (
+                f"<p class=ok>Every op's part medians add up to its median within 5% "
+                f"(largest gap {worst['gap %']:+.1f}%, {html.escape(str(worst['target']))} {worst['cri op']}).</p>"
+                if bad.empty
+                else f"<p class=bad>{len(bad)} op(s) whose part medians miss the op median by more than 5%: "
+                + ", ".join(f"{html.escape(str(r.target))} {r._2} {r._11:+.1f}%" for r in bad.itertuples())
+                + ".</p>"
+            )
+            out += [
+                "<h2>Where each CRI op's time goes (in-situ split, concurrency 1)</h2>",
+                "<p>Level <code>split</code> repeats the CRI lifecycles with every OCI runtime and CNI plugin call "
+                "timed by the wrapper the stacks run them through (same monotonic clock as the CRI call). Each op "
+                "is cut into: <b>before</b> the first call (the CRI server and the daemons under it), <b>network</b> "
+                "(CNI calls: the pod network of RunPodSandbox, its teardown), <b>runtime</b> (inside the OCI "
+                "runtime's calls), <b>between</b> calls (shim and daemon work between two calls), <b>after</b> the "
+                "last call. The parts of each sample add up to it exactly; the table gives each part's median and "
+                "whether those medians add up to the op's median.</p>",
+                verdict,
+                f"<img alt='stacked split per op' src='{split_chart(table)}'>",
+                table.to_html(**fmt),
+            ]
+        overhead = hops.trace_overhead(samples)
+        if not overhead.empty:
+            out += [
+                "<h3>What recording the calls costs</h3>",
+                "<p>The same op's median with the trace on (level split) and off (level cri), run one after the "
+                "other in this run: the wrapper forks and waits for the runtime instead of exec'ing it while "
+                "recording.</p>",
+                overhead.to_html(**fmt),
+            ]
+    return out
 
 
 def cli_vs_api(samples: pd.DataFrame) -> pd.DataFrame:
@@ -168,16 +267,7 @@ def build_report(run_dir: Path) -> Path:
             parts.append(f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>")
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
-    if not samples.empty and {"cri", "oci"} <= set(samples["level"]):
-        hop_table = hops.differential(samples)
-        if not hop_table.empty:
-            parts += [
-                "<h2>Hop cost above the OCI runtime (differential, concurrency 1)</h2>",
-                "<p>Median of the CRI op minus the median of the OCI runtime ops it contains (entered "
-                "directly at level <code>oci</code>, per lifecycle), with a 95% percentile-bootstrap "
-                "interval; the mapping of ops across levels is in <code>bench/hops.py</code>.</p>",
-                hop_table.to_html(index=False, float_format=lambda x: f"{x:.1f}", border=0),
-            ]
+    parts += hop_sections(run_dir, samples)
     if not samples.empty and (samples["level"] == "cli").any():
         table = cli_vs_api(samples)
         parts += [

@@ -6,6 +6,8 @@
       samples.parquet  the same samples as a tidy table, rewritten atomically every few
                        seconds and at the end (rebuilt from the journal if a run crashed)
       checks.jsonl     workload checks (the container really ran), one per lifecycle
+      splits.jsonl     level split: each CRI op cut into before/network/runtime/between/after
+      calls.jsonl      level split: every runtime and CNI call the wrapper recorded, with its op
       events.jsonl     warnings and errors from the agent
       hyperfine/       hyperfine's own JSON export of every cli-level command
       report.html      made at the end (hopbench report RUN remakes it)
@@ -79,6 +81,10 @@ class RunStore:
         self.samples.append(row)
         if time.monotonic() - self._flushed_at > 5.0:
             self.write_parquet()
+
+    def add_record(self, name: str, record: dict[str, Any]) -> None:
+        """One row of a journal other than the samples (splits.jsonl, calls.jsonl)."""
+        self._append(name, {k: v for k, v in record.items() if k != "event"})
 
     def add_check(self, check: dict[str, Any]) -> None:
         self._append("checks.jsonl", check)

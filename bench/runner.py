@@ -162,6 +162,8 @@ def _handle(
     kind = ev.get("event")
     if kind == "sample":
         store.add_sample(ev)
+    elif kind in ("split", "call"):
+        store.add_record(f"{kind}s.jsonl", ev)
     elif kind == "check":
         store.add_check(ev)
         return 0 if ev.get("ok") else 1
@@ -184,6 +186,9 @@ def _handle(
                 console.print(f"[yellow]{t['target']} unavailable: {t['reason']}[/]")
     elif kind == "meta_end":
         store.update_meta(node_end=ev)
+    elif kind == "info":
+        store.add_event(ev)
+        console.print(f"[dim]{ev.get('message')}[/]")
     elif kind in ("warning", "error"):
         store.add_event(ev)
         console.print(f"[{'red' if kind == 'error' else 'yellow'}]{kind}: {ev.get('message')}[/]")

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.hops import bootstrap_median_diff, differential, per_lifecycle_ms
+from bench.hops import bootstrap_median_diff, differential, per_lifecycle_ms, split_table
+from bench.split import PARTS
 
 
 def rows(stack, handler, level, op, values_ms, warmup=False, ok=True, concurrency=1):
@@ -36,7 +37,8 @@ def test_hop_cost_is_the_difference_of_medians_with_a_ci_that_covers_it():
         + rows("containerd", "runc", "cri", "StartContainer", startc)
     )
     (row,) = differential(data).to_dict("records")
-    assert row["cri op"] == "StartContainer" and row["oci ops"] == "create + start"
+    assert row["cri op"] == "StartContainer" and row["lower"] == "oci: create + start"
+    assert row["hop"] == "whole stack"  # only cri and oci measured: everything above the runtime
     assert row["hop cost (ms)"] == pytest.approx(12, abs=1.0)
     assert row["CI low"] < 12 < row["CI high"]
     assert row["CI high"] - row["CI low"] < 3
@@ -62,3 +64,65 @@ def test_bootstrap_is_reproducible_and_centred():
 def test_no_row_without_both_levels():
     data = pd.DataFrame(rows("containerd", "runc", "cri", "StartContainer", [50, 51, 52]))
     assert differential(data).empty
+
+
+def test_each_adjacent_pair_of_measured_levels_is_one_hop():
+    rng = np.random.default_rng(5)
+    n = 40
+
+    def noisy(ms):
+        return ms + rng.normal(0, 0.3, n)
+
+    data = pd.DataFrame(
+        rows("none", "runc", "oci", "create", noisy(30))
+        + rows("none", "runc", "oci", "start", noisy(8))
+        + rows("docker", "runc", "containerd", "ContainerCreate", noisy(3))
+        + rows("docker", "runc", "containerd", "TaskCreate", noisy(40))
+        + rows("docker", "runc", "containerd", "TaskStart", noisy(7))  # 50 in all: 12 above oci
+        + rows("docker", "runc", "engine", "ContainerStart", noisy(75))  # 25 above containerd
+        + rows("docker", "runc", "cri", "StartContainer", noisy(80))  # 5 above engine
+    )
+    table = differential(data).set_index("hop")
+    assert list(table.index) == ["cri-dockerd", "dockerd", "containerd + shim"]
+    assert table.loc["cri-dockerd", "hop cost (ms)"] == pytest.approx(5, abs=0.5)
+    assert table.loc["dockerd", "hop cost (ms)"] == pytest.approx(25, abs=0.5)
+    assert table.loc["containerd + shim", "hop cost (ms)"] == pytest.approx(12, abs=0.5)
+    assert table.loc["dockerd", "upper"] == "engine: ContainerStart"
+    assert table.loc["dockerd", "lower"] == "containerd: ContainerCreate + TaskCreate + TaskStart"
+    # The oci samples belong to no stack and still count under docker.
+    assert (table["n lower"] == n).all()
+
+
+def split_rows(op, parts_ms, warmup=False):
+    out = []
+    for i, p in enumerate(parts_ms):
+        row = {"stack": "containerd", "handler": "runc", "op": op, "iteration": i, "concurrency": 1, "warmup": warmup}
+        row.update({f"{k}_ns": int(v * 1e6) for k, v in zip(PARTS, p, strict=True)})
+        row["duration_ns"] = sum(row[f"{k}_ns"] for k in PARTS)
+        row["calls"] = "oci:create oci:start"
+        out.append(row)
+    return out
+
+
+def test_split_table_medians_and_the_add_up_check():
+    # Parts that move together: medians add up to the op's median exactly.
+    steady = [(5, 0, 30 + i, 3, 2) for i in range(9)]
+    # Parts that trade off against each other: the medians of the parts overshoot the op's.
+    trading = [(1, 0, 1, 0, 0), (2, 0, 30, 0, 0), (30, 0, 2, 0, 0), (31, 0, 31, 0, 0), (29, 0, 29, 0, 0)]
+    splits = pd.DataFrame(
+        split_rows("StartContainer", steady)
+        + split_rows("StopContainer", trading)
+        + split_rows("StartContainer", [(900, 0, 0, 0, 0)], warmup=True)
+    )
+    table = split_table(splits).set_index("cri op")
+    start = table.loc["StartContainer"]
+    assert start["n"] == 9
+    assert start["op p50 (ms)"] == pytest.approx(44)
+    assert start["runtime (ms)"] == pytest.approx(34) and start["before (ms)"] == pytest.approx(5)
+    assert start["gap %"] == pytest.approx(0, abs=1e-9) and bool(start["adds up"])
+    stop = table.loc["StopContainer"]
+    # Totals 2, 32, 32, 62, 58: median 32. Medians of the parts: before 29, runtime 29.
+    assert stop["op p50 (ms)"] == pytest.approx(32)
+    assert stop["sum of parts (ms)"] == pytest.approx(58)
+    assert stop["gap %"] == pytest.approx(100 * (58 - 32) / 32)
+    assert not bool(stop["adds up"])

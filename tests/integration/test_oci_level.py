@@ -46,6 +46,7 @@ def test_hops_scenario_reports_the_differential_hop_cost(provisioned, tmp_path):
     _, samples = load_run(run)
     table = differential(samples)
     assert set(table["cri op"]) == {"StartContainer", "StopContainer"}
+    assert set(table["hop"]) == {"whole stack"}  # cri and oci only: everything above the runtime
     assert (table["CI low"] <= table["CI high"]).all()
-    assert (table["n cri"] == 5).all() and (table["n oci"] == 5).all()
-    assert "Hop cost above the OCI runtime" in (run / "report.html").read_text()
+    assert (table["n upper"] == 5).all() and (table["n lower"] == 5).all()
+    assert "Hop cost between adjacent levels" in (run / "report.html").read_text()

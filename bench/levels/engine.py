@@ -1,0 +1,229 @@
+"""The `engine` level: the Docker Engine API over dockerd's unix socket (docker stack).
+
+What cri-dockerd asks dockerd for, without cri-dockerd: a pod is a pause container
+(network "none": cri-dockerd sets the pod network up itself through CNI, so no network
+happens at this level) and the workload container joining its network and IPC
+namespaces. One lifecycle, each op one HTTP request on a kept-alive connection:
+
+  PauseCreate, PauseStart, ContainerCreate, ContainerStart, ContainerStop (SIGTERM, then
+  dockerd waits for the exit, up to the grace period), ContainerDelete, PauseStop, PauseDelete
+
+Untimed between ops: after ContainerStart the workload's ready line must be in its log;
+after ContainerStop it must have exited 0 with its stop line. Every container carries the
+run's labels, so a crashed run's leftovers are found and removed (sweep).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+from bench import kubelet
+from bench.levels import Timed, timed
+
+ENGINE_LIFECYCLE_OPS = (
+    "PauseCreate",
+    "PauseStart",
+    "ContainerCreate",
+    "ContainerStart",
+    "ContainerStop",
+    "ContainerDelete",
+    "PauseStop",
+    "PauseDelete",
+)
+READY_MARK = b"hopbench-workload ready"
+STOP_MARK = b"hopbench-workload stopping"
+LEVEL_LABEL = "io.hopbench/level"
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class EngineClient:
+    """Docker Engine API over a unix socket; one kept-alive connection per thread (as the docker CLI keeps one)."""
+
+    def __init__(self, endpoint: str, timeout_s: float = 60.0) -> None:
+        if not endpoint.startswith("unix://"):
+            raise ValueError(f"docker endpoint {endpoint!r}: expected unix:///path/to/docker.sock")
+        self.path = endpoint[len("unix://") :]
+        self.timeout = timeout_s
+        self.local = threading.local()
+        self.conns: list[_UnixHTTPConnection] = []
+        self.lock = threading.Lock()
+        self.prefix = ""
+        self.prefix = "/v" + str(self.request("GET", "/version")["ApiVersion"])
+
+    def _conn(self) -> _UnixHTTPConnection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = _UnixHTTPConnection(self.path, self.timeout)
+            with self.lock:
+                self.conns.append(conn)
+        return conn
+
+    def raw(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        conn = self._conn()
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        try:
+            conn.request(method, self.prefix + path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()  # next request reconnects
+            raise
+
+    def request(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201, 204, 304)) -> Any:
+        status, data = self.raw(method, path, body)
+        if status not in ok:
+            try:
+                message = json.loads(data).get("message", "")
+            except ValueError:
+                message = data.decode(errors="replace")[:300]
+            raise EngineError(f"{method} {path}: HTTP {status}: {message}")
+        return json.loads(data) if data and data[:1] in (b"{", b"[") else None
+
+    def close(self) -> None:
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
+            self.conns.clear()
+
+    def containers(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        result: list[dict[str, Any]] = self.request(
+            "GET", "/containers/json?all=1&filters=" + urllib.parse.quote(filters)
+        )
+        return result
+
+    def logs(self, cid: str) -> bytes:
+        status, data = self.raw("GET", f"/containers/{cid}/logs?stdout=1&stderr=1")
+        if status != 200:
+            raise EngineError(f"logs of {cid[:12]}: HTTP {status}")
+        return data
+
+    def remove(self, cid: str) -> str:
+        """Force-remove one container; '' or the error."""
+        try:
+            self.request("DELETE", f"/containers/{cid}?force=1", ok=(204, 404))
+            return ""
+        except (EngineError, OSError) as exc:
+            return f"remove {cid[:12]}: {exc}"
+
+
+class EngineLevel:
+    """Pod-shaped lifecycles through dockerd alone, for one run."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        pause_image: str,
+        workload: dict[str, Any],
+        workload_image: str,
+        run_id: str,
+        timeout_s: float,
+    ) -> None:
+        self.client = EngineClient(endpoint, timeout_s)
+        self.pause_image, self.workload_image = pause_image, workload_image
+        self.command, self.args = list(workload["command"]), list(workload["args"])
+        self.grace = int(workload["stop_timeout_s"])
+        self.run_id = run_id
+        self.labels = {kubelet.MANAGED_LABEL: "true", kubelet.RUN_LABEL: run_id, LEVEL_LABEL: "engine"}
+
+    def lifecycle(self, tag: str) -> tuple[list[Timed[Any]], str]:
+        """Timed ops of one lifecycle and the check failure ('' when the workload behaved)."""
+        c = self.client
+        results: list[Timed[Any]] = []
+        made: list[str] = []
+
+        def op(name: str, call: Any) -> Any:
+            t = timed(name, call)
+            results.append(t)
+            if not t.ok:
+                raise _Stop
+            return t.value
+
+        name = f"hb-engine-{self.run_id[-8:]}-{tag}".lower()
+        pause_body = {
+            "Image": self.pause_image,
+            "Labels": self.labels,
+            "HostConfig": {"NetworkMode": "none", "IpcMode": "shareable"},
+        }
+        try:
+            pause = op("PauseCreate", lambda: c.request("POST", f"/containers/create?name={name}-pause", pause_body))[
+                "Id"
+            ]
+            made.append(pause)
+            op("PauseStart", lambda: c.request("POST", f"/containers/{pause}/start"))
+            body: dict[str, Any] = {
+                "Image": self.workload_image,
+                "Labels": self.labels,
+                "StopTimeout": self.grace,
+                "HostConfig": {"NetworkMode": f"container:{pause}", "IpcMode": f"container:{pause}"},
+            }
+            if self.command:
+                body["Entrypoint"] = self.command
+            if self.args:
+                body["Cmd"] = self.args
+            cid = op("ContainerCreate", lambda: c.request("POST", f"/containers/create?name={name}", body))["Id"]
+            made.append(cid)
+            op("ContainerStart", lambda: c.request("POST", f"/containers/{cid}/start"))
+            problem = _wait(lambda: READY_MARK in c.logs(cid), "ready line in the container log")
+            op("ContainerStop", lambda: c.request("POST", f"/containers/{cid}/stop?t={self.grace}"))
+            if not problem:
+                state = c.request("GET", f"/containers/{cid}/json")["State"]
+                if state.get("Running") or state.get("ExitCode") != 0:
+                    problem = f"after ContainerStop: running={state.get('Running')} exit code {state.get('ExitCode')}"
+                elif STOP_MARK not in c.logs(cid):
+                    problem = "the workload did not print its stop line after SIGTERM"
+            op("ContainerDelete", lambda: c.request("DELETE", f"/containers/{cid}", ok=(204,)))
+            made.remove(cid)
+            op("PauseStop", lambda: c.request("POST", f"/containers/{pause}/stop?t={self.grace}"))
+            op("PauseDelete", lambda: c.request("DELETE", f"/containers/{pause}", ok=(204,)))
+            made.remove(pause)
+            return results, problem
+        except _Stop:
+            return results, ""
+        finally:
+            for cid in reversed(made):
+                c.remove(cid)
+
+    def cleanup(self, labels: dict[str, str] | None = None) -> tuple[int, list[str]]:
+        """Force-remove this run's containers (or those matching `labels`): (how many, errors)."""
+        found = self.client.containers(labels or {kubelet.RUN_LABEL: self.run_id, LEVEL_LABEL: "engine"})
+        errors = [e for e in (self.client.remove(str(x["Id"])) for x in found) if e]
+        return len(found), errors
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _wait(condition: Any, what: str, deadline_s: float = 10.0) -> str:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return ""
+        time.sleep(0.002)
+    return f"no {what} within {deadline_s:.0f} s"

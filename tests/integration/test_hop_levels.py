@@ -1,0 +1,203 @@
+"""Levels engine, containerd and split against the real daemons, and the hops scenario end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+
+from bench import kubelet, stacks
+from bench.hops import differential, split_table
+from bench.levels.containerd import CONTAINERD_LIFECYCLE_OPS, NAMESPACE, ContainerdLevel
+from bench.levels.engine import ENGINE_LIFECYCLE_OPS, EngineLevel
+from bench.results import load_run, read_jsonl
+from bench.split import PARTS
+
+from .conftest import run_hopbench
+
+pytestmark = pytest.mark.integration
+IMAGE = "/var/lib/hopbench/images/workload.oci.tar"
+WORKLOAD = {"command": [], "args": [], "stop_timeout_s": 30}
+
+
+def stack(name: str) -> stacks.Stack:
+    found = {s.name: s for s in stacks.discover()}
+    if name not in found or found[name].unavailable:
+        pytest.fail(f"stack {name} is not provisioned on this machine: {found.get(name)}")
+    return found[name]
+
+
+def test_engine_level_runs_pods_through_dockerd_and_leaves_nothing(provisioned):
+    docker = stack("docker")
+    run_id = f"it-engine-{uuid.uuid4().hex[:8]}"
+    level = EngineLevel(
+        docker.extra["docker_endpoint"], docker.pause_image, WORKLOAD, docker.workload_image, run_id, 60
+    )
+    try:
+        for i in range(2):
+            results, problem = level.lifecycle(str(i))
+            assert problem == ""
+            assert [t.op for t in results] == list(ENGINE_LIFECYCLE_OPS)
+            assert all(t.ok and t.duration_ns > 0 for t in results), [t.error for t in results]
+        assert level.client.containers({kubelet.RUN_LABEL: run_id}) == []
+    finally:
+        level.cleanup()
+        level.close()
+
+
+def test_engine_level_reports_a_missing_image_as_a_failed_op(provisioned):
+    docker = stack("docker")
+    level = EngineLevel(
+        docker.extra["docker_endpoint"], docker.pause_image, WORKLOAD, "localhost/hopbench/absent:0", "it-x", 60
+    )
+    try:
+        results, _ = level.lifecycle("0")
+        assert [t.op for t in results] == ["PauseCreate", "PauseStart", "ContainerCreate"]
+        assert not results[-1].ok and "404" in (results[-1].error or "")
+        # The pause container it made is gone again.
+        assert level.client.containers({kubelet.RUN_LABEL: "it-x"}) == []
+    finally:
+        level.close()
+
+
+@pytest.mark.parametrize("stack_name", ["containerd", "docker"])
+def test_containerd_level_runs_tasks_through_the_stacks_containerd(provisioned, tmp_path, stack_name):
+    s = stack(stack_name)
+    conf = s.extra["containerd_level"]
+    handler = s.handlers["runc"]
+    run_id = f"it-ctrd-{uuid.uuid4().hex[:8]}"
+    level = ContainerdLevel(
+        conf["endpoint"],
+        conf["rootfs"],
+        handler.extra.get("wrapper") or handler.binary,
+        IMAGE,
+        tmp_path / "work",
+        run_id,
+        60,
+    )
+    try:
+        for i in range(2):
+            results, problem = level.lifecycle(str(i))
+            assert problem == ""
+            assert [t.op for t in results] == list(CONTAINERD_LIFECYCLE_OPS)
+            assert all(t.ok and t.duration_ns > 0 for t in results), [t.error for t in results]
+        left = level.containers.List(
+            level_list_request(run_id), metadata=(("containerd-namespace", NAMESPACE),), timeout=10
+        ).containers
+        assert list(left) == []
+    finally:
+        level.cleanup()
+        level.close()
+    assert not (tmp_path / "work").exists()
+
+
+def level_list_request(run_id: str):
+    from bench._containerd.services.containers.v1 import containers_pb2
+
+    return containers_pb2.ListContainersRequest(filters=[f'labels."{kubelet.RUN_LABEL}"=={run_id}'])
+
+
+def test_containerd_level_cleanup_removes_a_running_task(provisioned, tmp_path):
+    s = stack("containerd")
+    conf = s.extra["containerd_level"]
+    level = ContainerdLevel(
+        conf["endpoint"], conf["rootfs"], s.handlers["runc"].binary, IMAGE, tmp_path / "w", "it-c", 60
+    )
+    try:
+        cid = "hb-it-left-" + uuid.uuid4().hex[:6]
+        level.live.add(cid)
+        level._create(cid)
+        level._task_create(cid, tmp_path / "w" / "out")
+        n, errors = level.cleanup()
+        assert (n, errors) == (1, [])
+        with pytest.raises(grpc.RpcError) as err:
+            level.containers.Get(level_get_request(cid), metadata=(("containerd-namespace", NAMESPACE),), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        level.close()
+
+
+def level_get_request(cid: str):
+    from bench._containerd.services.containers.v1 import containers_pb2
+
+    return containers_pb2.GetContainerRequest(id=cid)
+
+
+def test_the_wrapper_traces_only_while_the_trace_file_exists(provisioned, tmp_path):
+    s = stack("containerd")
+    trace = Path(s.extra["trace_path"])
+    wrapper = s.handlers["runc"].extra["wrapper"]
+    assert not trace.exists(), "a trace file is left over from an earlier run"
+    subprocess.run([wrapper, "--root", str(tmp_path), "state", "nope"], capture_output=True, check=False)
+    assert not trace.exists()
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    trace.write_text("")
+    try:
+        proc = subprocess.run([wrapper, "--root", str(tmp_path), "state", "nope"], capture_output=True, check=False)
+        assert proc.returncode == 1  # runc's own status comes through
+        line = trace.read_text()
+        fields = line.rstrip("\n").split("\t")
+        assert fields[0] == "oci" and fields[4] == "1" and fields[5:] == ["--root", str(tmp_path), "state", "nope"]
+        entry, fork, exit_ = (int(x) for x in fields[1:4])
+        assert entry <= fork < exit_
+    finally:
+        os.unlink(trace)
+
+
+def write_scenario(tmp_path: Path, levels: str, iterations: int) -> Path:
+    scen = tmp_path / "scenario.yaml"
+    scen.write_text(
+        f"schema: 1\nname: ithops\ntargets: [containerd/runc, docker/runc]\nlevels: {levels}\n"
+        f"iterations: {iterations}\nwarmup: 1\nconcurrency: [1]\n"
+    )
+    return scen
+
+
+def test_hops_levels_end_to_end(provisioned, tmp_path):
+    """Every level of both stacks in one run: per-level samples, hop costs, a split that adds up."""
+    scen = write_scenario(tmp_path, "[cri, split, engine, containerd, oci]", 5)
+    results = tmp_path / "results"
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["status"] == "complete"
+    levels = {k: set(v) for k, v in samples.groupby("stack")["level"].unique().items()}
+    assert levels == {
+        "containerd": {"cri", "split", "containerd"},
+        "docker": {"cri", "split", "engine", "containerd"},
+        "none": {"oci"},
+    }
+    assert samples["ok"].all()
+    checks = read_jsonl(run / "checks.jsonl")
+    assert all(c["ok"] for c in checks) and len(checks) >= 6 * 6
+
+    hops = differential(samples)
+    docker_start = hops[(hops["target"] == "docker/runc") & (hops["cri op"] == "StartContainer")]
+    assert list(docker_start["hop"]) == ["cri-dockerd", "dockerd", "containerd + shim"]
+    assert (hops["CI low"] <= hops["hop cost (ms)"]).all() and (hops["hop cost (ms)"] <= hops["CI high"]).all()
+
+    splits = read_jsonl(run / "splits.jsonl")
+    assert splits, "level split recorded nothing"
+    for row in splits:
+        assert sum(row[f"{p}_ns"] for p in PARTS) == row["duration_ns"]
+    by_op = {(r["stack"], r["op"]): r for r in splits if not r["warmup"]}
+    for stack_name in ("containerd", "docker"):
+        start = by_op[(stack_name, "StartContainer")]
+        assert "oci:create" in start["calls"] and "oci:start" in start["calls"] and start["runtime_ns"] > 0
+        sandbox = by_op[(stack_name, "RunPodSandbox")]
+        assert "cni:ADD" in sandbox["calls"] and sandbox["network_ns"] > 0
+    table = split_table(pd.DataFrame(splits))
+    assert set(table["target"]) == {"containerd/runc", "docker/runc"}
+    calls = read_jsonl(run / "calls.jsonl")
+    assert {c["object"] for c in calls} <= {"sandbox", "container"}
+    assert not Path(stack("containerd").extra["trace_path"]).exists(), "the trace was left armed"
+
+    html = (run / "report.html").read_text()
+    for heading in ("The same work at each level", "Hop cost between adjacent levels", "Where each CRI op"):
+        assert heading in html
