@@ -35,6 +35,13 @@ machine (calls.jsonl records every runtime call and the CRI op it fell in):
 StopContainer returns once the process has exited; the runtime's `kill` returns once the
 signal is sent: the wait for the exit is part of the hop above the runtime.
 
+What the levels below CRI run is the same image and workload, but not the same OCI spec: the
+engine level sends the host config cri-dockerd sends (bench/levels/engine.py), while the
+containerd and oci levels use hopbench's minimal spec (bench.ociprobe.spec: no seccomp filter,
+as kubelet's Unconfined; fewer mounts, no capability list, no pod cgroup parent). A hop cost
+into those levels therefore also holds what the stack's fuller spec costs the runtime. The
+split level has no such gap: it times the runtime inside the stack, on the stack's own spec.
+
 Split. Level "split" cuts each CRI op of a lifecycle into before / network / runtime /
 between / after (bench.split); the parts of one sample add up to it exactly.
 split_table() gives each part's median beside the op's median and the gap between the sum
