@@ -69,7 +69,7 @@ def latency_chart(samples: pd.DataFrame) -> str:
     for ax, op in zip(axes[:, 0], ops, strict=True):
         series = per_op[op]
         data = [measured[(measured["op"] == op) & (measured["series"] == s)]["ms"].to_numpy() for s in series]
-        ax.boxplot(data, vert=False, widths=0.6, showfliers=False, tick_labels=series)
+        ax.boxplot(data, orientation="horizontal", widths=0.6, showfliers=False, tick_labels=series)
         for i, d in enumerate(data, start=1):
             ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=6, alpha=0.45, color="tab:blue")
         ax.set_xscale("log")
