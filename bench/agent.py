@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench import __version__, hyperfine, kubelet, nodeinfo, split, stacks
+from bench import __version__, hyperfine, kubelet, memory, nodeinfo, split, stacks
 from bench.levels import Timed, cli
 from bench.levels.cli import CliCommand
 from bench.levels.containerd import CONTAINERD_LIFECYCLE_OPS, ContainerdLevel
@@ -364,6 +364,54 @@ class PodRunner:
             if self.trace is not None:
                 self.emit_split(windows, ids, iteration, concurrency, worker, warmup)
 
+    def start_pod(self, index: int) -> str:
+        """Start one pod and leave it running (level density): the sandbox id, or '' when it failed.
+
+        RunPodSandbox, CreateContainer and StartContainer are timed (iteration = pods already
+        running), then the workload must be running with its ready line."""
+        pod = kubelet.Pod(
+            name=f"hb-{self.run_id[-8:]}-d{index}".lower(),
+            run_id=self.run_id,
+            grace_period_s=int(self.workload["stop_timeout_s"]),
+        )
+        pod.prepare()
+        sandbox_cfg = kubelet.sandbox_config(pod)
+        sandbox_id = ""
+
+        def record(t: Timed[Any]) -> Any:
+            self.sample(t, index, 1, 0, False)
+            if not t.ok:
+                raise _OpFailed(t)
+            return t.value
+
+        try:
+            sandbox_id = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
+            with self.lock:
+                self.live[sandbox_id] = pod
+            cfg = kubelet.container_config(
+                pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
+            )
+            container_id = record(self.client.create_container(sandbox_id, cfg, sandbox_cfg))
+            record(self.client.start_container(container_id))
+            self.client.wait_running_with_output(container_id)
+            self.emit(
+                "check",
+                target=self.target.name,
+                iteration=index,
+                concurrency=1,
+                check="workload-running",
+                ok=True,
+                detail="",
+            )
+            return str(sandbox_id)
+        except (_OpFailed, CheckFailed) as exc:
+            self.emit("warning", message=f"{self.target.name} density pod {index}: {exc}")
+            if sandbox_id:
+                self.cleanup(sandbox_id)
+            else:
+                remove_pod_files(pod)
+            return ""
+
     def cleanup(self, sandbox_id: str) -> None:
         errors = self.client.remove_pod(sandbox_id)
         with self.lock:
@@ -623,6 +671,56 @@ def run_split(target: Target, job: dict[str, Any], emit: Emitter, stop: threadin
     run_target(target, job, emit, stop, "split")
 
 
+def run_density(target: Target, job: dict[str, Any], emit: Emitter, stop: threading.Event, workdir: Path) -> None:
+    """Fill the node with running pods step by step, sampling memory all along; tear all down at the end.
+
+    Memory is sampled at 0 pods first (the daemons' baseline), then while pods start ("ramp")
+    and while each step's pods run ("hold"). Every pod is removed at the end, also when the
+    run is interrupted or a pod fails.
+    """
+    scen = job["scenario"]
+    dens = scen["density"]
+    runner = PodRunner(target, job, emit, "density")
+    where = {"run_id": job["run_id"], "node": job["node"], "target": target.name, "handler": target.handler.name}
+
+    def on_sweep(rows: list[dict[str, Any]]) -> None:
+        emit("memory", rows=[{**where, **r} for r in rows])
+
+    sampler = memory.Sampler(memory.Classifier([target.stack]), float(dens["interval_s"]), on_sweep)
+    running: list[str] = []
+
+    def hold(step: int) -> None:
+        sampler.set_labels(step=step, pods_running=len(running), phase="hold")
+        stop.wait(float(dens["hold_s"]))
+
+    failures = 0
+    sampler.set_labels(step=0, pods_running=0, phase="hold")
+    sampler.start()
+    try:
+        hold(0)
+        for step in dens["steps"]:
+            while len(running) < step and not (stop.is_set() or emit.closed.is_set()):
+                sampler.set_labels(step=step, pods_running=len(running), phase="ramp")
+                sandbox_id = runner.start_pod(len(running))
+                emit("lifecycle", target=target.name, concurrency=1, iteration=len(running), ok=bool(sandbox_id))
+                if sandbox_id:
+                    running.append(sandbox_id)
+                else:
+                    failures += 1
+                    if failures >= scen["max_failures"]:
+                        emit("error", target=target.name, message=f"density: {failures} pods failed to start")
+                        return
+            if stop.is_set() or emit.closed.is_set():
+                return
+            hold(step)
+    finally:
+        sampler.stop()
+        emit("sampler", target=target.name, stats=sampler.stats())
+        n = runner.cleanup_all()
+        emit("info", target=target.name, message=f"density: removed the {n} pod(s) it started on {target.name}")
+        runner.client.close()
+
+
 # The levels run per target, in this order. A new level (e.g. "kube": pods through a real API
 # server and kubelet, lab only) is one more function of this shape and one more entry here
 # and in bench.scenario.LEVELS.
@@ -631,6 +729,7 @@ TARGET_LEVELS: dict[str, Callable[[Target, dict[str, Any], Emitter, threading.Ev
     "split": run_split,
     "engine": run_engine,
     "containerd": run_containerd,
+    "density": run_density,
 }
 
 
@@ -725,9 +824,10 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
                     else:
                         plan.append((target, level))
             runtimes = oci_handlers(scen["targets"], found) if "oci" in levels else []
+            pods = max(scen.get("density", {}).get("steps", [0]))
             emit(
                 "plan",
-                lifecycles=per_level * (len(plan) + len(runtimes)),
+                lifecycles=sum(pods if lv == "density" else per_level for _, lv in plan) + per_level * len(runtimes),
                 targets=[t.name for t in targets],
                 levels=[f"{t.name} {lv}" for t, lv in plan] + [f"none/{h.name} oci" for h in runtimes],
             )

@@ -17,8 +17,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import hops, stats  # noqa: E402
-from bench.results import load_run, read_jsonl  # noqa: E402
+from bench import density, hops, stats  # noqa: E402
+from bench.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.split import PARTS  # noqa: E402
 
 CSS = """
@@ -142,6 +142,77 @@ def split_chart(table: pd.DataFrame) -> str:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame) -> str:
+    """Per target: PSS stacked by group against pods running; per-pod overhead bars; start latency as the node fills."""
+    targets = sorted(steps["target"].unique())
+    fig, axes = plt.subplots(1, len(targets) + 2, figsize=(4.2 * (len(targets) + 2), 3.6), squeeze=False)
+    colours = {"daemons": "#6baed6", "shims": "#fd8d3c", "pods": "#74c476"}
+    for ax, target in zip(axes[0], targets, strict=False):
+        t = steps[steps["target"] == target]
+        ax.stackplot(
+            t["pods_running"], *(t[f"{g} pss"] for g in colours), labels=list(colours), colors=list(colours.values())
+        )
+        ax.plot(t["pods_running"], t["total rss"], "k--", lw=1, label="total RSS")
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("pods running")
+        ax.set_ylabel("MB (PSS stacked)")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    ax = axes[0][len(targets)]
+    x = np.arange(len(table))
+    for offset, kind, colour in ((-0.2, "PSS", "#3182bd"), (0.2, "RSS", "#bdbdbd")):
+        mid = table[f"per pod {kind} (MB)"].to_numpy(dtype=float)
+        err = [mid - table[f"per pod {kind} CI low"].to_numpy(dtype=float), table[f"per pod {kind} CI high"] - mid]
+        ax.bar(x + offset, mid, width=0.4, yerr=err, capsize=3, color=colour, label=kind)
+    ax.set_xticks(x, table["target"], fontsize=8)
+    ax.set_ylabel("MB per running pod (95% CI)")
+    ax.set_title("memory per pod", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[0][len(targets) + 1]
+    for target, g in starts.groupby("target") if not starts.empty else []:
+        ax.plot(g["pods running"], g["ms"], ".-", label=target)
+    ax.set_xlabel("pods already running")
+    ax.set_ylabel("pod start (ms)")
+    ax.set_title("RunPodSandbox + Create + Start", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def density_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    memory = load_memory(run_dir)
+    if memory.empty:
+        return []
+    table = density.overhead(memory)
+    steps = density.by_step(memory)
+    if table.empty:
+        return ["<h2>Memory per pod</h2><p class=bad>No hold sweep was recorded.</p>"]
+    starts = density.start_latency(samples) if not samples.empty else pd.DataFrame()
+    fmt = {"float_format": lambda x: f"{x:.2f}", "border": 0, "index": False}
+    sampler = meta.get("sampler", {})
+    cost = "; ".join(
+        f"{html.escape(t)}: {s.get('sweeps')} sweeps, {s.get('sweep_cpu_ms_mean') or 0:.1f} ms CPU each, "
+        f"{100 * (s.get('cpu_share_of_one_core') or 0):.1f}% of one core, interval kept p50 "
+        f"{s.get('interval_kept_ms_p50') or 0:.0f} ms (max {s.get('interval_kept_ms_max') or 0:.0f})"
+        for t, s in sampler.items()
+    )
+    return [
+        "<h2>Memory per pod (level density)</h2>",
+        "<p>Each target is filled with running pods step by step; a sampler on the node reads RSS, PSS and USS of "
+        "the stack's daemons, its shims (attributed to pods through the container id on their command line) and "
+        "the pods' processes (attributed by their pod cgroup). Per pod is the slope of a least-squares line of "
+        "daemons + shims + pods against the pods running, over every sweep taken while the pods of a step ran, "
+        "with a 95% bootstrap interval. PSS shares pages among their users and is the figure to budget with; "
+        "RSS counts shared pages once per process.</p>",
+        f"<img alt='memory against pods' src='{density_chart(steps, table, starts)}'>",
+        table.to_html(**fmt),
+        "<h3>Median per step (MB)</h3>",
+        steps.to_html(**fmt),
+        f"<p>Sampler's own cost: {cost or 'not recorded'}.</p>",
+    ]
 
 
 def load_splits(run_dir: Path) -> pd.DataFrame:
@@ -268,6 +339,7 @@ def build_report(run_dir: Path) -> Path:
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
     parts += hop_sections(run_dir, samples)
+    parts += density_sections(run_dir, samples, meta)
     if not samples.empty and (samples["level"] == "cli").any():
         table = cli_vs_api(samples)
         parts += [

@@ -8,6 +8,8 @@
       checks.jsonl     workload checks (the container really ran), one per lifecycle
       splits.jsonl     level split: each CRI op cut into before/network/runtime/between/after
       calls.jsonl      level split: every runtime and CNI call the wrapper recorded, with its op
+      memory.jsonl     level density: one row per process and sweep (role, pod, RSS, PSS, USS, CPU)
+      memory.parquet   the same rows as a table, rewritten as the run goes (rebuilt from the journal)
       events.jsonl     warnings and errors from the agent
       hyperfine/       hyperfine's own JSON export of every cli-level command
       report.html      made at the end (hopbench report RUN remakes it)
@@ -63,6 +65,8 @@ class RunStore:
         self.samples: list[dict[str, Any]] = []
         self._flushed_at = 0.0
         self._flushed_n = 0
+        self.memory: list[dict[str, Any]] = []
+        self._memory_flushed_n = 0
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         fh = self._files.get(name)
@@ -86,6 +90,14 @@ class RunStore:
         """One row of a journal other than the samples (splits.jsonl, calls.jsonl)."""
         self._append(name, {k: v for k, v in record.items() if k != "event"})
 
+    def add_memory(self, rows: list[dict[str, Any]]) -> None:
+        """One sweep of the memory sampler; memory.parquet follows every few seconds."""
+        for row in rows:
+            self._append("memory.jsonl", row)
+        self.memory.extend(rows)
+        if time.monotonic() - self._flushed_at > 5.0:
+            self.write_parquet()
+
     def add_check(self, check: dict[str, Any]) -> None:
         self._append("checks.jsonl", check)
 
@@ -101,10 +113,13 @@ class RunStore:
         path.write_text(content)
 
     def write_parquet(self) -> None:
+        self._flushed_at = time.monotonic()
+        if len(self.memory) != self._memory_flushed_n:
+            write_memory_parquet(self.dir, self.memory)
+            self._memory_flushed_n = len(self.memory)
         if len(self.samples) == self._flushed_n and (self.dir / "samples.parquet").exists():
             return
         write_samples_parquet(self.dir, self.samples)
-        self._flushed_at = time.monotonic()
         self._flushed_n = len(self.samples)
 
     def close(self) -> None:
@@ -123,6 +138,57 @@ def write_samples_parquet(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     frame.to_parquet(tmp, index=False)
     os.chmod(tmp, 0o644)
     os.replace(tmp, run_dir / "samples.parquet")
+
+
+MEMORY_COLUMNS = {
+    "run_id": "string",
+    "node": "string",
+    "target": "string",
+    "handler": "string",
+    "step": "int64",
+    "pods_running": "int64",
+    "phase": "string",
+    "t_ns": "int64",
+    "sweep": "int64",
+    "pid": "int64",
+    "role": "string",
+    "stack": "string",
+    "name": "string",
+    "pod": "string",
+    "object_id": "string",
+    "rss": "Int64",
+    "pss": "Int64",
+    "uss": "Int64",
+    "pss_note": "string",
+    "cpu_s": "float64",
+}
+
+
+def write_memory_parquet(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame([{k: r.get(k) for k in MEMORY_COLUMNS} for r in rows], columns=list(MEMORY_COLUMNS))
+    frame = frame.astype(MEMORY_COLUMNS)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix="memory.parquet.")
+    os.close(fd)
+    frame.to_parquet(tmp, index=False)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, run_dir / "memory.parquet")
+
+
+def load_memory(run_dir: Path) -> Any:
+    """The run's memory samples (empty without level density); the parquet is rebuilt when stale."""
+    import pandas as pd
+
+    journal = read_jsonl(run_dir / "memory.jsonl")
+    path = run_dir / "memory.parquet"
+    frame = pd.read_parquet(path) if path.exists() else None
+    if frame is None or len(frame) < len(journal):
+        if not journal:
+            return pd.DataFrame(columns=list(MEMORY_COLUMNS))
+        write_memory_parquet(run_dir, journal)
+        frame = pd.read_parquet(path)
+    return frame
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

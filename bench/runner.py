@@ -162,6 +162,10 @@ def _handle(
     kind = ev.get("event")
     if kind == "sample":
         store.add_sample(ev)
+    elif kind == "memory":
+        store.add_memory(ev["rows"])
+    elif kind == "sampler":
+        store.update_meta(sampler={**store.meta.get("sampler", {}), ev["target"]: ev["stats"]})
     elif kind in ("split", "call"):
         store.add_record(f"{kind}s.jsonl", ev)
     elif kind == "check":

@@ -15,6 +15,8 @@ ScenarioError naming the file, the field and what was expected, before anything 
                                   #   containerd  containerd's API (containerd and docker stacks)
                                   #   oci         the OCI runtime binary on a bundle of the same image
                                   #   cli         whole commands (crictl, ctr, docker, runc) through hyperfine
+                                  #   density     fill the node with running pods in steps, sampling the
+                                  #               memory of daemons, shims and pods (section density)
     iterations: 20                # measured pod lifecycles (cli: hyperfine runs) per target and concurrency
     warmup: 2                     # extra lifecycles first, kept and flagged (cli: hyperfine --warmup, not kept)
     concurrency: [1, 2]           # workers running lifecycles at once (cli runs one at a time)
@@ -24,6 +26,10 @@ ScenarioError naming the file, the field and what was expected, before anything 
       command: []                 # override the image entrypoint (empty: image default)
       args: []
       stop_timeout_s: 30          # StopContainer grace period (kubelet's default 30)
+    density:                      # level density only
+      steps: [1, 10, 25, 50]      # running pods to reach, in order (memory is also sampled at 0)
+      hold_s: 3                   # at each step, how long pods run before and while memory is sampled
+      interval_s: 0.5             # the memory sampler's interval
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import yaml
 SCENARIO_SCHEMA = 1
 STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
-LEVELS = ("cri", "split", "engine", "containerd", "oci", "cli")
+LEVELS = ("cri", "split", "engine", "containerd", "oci", "cli", "density")
 # Levels with a place in the design but no driver in this build, and why.
 PLANNED_LEVELS = {
     "kube": "level kube (pods through a real API server and kubelet) is lab only and has no driver yet;"
@@ -63,6 +69,13 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Density:
+    steps: tuple[int, ...] = (1, 10, 25, 50)
+    hold_s: float = 3.0
+    interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     path: str
@@ -77,6 +90,7 @@ class Scenario:
     timeout_s: float = 60.0
     max_failures: int = 5
     workload: Workload = field(default_factory=Workload)
+    density: Density = field(default_factory=Density)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +109,11 @@ class Scenario:
                 "command": list(self.workload.command),
                 "args": list(self.workload.args),
                 "stop_timeout_s": self.workload.stop_timeout_s,
+            },
+            "density": {
+                "steps": list(self.density.steps),
+                "hold_s": self.density.hold_s,
+                "interval_s": self.density.interval_s,
             },
         }
 
@@ -138,6 +157,32 @@ def _workload(path: Path, value: object) -> Workload:
     )
 
 
+def _seconds(path: Path, name: str, value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ScenarioError(path, name, f"a number of seconds >= {minimum:g}", value)
+    return float(value)
+
+
+def _density(path: Path, value: object) -> Density:
+    if not isinstance(value, dict):
+        raise ScenarioError(path, "density", "a mapping with steps, hold_s, interval_s", value)
+    allowed = {"steps", "hold_s", "interval_s"}
+    for key in value:
+        if key not in allowed:
+            raise ScenarioError(path, f"density.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
+    steps = value.get("steps", [1, 10, 25, 50])
+    if not isinstance(steps, list) or not steps:
+        raise ScenarioError(path, "density.steps", "a non-empty list of increasing pod counts", steps)
+    counts = tuple(_int(path, f"density.steps[{i}]", s, 1) for i, s in enumerate(steps))
+    if any(b <= a for a, b in zip(counts, counts[1:], strict=False)):
+        raise ScenarioError(path, "density.steps", "strictly increasing pod counts", steps)
+    return Density(
+        steps=counts,
+        hold_s=_seconds(path, "density.hold_s", value.get("hold_s", 3), 0),
+        interval_s=_seconds(path, "density.interval_s", value.get("interval_s", 0.5), 0.05),
+    )
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raise ScenarioError on the first problem."""
     path = Path(path)
@@ -167,6 +212,7 @@ def load_scenario(path: str | Path) -> Scenario:
         "timeout_s",
         "max_failures",
         "workload",
+        "density",
     }
     for key in data:
         if key not in fields:
@@ -223,4 +269,5 @@ def load_scenario(path: str | Path) -> Scenario:
         timeout_s=float(timeout),
         max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1),
         workload=_workload(path, data.get("workload", {})),
+        density=_density(path, data.get("density", {})),
     )

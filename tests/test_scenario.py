@@ -52,6 +52,11 @@ def test_good_scenario_fields(tmp_path):
         ("workload: {cmd: [x]}", "workload.cmd", "unknown field"),
         ("workload: {command: sleep}", "workload.command", "a list of strings"),
         ("name: 'a b'", "name", "letters, digits"),
+        ("density: {steps: [10, 5]}", "density.steps", "strictly increasing"),
+        ("density: {steps: [1, 0]}", "density.steps[1]", "an integer >= 1"),
+        ("density: {hold_s: -1}", "density.hold_s", "a number of seconds >= 0"),
+        ("density: {interval_s: 0.001}", "density.interval_s", "a number of seconds >= 0.05"),
+        ("density: {pods: 5}", "density.pods", "unknown field"),
     ],
 )
 def test_malformed_scenario_names_file_field_and_expectation(tmp_path, change, field, expected):
