@@ -428,8 +428,9 @@ class PodRunner:
             ids = list(self.live)
         for sandbox_id in ids:
             self.cleanup(sandbox_id)
-        # Anything else carrying this run's label (e.g. a sandbox whose RunPodSandbox timed out).
-        leftovers = [s.id for s in self.client.sandboxes({kubelet.RUN_LABEL: self.run_id})]
+        # Anything else of this run on this node (e.g. a sandbox whose RunPodSandbox timed out).
+        mine = {kubelet.RUN_LABEL: self.run_id, kubelet.NODE_LABEL: str(self.job["node"])}
+        leftovers = [s.id for s in self.client.sandboxes(mine)]
         for sandbox_id in leftovers:
             self.cleanup(sandbox_id)
         return len(ids) + len(leftovers)
@@ -446,6 +447,8 @@ def sweep_leftovers(target: Target, timeout_s: float, emit: Emitter) -> None:
     client = CriClient(target.stack.cri_endpoint, timeout_s)
     try:
         for sandbox in client.sandboxes({kubelet.MANAGED_LABEL: "true"}):
+            if kubelet.agent_alive(sandbox.labels.get(kubelet.AGENT_LABEL, "")):
+                continue  # another agent's pod, being measured right now
             run = sandbox.labels.get(kubelet.RUN_LABEL, "?")
             errors = client.remove_pod(sandbox.id)
             emit(
@@ -788,6 +791,54 @@ def node_lock(path: str = LOCK_PATH) -> Iterator[None]:
         yield
 
 
+def watch_stdin(stdin: IO[str], stop: threading.Event, received: list[int], stop_on_eof: bool) -> None:
+    """After the job, stdin carries orders: a line "stop" stops the run (how a remote controller
+    interrupts); with `stop_on_eof` (SSH), so does the end of stdin: the connection is gone."""
+
+    def watch() -> None:
+        for line in stdin:
+            if line.strip() == "stop":
+                received.append(signal.SIGTERM)
+                stop.set()
+                return
+        if stop_on_eof:
+            received.append(signal.SIGHUP)
+            stop.set()
+
+    threading.Thread(target=watch, name="stdin-orders", daemon=True).start()
+
+
+def heartbeat(emit: Emitter, every_s: float) -> None:
+    """A line every `every_s` while the agent lives, so a remote controller can tell quiet from gone."""
+
+    def beat() -> None:
+        while not emit.closed.is_set():
+            time.sleep(every_s)
+            emit("heartbeat")
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+def check_left(job: dict[str, Any], emit: Emitter) -> int:
+    """Mode "check": what a run (job["check_run_id"]) left on this node: its pods, per stack."""
+    run_id = str(job["check_run_id"])
+    left: dict[str, int] = {}
+    for stack in stacks.discover(job.get("stacks_dir", stacks.DEFAULT_STACKS_DIR)):
+        if stack.unavailable:
+            continue
+        client = CriClient(stack.cri_endpoint, 10)
+        try:
+            labels = {kubelet.RUN_LABEL: run_id, kubelet.NODE_LABEL: str(job["node"])}
+            left[stack.name] = len(client.sandboxes(labels))
+        except Exception as exc:  # noqa: BLE001 - a stack that does not answer is reported, not fatal
+            emit("warning", message=f"check on {stack.name}: {type(exc).__name__}: {exc}")
+        finally:
+            client.close()
+    emit("left", run_id=run_id, pods=left)
+    emit("done", ok=True, interrupted=False)
+    return 0
+
+
 def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
     emit = Emitter(stdout)
     stop = threading.Event()
@@ -805,6 +856,12 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
     emit("hello", agent_version=__version__, pid=os.getpid())
     try:
         job = json.loads(stdin.readline())
+        kubelet.set_node(str(job.get("node", "local")))
+        watch_stdin(stdin, stop, received, bool(job.get("stop_on_eof")))
+        if job.get("heartbeat_s"):
+            heartbeat(emit, float(job["heartbeat_s"]))
+        if job.get("mode") == "check":
+            return check_left(job, emit)
         scen = job["scenario"]
         with node_lock(job.get("lock_path", LOCK_PATH)):
             emit("meta", node=nodeinfo.collect())

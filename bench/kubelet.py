@@ -51,6 +51,24 @@ POD_NAMESPACE = "hopbench"
 CONTAINER_NAME = "workload"
 MANAGED_LABEL = "io.hopbench/managed"
 RUN_LABEL = "io.hopbench/run"
+# The PID of the agent that made the pod: a sweep leaves alone the pods of an agent still alive
+# (two agents on one machine, as the tests' network-namespace nodes are).
+AGENT_LABEL = "io.hopbench/agent-pid"
+# The node (inventory host) the pod was made for: one run spans several nodes, and nodes may
+# share a machine (the tests' network-namespace nodes do).
+NODE_LABEL = "io.hopbench/node"
+_NODE = {"name": "local"}
+
+
+def set_node(name: str) -> None:
+    """The node name every later pod is labelled with (the agent sets it from its job)."""
+    _NODE["name"] = name
+
+
+def node_name() -> str:
+    return _NODE["name"]
+
+
 DEFAULT_LOG_ROOT = "/var/log/hopbench/pods"
 DEFAULT_POD_STATE_ROOT = "/var/lib/hopbench/pods"
 CGROUP_ROOT = "/kubepods/besteffort"
@@ -147,7 +165,21 @@ def _pod_labels(pod: Pod) -> dict[str, str]:
         "app": "hopbench",
         MANAGED_LABEL: "true",
         RUN_LABEL: pod.run_id,
+        AGENT_LABEL: str(os.getpid()),
+        NODE_LABEL: node_name(),
     }
+
+
+def agent_alive(pid_label: str) -> bool:
+    """Is the agent that labelled a pod with its PID another agent still running here?"""
+    try:
+        pid = int(pid_label)
+        if pid == os.getpid():
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"bench.agent" in fh.read()
+    except (ValueError, OSError):
+        return False
 
 
 def sandbox_config(pod: Pod) -> cri.PodSandboxConfig:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import threading
@@ -139,7 +140,13 @@ class ContainerdLevel:
             name="io.containerd.runc.v2",
             options=any_pb2.Any(type_url=RUNC_OPTIONS_TYPE_URL, value=options.SerializeToString()),
         )
-        self.labels = {kubelet.MANAGED_LABEL: "true", kubelet.RUN_LABEL: run_id, LEVEL_LABEL: "containerd"}
+        self.labels = {
+            kubelet.MANAGED_LABEL: "true",
+            kubelet.RUN_LABEL: run_id,
+            LEVEL_LABEL: "containerd",
+            kubelet.AGENT_LABEL: str(os.getpid()),
+            kubelet.NODE_LABEL: kubelet.node_name(),
+        }
         self.live: set[str] = set()
         self.lock = threading.Lock()
 
@@ -263,12 +270,14 @@ class ContainerdLevel:
 
     def cleanup(self, all_runs: bool = False) -> tuple[int, list[str]]:
         """Remove this run's containers (or every hopbench one): (how many, errors); then the work dir."""
-        label = kubelet.MANAGED_LABEL if all_runs else kubelet.RUN_LABEL
-        value = "true" if all_runs else self.run_id
+        if all_runs:
+            wanted = f'labels."{kubelet.MANAGED_LABEL}"==true'
+        else:
+            wanted = f'labels."{kubelet.RUN_LABEL}"=={self.run_id},labels."{kubelet.NODE_LABEL}"=={kubelet.node_name()}'
         found = self.containers.List(
-            containers.ListContainersRequest(filters=[f'labels."{label}"=={value}']), metadata=self.md, timeout=10
+            containers.ListContainersRequest(filters=[wanted]), metadata=self.md, timeout=10
         ).containers
-        ids = {c.id for c in found}
+        ids = {c.id for c in found if not (all_runs and kubelet.agent_alive(c.labels.get(kubelet.AGENT_LABEL, "")))}
         with self.lock:
             ids |= self.live
             self.live.clear()

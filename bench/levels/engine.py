@@ -154,7 +154,12 @@ class EngineLevel:
         self.command, self.args = list(workload["command"]), list(workload["args"])
         self.grace = int(workload["stop_timeout_s"])
         self.run_id = run_id
-        self.labels = {kubelet.MANAGED_LABEL: "true", kubelet.RUN_LABEL: run_id, LEVEL_LABEL: "engine"}
+        self.labels = {
+            kubelet.MANAGED_LABEL: "true",
+            kubelet.RUN_LABEL: run_id,
+            LEVEL_LABEL: "engine",
+            kubelet.NODE_LABEL: kubelet.node_name(),
+        }
 
     def lifecycle(self, tag: str) -> tuple[list[Timed[Any]], str]:
         """Timed ops of one lifecycle and the check failure ('' when the workload behaved)."""
@@ -238,7 +243,8 @@ class EngineLevel:
 
     def cleanup(self, labels: dict[str, str] | None = None) -> tuple[int, list[str]]:
         """Force-remove this run's containers (or those matching `labels`): (how many, errors)."""
-        found = self.client.containers(labels or {kubelet.RUN_LABEL: self.run_id, LEVEL_LABEL: "engine"})
+        mine = {kubelet.RUN_LABEL: self.run_id, LEVEL_LABEL: "engine", kubelet.NODE_LABEL: kubelet.node_name()}
+        found = self.client.containers(labels or mine)
         errors = [e for e in (self.client.remove(str(x["Id"])) for x in found) if e]
         return len(found), errors
 
