@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench import __version__
 
@@ -19,12 +20,25 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return run_playbook(args.playbook, args.inventory, extra)
 
 
+def transports_for(args: argparse.Namespace) -> list[Any]:
+    """The nodes to run on: the inventory's hosts (--limit keeps some), or this machine alone."""
+    from bench.transport.local import LocalTransport
+
+    if not args.inventory:
+        return [LocalTransport()]
+    from bench import inventory
+    from bench.transport.ssh import SSHTransport
+
+    nodes = inventory.load(args.inventory, args.limit or None)
+    return [LocalTransport(n.name) if n.connection == "local" else SSHTransport(n) for n in nodes]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench import runner
+    from bench.inventory import InventoryError
     from bench.scenario import ScenarioError, load_scenario
-    from bench.transport.local import LocalTransport
 
     # A wide table even when stderr is not a terminal (CI logs, nightly mails).
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -33,8 +47,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
+    try:
+        transports = transports_for(args)
+    except InventoryError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
     result = runner.execute(
-        scenario, LocalTransport(), Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
+        scenario, transports, Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
     )
     console.print(f"results: {result.dir}")
     if result.report_path:
@@ -105,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario and write results/<run-id>/ with a report")
     run.add_argument("--scenario", "-s", default=DEFAULT_SCENARIO, help=f"scenario file (default {DEFAULT_SCENARIO})")
     run.add_argument("--results", default="results", help="results folder (default results/)")
+    run.add_argument(
+        "--inventory", "-i", help="Ansible inventory naming the nodes and their SSH settings (default: this machine)"
+    )
+    run.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
     run.set_defaults(fn=cmd_run)
 
     tg = sub.add_parser("targets", help="list every stack/handler pair on the node, available or not and why")

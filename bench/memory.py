@@ -177,9 +177,7 @@ class Sampler:
     intervals it really kept; stats() gives them for the run's metadata.
     """
 
-    def __init__(
-        self, classifier: Classifier, interval_s: float, emit: Callable[[list[dict[str, Any]]], None]
-    ) -> None:
+    def __init__(self, classifier: Classifier, interval_s: float, emit: Callable[[list[dict[str, Any]]], None]) -> None:
         self.classifier, self.interval, self.emit = classifier, interval_s, emit
         self.labels: dict[str, Any] = {}
         self.lock = threading.Lock()

@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,26 +59,34 @@ class RunResult:
 
 def execute(
     scenario: Scenario,
-    transport: Transport,
+    transport: Transport | list[Transport],
     results_root: Path,
     console: Console | None = None,
     command: str | None = None,
 ) -> RunResult:
+    """Run the scenario on every node at once (one agent per node), into one run folder.
+
+    Each node's events are handled as they arrive; a node whose connection fails is marked
+    incomplete (what it sent is kept), and, where the transport can, the controller reconnects
+    to check that the node's agent removed its pods. The other nodes go on.
+    """
     console = console or Console(stderr=True)
-    run_id = new_run_id(scenario.name, transport.node)
+    transports = transport if isinstance(transport, list) else [transport]
+    names = [t.node for t in transports]
+    run_id = new_run_id(scenario.name, names[0] if len(names) == 1 else f"{len(names)}nodes")
     store = RunStore(results_root, run_id)
     store.update_meta(
-        node=transport.node,
+        node=names[0] if len(names) == 1 else ",".join(names),
+        nodes={n: {"status": "running"} for n in names},
         harness={"name": "hopbench", "version": __version__, **git_commit(), "python": sys.version.split()[0]},
         command=command or shlex.join(["hopbench", "run", "--scenario", scenario.path]),
         scenario=scenario.to_dict(),
         scenario_text=scenario.text,
         started_at=_now(),
     )
-    job = {"run_id": run_id, "node": transport.node, "scenario": scenario.to_dict()}
     errors: list[str] = []
-    failed_checks = 0
-    done: dict[str, Any] = {}
+    failed = [0]
+    lock = threading.Lock()
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -86,46 +95,85 @@ def execute(
         console=console,
         transient=False,
     )
-    task = progress.add_task(f"{run_id}", total=None)
     interrupts: list[int] = []
+    outcome: dict[str, dict[str, Any]] = {n: {} for n in names}
 
     def on_signal(signum: int, _frame: object) -> None:
-        # Ctrl-C or SIGTERM: ask the agent to stop and clean up, keep reading what it sends.
+        # Ctrl-C or SIGTERM: ask every agent to stop and clean up, keep reading what they send.
         if not interrupts:
-            console.print("[yellow]interrupted: the agent is removing its pods, wait for it…[/]")
+            console.print("[yellow]interrupted: the agents are removing their pods, wait for them…[/]")
         interrupts.append(signum)
-        transport.interrupt()
+        for t in transports:
+            t.interrupt()
+
+    def drive(t: Transport, task: TaskID) -> None:
+        done: dict[str, Any] = {}
+        node_errors: list[str] = []
+        started = False
+        try:
+            for ev in t.run_agent({"run_id": run_id, "node": t.node, "scenario": scenario.to_dict()}):
+                started = True
+                with lock:
+                    failed[0] += _handle(ev, store, progress, task, console, node_errors, done, t.node)
+        except TransportError as exc:
+            node_errors.append(str(exc))
+            with lock:
+                store.add_event({"event": "error", "node": t.node, "message": str(exc)})
+                console.print(f"[red]{t.node}: {exc}[/]")
+        info: dict[str, Any] = {"errors": node_errors}
+        if done:
+            info["status"] = "interrupted" if done.get("interrupted") else ("complete" if not node_errors else "failed")
+        else:
+            info["status"] = "incomplete"
+            check = getattr(t, "check_left", None)
+            if check is not None and started:  # an agent ran (and may have made pods): did it clean up?
+                try:
+                    info["left_after_loss"] = check(run_id)
+                except TransportError as exc:
+                    info["left_after_loss"] = f"unknown: {exc}"
+        outcome[t.node] = info
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with progress:
-            try:
-                for ev in transport.run_agent(job):
-                    failed_checks += _handle(ev, store, progress, task, console, errors, done)
-            except TransportError as exc:
-                errors.append(str(exc))
-                store.add_event({"event": "error", "message": str(exc)})
+            threads = []
+            for t in transports:
+                task = progress.add_task(f"{run_id} {t.node}" if len(transports) > 1 else run_id, total=None)
+                threads.append(threading.Thread(target=drive, args=(t, task), name=f"node-{t.node}", daemon=True))
+            for th in threads:
+                th.start()
+            for th in threads:
+                while th.is_alive():
+                    th.join(0.2)  # short joins: the main thread stays free for Ctrl-C
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    interrupted = bool(interrupts)
     store.close()
+    for info in outcome.values():
+        errors += info.get("errors", [])
+    nodes = {n: {**store.meta.get("nodes", {}).get(n, {}), **outcome[n]} for n in names}
     available = [t for t in store.meta.get("targets", []) if t.get("available")]
     if not available and not store.samples and not errors:
         errors.append(
             "no available target on this node: provision it (hopbench provision) or check the scenario's targets"
         )
-    status = (
-        "interrupted" if interrupted or done.get("interrupted") else ("complete" if done and not errors else "failed")
-    )
+    statuses = {info.get("status") for info in outcome.values()}
+    if interrupts or "interrupted" in statuses:
+        status = "interrupted"
+    elif statuses == {"complete"} and not errors:
+        status = "complete"
+    elif "incomplete" in statuses:
+        status = "incomplete"
+    else:
+        status = "failed"
     store.update_meta(
-        ended_at=_now(), status=status, errors=errors, failed_checks=failed_checks, samples=len(store.samples)
+        ended_at=_now(), status=status, errors=errors, failed_checks=failed[0], samples=len(store.samples), nodes=nodes
     )
     report_path = None
     if store.samples:
         print_summary(store, console)
         report_path = report.build_report(store.dir)
-    ok = status == "complete" and failed_checks == 0 and not any(not s["ok"] for s in store.samples)
+    ok = status == "complete" and failed[0] == 0 and not any(not s["ok"] for s in store.samples)
     return RunResult(store, report_path, ok)
 
 
@@ -157,9 +205,12 @@ def _handle(
     console: Console,
     errors: list[str],
     done: dict[str, Any],
+    node: str = "local",
 ) -> int:
-    """Store or show one agent event; returns 1 for a failed workload check, else 0."""
+    """Store or show one agent event of `node`; returns 1 for a failed workload check, else 0."""
     kind = ev.get("event")
+    if kind in ("warning", "error", "info", "check", "meta_end") and "node" not in ev:
+        ev = {**ev, "node": node}
     if kind == "sample":
         store.add_sample(ev)
     elif kind == "memory":
@@ -176,20 +227,28 @@ def _handle(
     elif kind == "plan":
         progress.update(task, total=ev["lifecycles"])
     elif kind == "plan_add":
-        progress.update(task, total=(progress.tasks[0].total or 0) + ev["lifecycles"])
+        total = next((t.total for t in progress.tasks if t.id == task), None) or 0
+        progress.update(task, total=total + ev["lifecycles"])
     elif kind == "artifact":
         store.add_artifact(ev["name"], ev["content"])
     elif kind == "tool":
         store.update_meta(tools={**store.meta.get("tools", {}), ev["name"]: ev["version"]})
     elif kind == "meta":
-        store.update_meta(node_facts=ev["node"])
+        nodes = store.meta.get("nodes", {})
+        nodes[node] = {**nodes.get(node, {}), "facts": ev["node"]}
+        store.update_meta(nodes=nodes)
+        if "node_facts" not in store.meta:  # the first node's facts head the report
+            store.update_meta(node_facts=ev["node"])
     elif kind == "targets":
-        store.update_meta(targets=ev["targets"])
+        others = [t for t in store.meta.get("targets", []) if t.get("node", node) != node]
+        store.update_meta(targets=others + [{**t, "node": node} for t in ev["targets"]])
         for t in ev["targets"]:
             if not t["available"]:
-                console.print(f"[yellow]{t['target']} unavailable: {t['reason']}[/]")
+                console.print(f"[yellow]{node} {t['target']} unavailable: {t['reason']}[/]")
     elif kind == "meta_end":
-        store.update_meta(node_end=ev)
+        nodes = store.meta.get("nodes", {})
+        nodes[node] = {**nodes.get(node, {}), "end": ev}
+        store.update_meta(nodes=nodes, node_end=ev)
     elif kind == "info":
         store.add_event(ev)
         console.print(f"[dim]{ev.get('message')}[/]")
