@@ -11,6 +11,17 @@ the bound is missing (NaN) rather than invented.
 
 Warm-up samples and failed samples are kept in the results and excluded here; the
 summary counts both so nothing disappears silently. Outliers are not trimmed.
+
+Comparing two sample sets A (baseline) and B (candidate) of one op: the ratio of medians
+B/A with a percentile-bootstrap interval (each set resampled on its own: they come from
+independent lifecycles), and the two-sided Mann-Whitney U test (scipy; rank-based, no
+normality assumed). A change is "clear" when the interval excludes 1 and p < alpha, and it
+counts as a regression or improvement only when its ratio is also beyond a threshold: a
+statistically clear 1% change on a noisy shared machine is not news.
+
+p90 and p99 get percentile-bootstrap intervals where at least 5 samples lie above the
+percentile (n * (1 - q) >= 5); below that the bootstrap only resamples the maximum and the
+bounds are left missing.
 """
 
 from __future__ import annotations
@@ -55,6 +66,20 @@ def quantile_ci(values: Sequence[float] | np.ndarray, q: float, confidence: floa
     return (lo, hi)
 
 
+def bootstrap_percentile_ci(
+    values: Sequence[float] | np.ndarray, q: float, confidence: float = 0.95, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the q-th percentile (0-100); NaN with fewer than 5 samples above it."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0 or len(x) * (1 - q / 100) < 5:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    stats_ = np.percentile(rng.choice(x, size=(rounds, len(x)), replace=True), q, axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(stats_, [tail, 100 - tail])
+    return (float(lo), float(hi))
+
+
 def summarize(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per node/stack/handler/level/op/concurrency: counts, p50 with CI, p90, p99 (ms)."""
     rows = []
@@ -81,7 +106,102 @@ def summarize(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                 p99_ms=float(np.percentile(ms, 99)),
                 mean_ms=float(ms.mean()),
             )
+            for q in (90, 99):
+                qlo, qhi = bootstrap_percentile_ci(ms, q, confidence)
+                row[f"p{q}_lo_ms"], row[f"p{q}_hi_ms"] = qlo, qhi
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ratio_of_medians(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    rounds: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """median(b) / median(a) with a percentile-bootstrap interval."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
+        return (math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    ma = np.median(rng.choice(xa, size=(rounds, len(xa)), replace=True), axis=1)
+    mb = np.median(rng.choice(xb, size=(rounds, len(xb)), replace=True), axis=1)
+    ratios = mb / np.where(ma > 0, ma, np.nan)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
+    return (float(np.median(xb) / np.median(xa)), float(lo), float(hi))
+
+
+def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value (NaN when a side is empty)."""
+    from scipy.stats import mannwhitneyu
+
+    if len(a) == 0 or len(b) == 0:
+        return math.nan
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def compare(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> dict[str, object]:
+    """B against baseline A: ratio of medians with its interval, U test, and the verdict.
+
+    verdict: "regression" (a clear change whose ratio is above 1 + `threshold`),
+    "improvement" (clear, below 1 - `threshold`), "clear but small", or "no clear change"."""
+    ratio, lo, hi = ratio_of_medians(a, b, confidence)
+    p = mann_whitney_p(a, b)
+    clear = not math.isnan(p) and p < alpha and not (lo <= 1.0 <= hi)
+    if clear and ratio > 1 + threshold:
+        verdict = "regression"
+    elif clear and ratio < 1 - threshold:
+        verdict = "improvement"
+    elif clear:
+        verdict = "clear but small"
+    else:
+        verdict = "no clear change"
+    return {
+        "n_a": len(a),
+        "n_b": len(b),
+        "p50_a_ms": float(np.median(a)) if len(a) else math.nan,
+        "p50_b_ms": float(np.median(b)) if len(b) else math.nan,
+        "ratio": ratio,
+        "ratio_lo": lo,
+        "ratio_hi": hi,
+        "p_value": p,
+        "verdict": verdict,
+    }
+
+
+def measured_ms(samples: pd.DataFrame) -> pd.DataFrame:
+    """Successful, non-warm-up samples with a `ms` column."""
+    m = samples[(~samples["warmup"].astype(bool)) & samples["ok"].astype(bool)]
+    return m.assign(ms=m["duration_ns"].astype(float) / 1e6)
+
+
+def compare_runs(
+    baseline: pd.DataFrame, candidate: pd.DataFrame, threshold: float = 0.10, alpha: float = 0.05
+) -> pd.DataFrame:
+    """One row per stack/handler/level/op/concurrency found in both: `compare` of candidate against baseline.
+
+    Nodes are not part of the key: a run is compared with runs of the same node by the
+    caller (nightly picks its history per node)."""
+    key = ["stack", "handler", "level", "op", "concurrency"]
+    a, b = measured_ms(baseline), measured_ms(candidate)
+    rows = []
+    for k, gb in b.groupby(key, sort=True, observed=True):
+        ga = a
+        for col, value in zip(key, k, strict=True):
+            ga = ga[ga[col] == value]
+        if ga.empty or gb.empty:
+            continue
+        rows.append(
+            {**dict(zip(key, k, strict=True)), **compare(ga["ms"].to_numpy(), gb["ms"].to_numpy(), threshold, alpha)}
+        )
     return pd.DataFrame(rows)
 
 

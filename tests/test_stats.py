@@ -52,3 +52,54 @@ def test_summary_excludes_warmup_and_failures_but_counts_them():
     assert s["failed"] == 1
     assert s["p50_ms"] == pytest.approx(20.0)
     assert s["p90_ms"] == pytest.approx(28.0)  # linear interpolation
+
+
+def lognormal(rng, median_ms, n, sigma=0.08):
+    return median_ms * np.exp(rng.normal(0, sigma, n))
+
+
+def test_compare_flags_a_planted_regression_and_not_noise():
+    from bench.stats import compare
+
+    rng = np.random.default_rng(7)
+    base = lognormal(rng, 50, 150)
+    slower = lognormal(rng, 55, 30)  # +10%
+    same = lognormal(rng, 50, 30)
+    faster = lognormal(rng, 40, 30)
+    r = compare(base, slower, threshold=0.05)
+    assert r["verdict"] == "regression" and r["ratio_lo"] > 1 and r["p_value"] < 0.05
+    assert r["ratio"] == pytest.approx(1.10, abs=0.04)
+    assert compare(base, same, threshold=0.05)["verdict"] == "no clear change"
+    assert compare(base, faster, threshold=0.05)["verdict"] == "improvement"
+    # A clear but small change stays below the threshold.
+    small = compare(lognormal(rng, 50, 400, 0.02), lognormal(rng, 51, 400, 0.02), threshold=0.05)
+    assert small["verdict"] == "clear but small"
+
+
+def test_noise_only_changes_are_rarely_flagged():
+    from bench.stats import compare
+
+    rng = np.random.default_rng(11)
+    flagged = sum(
+        compare(lognormal(rng, 50, 150), lognormal(rng, 50, 30), threshold=0.05)["verdict"]
+        in ("regression", "improvement")
+        for _ in range(40)
+    )
+    assert flagged <= 1
+
+
+def test_ratio_of_medians_interval_and_empty_input():
+    from bench.stats import ratio_of_medians
+
+    ratio, lo, hi = ratio_of_medians([10, 10, 10, 10], [20, 20, 20, 20])
+    assert (ratio, lo, hi) == (2.0, 2.0, 2.0)
+    assert all(np.isnan(v) for v in ratio_of_medians([], [1.0]))
+
+
+def test_bootstrap_percentile_interval_needs_samples_above_the_percentile():
+    from bench.stats import bootstrap_percentile_ci
+
+    x = np.arange(1, 101, dtype=float)
+    lo, hi = bootstrap_percentile_ci(x, 90)
+    assert lo < np.percentile(x, 90) < hi
+    assert all(np.isnan(v) for v in bootstrap_percentile_ci(x, 99))  # 1 sample above p99 of 100
