@@ -96,18 +96,123 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(run: str, results: str) -> Path:
+    run_dir = Path(run)
+    return run_dir if run_dir.is_dir() else Path(results) / run
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    run_dir = Path(args.run)
-    if not run_dir.is_dir():
-        run_dir = Path(args.results) / args.run
     try:
-        print(build_report(run_dir))
+        print(build_report(_run_dir(args.run, args.results)))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.history import list_runs
+
+    runs = list_runs(Path(args.results))
+    table = Table(title=f"runs in {args.results}/")
+    for col in ("run_id", "scenario", "node", "status", "started_at", "samples"):
+        table.add_column(col)
+    for r in runs.itertuples():
+        table.add_row(r.run_id, r.scenario, r.node, r.status, r.started_at, str(r.samples))
+    Console().print(table)
+    return 0
+
+
+def _verdict_table(title: str, frame: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("target", "level", "conc", "op", "n A", "n B", "p50 A", "p50 B", "B/A [95% CI]", "p", "verdict"):
+        table.add_column(col, justify="left" if col in ("target", "level", "op", "verdict") else "right")
+    colour = {"regression": "red", "improvement": "green"}
+    for r in frame.itertuples():
+        v = str(r.verdict)
+        table.add_row(
+            f"{r.stack}/{r.handler}",
+            str(r.level),
+            str(r.concurrency),
+            str(r.op),
+            str(r.n_a),
+            str(r.n_b),
+            f"{r.p50_a_ms:.1f}",
+            f"{r.p50_b_ms:.1f}",
+            f"{r.ratio:.3f} [{r.ratio_lo:.3f}, {r.ratio_hi:.3f}]",
+            f"{r.p_value:.3g}",
+            f"[{colour[v]}]{v}[/]" if v in colour else v,
+        )
+    return table
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.history import compare_dirs
+
+    try:
+        a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
+        frame = compare_dirs(a, b, args.threshold / 100, args.alpha)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if frame.empty:
+        print("error: the two runs have no target/level/op/concurrency in common", file=sys.stderr)
+        return 2
+    title = f"B = {b.name} against A = {a.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
+    Console(width=None if sys.stdout.isatty() else 160).print(_verdict_table(title, frame))
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """Run the nightly scenario, compare it with the history, report; exit 3 on a regression."""
+    from rich.console import Console
+
+    from bench import runner
+    from bench.history import nightly_check
+    from bench.inventory import InventoryError
+    from bench.report import build_report
+    from bench.scenario import ScenarioError, load_scenario
+
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    try:
+        scenario = load_scenario(args.scenario)
+        transports = transports_for(args)
+    except (ScenarioError, InventoryError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    result = runner.execute(
+        scenario, transports, Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
+    )
+    if result.store.meta.get("status") != "complete":
+        console.print(f"[red]nightly run {result.store.meta.get('status')}: {result.dir}[/]")
+        return 1
+    reg = scenario.regression
+    check = nightly_check(result.dir, Path(args.results), reg.history, reg.threshold_pct / 100, reg.alpha)
+    print(build_report(result.dir))
+    if not check["baseline_runs"]:
+        console.print("no earlier complete run of this scenario on this node: tonight's run becomes the baseline")
+        return 0
+    import pandas as pd
+
+    rows = pd.DataFrame(check["rows"])
+    flagged = rows[rows["verdict"].isin(["regression", "improvement"])] if not rows.empty else rows
+    base = f"{len(check['baseline_runs'])} earlier run(s)"
+    if not flagged.empty:
+        console.print(_verdict_table(f"{result.dir.name} against {base}", flagged))
+    console.print(
+        f"{check['regressions']} regression(s), {check['improvements']} improvement(s) against {base} "
+        f"(threshold {reg.threshold_pct:g}%, alpha {reg.alpha:g})"
+    )
+    return 3 if check["regressions"] else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,10 +239,31 @@ def parser() -> argparse.ArgumentParser:
     tg.add_argument("--json", action="store_true", help="machine-readable output")
     tg.set_defaults(fn=cmd_targets)
 
-    rep = sub.add_parser("report", help="(re)build the HTML report of a run")
+    rep = sub.add_parser("report", help="(re)build the HTML report and Markdown summary of a run")
     rep.add_argument("run", help="run id or run folder")
     rep.add_argument("--results", default="results", help="results folder (default results/)")
     rep.set_defaults(fn=cmd_report)
+
+    rs = sub.add_parser("runs", help="list the runs under the results folder")
+    rs.add_argument("--results", default="results", help="results folder (default results/)")
+    rs.set_defaults(fn=cmd_runs)
+
+    cmp = sub.add_parser("compare", help="compare two runs target by target and op by op (B against A)")
+    cmp.add_argument("run_a", help="baseline run id or folder")
+    cmp.add_argument("run_b", help="candidate run id or folder")
+    cmp.add_argument("--results", default="results", help="results folder (default results/)")
+    cmp.add_argument("--threshold", type=float, default=10.0, help="percent change that counts (default 10)")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="Mann-Whitney significance level (default 0.05)")
+    cmp.set_defaults(fn=cmd_compare)
+
+    ng = sub.add_parser("nightly", help="run the nightly scenario, compare with the history; exit 3 on a regression")
+    ng.add_argument(
+        "--scenario", "-s", default="scenarios/nightly.yaml", help="scenario (default scenarios/nightly.yaml)"
+    )
+    ng.add_argument("--results", default="results", help="results folder (default results/)")
+    ng.add_argument("--inventory", "-i", help="Ansible inventory of the nodes (default: this machine)")
+    ng.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
+    ng.set_defaults(fn=cmd_nightly)
     return p
 
 

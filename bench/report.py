@@ -340,6 +340,7 @@ def build_report(run_dir: Path) -> Path:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
     parts += hop_sections(run_dir, samples)
     parts += density_sections(run_dir, samples, meta)
+    parts += nightly_sections(run_dir, meta)
     if not samples.empty and (samples["level"] == "cli").any():
         table = cli_vs_api(samples)
         parts += [
@@ -397,4 +398,180 @@ def build_report(run_dir: Path) -> Path:
     parts.append("</body></html>")
     out = run_dir / "report.html"
     out.write_text("\n".join(parts))
+    (run_dir / "report.md").write_text(markdown_summary(run_dir, meta, samples, summary, passed, failed_checks))
+    return out
+
+
+def _md_table(frame: pd.DataFrame, digits: int = 1) -> str:
+    if frame.empty:
+        return "_none_\n"
+    cols = list(frame.columns)
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "–" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """p50 [95% CI] per op (rows) and target (columns), level cri at concurrency 1 (else the first level)."""
+    if summary.empty:
+        return pd.DataFrame()
+    level = "cri" if (summary["level"] == "cri").any() else str(summary["level"].iloc[0])
+    s = summary[(summary["level"] == level) & (summary["concurrency"] == summary["concurrency"].min())].copy()
+    s["target"] = s["stack"] + "/" + s["handler"]
+    if s["node"].nunique() > 1:
+        s["target"] = s["node"] + " " + s["target"]
+    s["cell"] = [f"{r.p50_ms:.1f} [{_fmt(r.p50_lo_ms)}, {_fmt(r.p50_hi_ms)}]" if r.n else "–" for r in s.itertuples()]
+    wide = s.pivot_table(index="op", columns="target", values="cell", aggfunc="first")
+    order = stats.op_order(list(wide.index))
+    return wide.loc[order].reset_index().rename(columns={"op": f"op ({level}, p50 ms [95% CI])"})
+
+
+def markdown_summary(
+    run_dir: Path,
+    meta: dict[str, Any],
+    samples: pd.DataFrame,
+    summary: pd.DataFrame,
+    passed: int,
+    failed_checks: list[dict[str, Any]],
+) -> str:
+    """A summary for an architecture decision record: headline numbers, method, environment, reproduce."""
+    scen = meta.get("scenario", {})
+    node = meta.get("node_facts", {})
+    os_name = node.get("os", {}).get("PRETTY_NAME") if isinstance(node.get("os"), dict) else None
+    memory_gib = float(node.get("memory", {}).get("total_bytes", 0) or 0) / 2**30
+    lines = [
+        f"# hopbench run {meta['run_id']}",
+        "",
+        f"Scenario **{scen.get('name', '?')}** (sha256 `{str(scen.get('sha256', ''))[:16]}`) on node(s) "
+        f"**{meta.get('node', '?')}**, {meta.get('started_at', '?')} → {meta.get('ended_at', '?')}, "
+        f"status **{meta.get('status')}**. {passed} workload checks passed, {len(failed_checks)} failed.",
+        "",
+        "## Headline",
+        "",
+        _md_table(headline(summary)),
+    ]
+    if not samples.empty and {"cri"} < set(samples["level"]):
+        diff = hops.differential(samples)
+        if not diff.empty:
+            lines += [
+                "## Hop costs (ms, 95% bootstrap CI)",
+                "",
+                _md_table(diff[["target", "cri op", "hop", "hop cost (ms)", "CI low", "CI high"]]),
+            ]
+    splits = load_splits(run_dir)
+    if not splits.empty:
+        table = hops.split_table(splits)
+        if not table.empty:
+            cols = ["target", "cri op", "op p50 (ms)", *[f"{p} (ms)" for p in PARTS], "gap %"]
+            lines += ["## Where each CRI op's time goes (medians, ms)", "", _md_table(table[cols])]
+    memory = load_memory(run_dir)
+    if not memory.empty:
+        mem = density.overhead(memory)
+        if not mem.empty:
+            cols = [
+                "target",
+                "daemons at 0 pods PSS (MB)",
+                "per pod PSS (MB)",
+                "per pod PSS CI low",
+                "per pod PSS CI high",
+                "per pod RSS (MB)",
+                "shims per pod PSS (MB)",
+            ]
+            lines += ["## Memory per running pod", "", _md_table(mem[cols], 2)]
+    nightly = _load_nightly(run_dir)
+    if nightly:
+        rows = pd.DataFrame(nightly.get("rows", []))
+        lines += [
+            "## Against the previous nights",
+            "",
+            f"{nightly['regressions']} regression(s), {nightly['improvements']} improvement(s) against "
+            f"{len(nightly['baseline_runs'])} earlier run(s) (threshold {100 * nightly['threshold']:g}%).",
+            "",
+        ]
+        if not rows.empty:
+            flagged = rows[rows["verdict"] != "no clear change"]
+            cols = ["stack", "handler", "level", "op", "concurrency", "p50_a_ms", "p50_b_ms", "ratio", "ratio_lo"]
+            lines += [_md_table(flagged[[*cols, "ratio_hi", "p_value", "verdict"]], 3)]
+    lines += [
+        "## Method",
+        "",
+        "Each op is timed on the node with the monotonic clock around one call (CRI gRPC, Engine API, containerd "
+        "API or the runtime binary). Warm-up lifecycles are kept and excluded; failed calls are counted, not timed; "
+        "no outlier is removed. p50 intervals are distribution-free (binomial order statistics); hop costs, ratios "
+        "and memory slopes use percentile bootstraps; run comparisons add a Mann-Whitney U test.",
+        "",
+        "## Environment",
+        "",
+        f"- kernel {node.get('kernel', {}).get('release', '?')}, {os_name or '?'}, cgroups "
+        f"{node.get('cgroups', {}).get('mode', '?')}, {node.get('cpu', {}).get('logical', '?')} CPUs "
+        f"({node.get('cpu', {}).get('model', '?')}), memory {memory_gib:.1f} GiB",
+        f"- hopbench {meta.get('harness', {}).get('version', '?')}, commit {meta.get('harness', {}).get('commit')}"
+        f"{' (dirty)' if meta.get('harness', {}).get('dirty') else ''}",
+    ]
+    for t in meta.get("targets", []):
+        if t.get("available"):
+            versions = "; ".join(f"{k} {v}" for k, v in t.get("versions", {}).items())
+            lines.append(f"- {t.get('node', meta.get('node'))} {t['target']}: {versions}")
+    lines += ["", "## Reproduce", "", "```", str(meta.get("command", "")), "```", ""]
+    return "\n".join(lines)
+
+
+def _load_nightly(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "nightly.json"
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def trend_chart(trend: pd.DataFrame) -> str:
+    """p50 per run over time, one panel per target, one line per op (lowest concurrency)."""
+    t = trend[trend["concurrency"] == trend["concurrency"].min()].copy()
+    t["target"] = t["stack"] + "/" + t["handler"] + " " + t["level"]
+    targets = sorted(t["target"].unique())
+    fig, axes = plt.subplots(len(targets), 1, figsize=(9, 2.6 * len(targets)), squeeze=False)
+    for ax, target in zip(axes[:, 0], targets, strict=True):
+        g = t[t["target"] == target]
+        for op, og in g.groupby("op"):
+            og = og.sort_values("started_at")
+            ax.plot(pd.to_datetime(og["started_at"]), og["ms"], ".-", label=str(op))
+        ax.set_title(target, loc="left", fontsize=10)
+        ax.set_ylabel("p50 (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=4)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return _png(fig)
+
+
+def nightly_sections(run_dir: Path, meta: dict[str, Any]) -> list[str]:
+    nightly = _load_nightly(run_dir)
+    if not nightly:
+        return []
+    from bench.history import trend
+
+    rows = pd.DataFrame(nightly.get("rows", []))
+    e = html.escape
+    out = [
+        "<h2>Against the previous nights</h2>",
+        f"<p>Rolling baseline: the {len(nightly['baseline_runs'])} most recent complete run(s) of this scenario on "
+        f"this node, pooled ({e(', '.join(nightly['baseline_runs'])) or 'none yet'}). A regression is a clear change "
+        f"(bootstrap interval of the ratio of medians excludes 1, Mann-Whitney p &lt; {nightly['alpha']:g}) whose "
+        f"ratio is above {1 + nightly['threshold']:.2f}.</p>",
+        f"<p class={'bad' if nightly['regressions'] else 'ok'}>{nightly['regressions']} regression(s), "
+        f"{nightly['improvements']} improvement(s).</p>",
+    ]
+    if not rows.empty:
+        order = {"regression": 0, "improvement": 1, "clear but small": 2, "no clear change": 3}
+        rows = rows.assign(_o=rows["verdict"].map(order)).sort_values("_o").drop(columns="_o")
+        out.append(rows.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0))
+    history = trend(run_dir.parent, str(meta.get("scenario", {}).get("name")), str(meta.get("node")))
+    if not history.empty and history["run_id"].nunique() > 1:
+        out.append(f"<img alt='p50 trend per op' src='{trend_chart(history)}'>")
     return out

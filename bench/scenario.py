@@ -30,6 +30,10 @@ ScenarioError naming the file, the field and what was expected, before anything 
       steps: [1, 10, 25, 50]      # running pods to reach, in order (memory is also sampled at 0)
       hold_s: 3                   # at each step, how long pods run before and while memory is sampled
       interval_s: 0.5             # the memory sampler's interval
+    regression:                   # hopbench nightly only
+      threshold_pct: 10           # a clear change counts as a regression beyond this ratio change
+      history: 7                  # complete earlier runs of this scenario and node in the baseline
+      alpha: 0.05                 # Mann-Whitney significance level
 """
 
 from __future__ import annotations
@@ -76,6 +80,13 @@ class Density:
 
 
 @dataclass(frozen=True)
+class Regression:
+    threshold_pct: float = 10.0
+    history: int = 7
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     path: str
@@ -91,6 +102,7 @@ class Scenario:
     max_failures: int = 5
     workload: Workload = field(default_factory=Workload)
     density: Density = field(default_factory=Density)
+    regression: Regression = field(default_factory=Regression)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +126,11 @@ class Scenario:
                 "steps": list(self.density.steps),
                 "hold_s": self.density.hold_s,
                 "interval_s": self.density.interval_s,
+            },
+            "regression": {
+                "threshold_pct": self.regression.threshold_pct,
+                "history": self.regression.history,
+                "alpha": self.regression.alpha,
             },
         }
 
@@ -183,6 +200,22 @@ def _density(path: Path, value: object) -> Density:
     )
 
 
+def _regression(path: Path, value: object) -> Regression:
+    if not isinstance(value, dict):
+        raise ScenarioError(path, "regression", "a mapping with threshold_pct, history, alpha", value)
+    allowed = {"threshold_pct", "history", "alpha"}
+    for key in value:
+        if key not in allowed:
+            raise ScenarioError(path, f"regression.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
+    threshold = value.get("threshold_pct", 10)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 100:
+        raise ScenarioError(path, "regression.threshold_pct", "a percentage from 0 to 100", threshold)
+    alpha = value.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ScenarioError(path, "regression.alpha", "a probability between 0 and 1", alpha)
+    return Regression(float(threshold), _int(path, "regression.history", value.get("history", 7), 1), float(alpha))
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raise ScenarioError on the first problem."""
     path = Path(path)
@@ -213,6 +246,7 @@ def load_scenario(path: str | Path) -> Scenario:
         "max_failures",
         "workload",
         "density",
+        "regression",
     }
     for key in data:
         if key not in fields:
@@ -270,4 +304,5 @@ def load_scenario(path: str | Path) -> Scenario:
         max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1),
         workload=_workload(path, data.get("workload", {})),
         density=_density(path, data.get("density", {})),
+        regression=_regression(path, data.get("regression", {})),
     )

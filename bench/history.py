@@ -1,0 +1,108 @@
+"""Run history under results/: listing, comparing two runs, and the nightly regression check.
+
+The nightly check compares tonight's run with a rolling baseline: the samples of the last
+`history` complete runs of the same scenario (by name) on the same node, pooled, so one odd
+night does not become the reference. Each stack/handler/level/op/concurrency gets
+bench.stats.compare: a regression is a clear change (bootstrap interval of the ratio of
+medians excludes 1, Mann-Whitney p < alpha) whose ratio is above 1 + threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import stats
+from bench.results import load_run, write_json_atomic
+
+
+def list_runs(root: Path) -> pd.DataFrame:
+    rows = []
+    for meta_path in sorted(root.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        scen = meta.get("scenario", {})
+        rows.append(
+            {
+                "run_id": meta.get("run_id", meta_path.parent.name),
+                "scenario": scen.get("name", "?"),
+                "scenario_sha256": str(scen.get("sha256", ""))[:12],
+                "node": meta.get("node", "?"),
+                "status": meta.get("status", "?"),
+                "started_at": meta.get("started_at", ""),
+                "samples": meta.get("samples", 0),
+                "path": str(meta_path.parent),
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=["run_id", "scenario", "scenario_sha256", "node", "status", "started_at", "samples", "path"]
+    )
+    return frame.sort_values("started_at").reset_index(drop=True)
+
+
+def compare_dirs(a: Path, b: Path, threshold: float = 0.10, alpha: float = 0.05) -> pd.DataFrame:
+    _, sa = load_run(a)
+    _, sb = load_run(b)
+    return stats.compare_runs(sa, sb, threshold, alpha)
+
+
+def baseline_runs(root: Path, candidate: dict[str, Any], history: int) -> list[Path]:
+    """The last `history` complete runs of the candidate's scenario and node, newest first."""
+    runs = list_runs(root)
+    same = runs[
+        (runs["scenario"] == candidate.get("scenario", {}).get("name"))
+        & (runs["node"] == candidate.get("node"))
+        & (runs["status"] == "complete")
+        & (runs["run_id"] != candidate.get("run_id"))
+        & (runs["started_at"] < str(candidate.get("started_at", "~")))
+    ]
+    return [Path(p) for p in same.sort_values("started_at", ascending=False)["path"].head(history)]
+
+
+def nightly_check(
+    run_dir: Path, root: Path, history: int = 7, threshold: float = 0.10, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Compare a run with its rolling baseline; writes and returns nightly.json's content."""
+    meta, samples = load_run(run_dir)
+    base = baseline_runs(root, meta, history)
+    result: dict[str, Any] = {
+        "run_id": meta["run_id"],
+        "baseline_runs": [p.name for p in base],
+        "history": history,
+        "threshold": threshold,
+        "alpha": alpha,
+        "rows": [],
+        "regressions": 0,
+        "improvements": 0,
+    }
+    if base:
+        pooled = pd.concat([load_run(p)[1] for p in base], ignore_index=True)
+        table = stats.compare_runs(pooled, samples, threshold, alpha)
+        result["rows"] = json.loads(table.to_json(orient="records"))
+        result["regressions"] = int((table["verdict"] == "regression").sum()) if not table.empty else 0
+        result["improvements"] = int((table["verdict"] == "improvement").sum()) if not table.empty else 0
+    write_json_atomic(run_dir / "nightly.json", result)
+    return result
+
+
+def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
+    """p50 per run of one scenario and node, for the trend chart: run, started_at, key columns, p50_ms."""
+    runs = list_runs(root)
+    runs = runs[(runs["scenario"] == scenario) & (runs["node"] == node)]
+    frames = []
+    for r in runs.itertuples():
+        try:
+            _, samples = load_run(Path(r.path))
+        except (OSError, ValueError):
+            continue
+        m = stats.measured_ms(samples)
+        if m.empty:
+            continue
+        p50 = m.groupby(["stack", "handler", "level", "op", "concurrency"], observed=True)["ms"].median().reset_index()
+        frames.append(p50.assign(run_id=r.run_id, started_at=r.started_at, status=r.status))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,125 @@
+"""Run history, comparison of two runs and the nightly check, on run folders with known answers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.history import baseline_runs, compare_dirs, list_runs, nightly_check
+from bench.report import build_report
+from bench.results import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+OPS = {"RunPodSandbox": 65.0, "StartContainer": 48.0, "StopContainer": 34.0}
+
+
+def make_run(root, run_id, day, rng, slower=None, status="complete", node="local", scenario="nightly", n=30):
+    """A run folder as `hopbench run` writes it; `slower` = {op: factor} plants a change."""
+    store = RunStore(root, run_id)
+    store.update_meta(
+        node=node,
+        scenario={"name": scenario, "sha256": "0" * 64},
+        started_at=f"2026-11-{day:02d}T02:00:00+00:00",
+        ended_at=f"2026-11-{day:02d}T02:05:00+00:00",
+        harness={"version": "test"},
+        command="hopbench nightly",
+    )
+    start = 0
+    for op, ms in OPS.items():
+        factor = (slower or {}).get(op, 1.0)
+        for i, v in enumerate(ms * factor * np.exp(rng.normal(0, 0.08, n))):
+            store.add_sample(
+                {
+                    "run_id": run_id,
+                    "node": node,
+                    "stack": "containerd",
+                    "handler": "runc",
+                    "level": "cri",
+                    "op": op,
+                    "iteration": i,
+                    "concurrency": 1,
+                    "worker": 0,
+                    "warmup": False,
+                    "start_ns": start,
+                    "duration_ns": int(v * 1e6),
+                    "ok": True,
+                    "error": "",
+                }
+            )
+            start += 1
+    store.close()
+    store.update_meta(status=status, samples=len(store.samples))
+    return store.dir
+
+
+@pytest.fixture
+def history(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "results"
+    for day in range(1, 9):
+        make_run(root, f"r{day}", day, rng)
+    make_run(root, "failed", 9, rng, status="failed", slower={"StartContainer": 3.0})
+    make_run(root, "othernode", 9, rng, node="lab1", slower={"StartContainer": 3.0})
+    return root, rng
+
+
+def test_baseline_is_the_last_complete_runs_of_the_same_scenario_and_node(history):
+    root, rng = history
+    cand = make_run(root, "tonight", 10, rng)
+    meta = json.loads((cand / "meta.json").read_text())
+    assert [p.name for p in baseline_runs(root, meta, 5)] == ["r8", "r7", "r6", "r5", "r4"]
+    assert list(list_runs(root)["run_id"])[-1] == "tonight"
+
+
+def test_nightly_flags_a_planted_10_percent_regression_only(history):
+    root, rng = history
+    cand = make_run(root, "tonight", 10, rng, slower={"StartContainer": 1.10})
+    result = nightly_check(cand, root, history=7, threshold=0.05)
+    verdicts = {r["op"]: r["verdict"] for r in result["rows"]}
+    assert verdicts == {
+        "RunPodSandbox": "no clear change",
+        "StartContainer": "regression",
+        "StopContainer": "no clear change",
+    }
+    assert result["regressions"] == 1 and len(result["baseline_runs"]) == 7
+    start = next(r for r in result["rows"] if r["op"] == "StartContainer")
+    assert start["ratio"] == pytest.approx(1.10, abs=0.04) and start["ratio_lo"] > 1.0
+    assert json.loads((cand / "nightly.json").read_text())["regressions"] == 1
+    build_report(cand)
+    html = (cand / "report.html").read_text()
+    assert "Against the previous nights" in html and "1 regression(s)" in html
+    assert "data:image/png;base64," in html  # the trend chart
+    md = (cand / "report.md").read_text()
+    assert "## Against the previous nights" in md and "| regression |" in md
+
+
+def test_nightly_stays_quiet_on_noise(history):
+    root, rng = history
+    quiet = 0
+    for k in range(5):
+        cand = make_run(root, f"noise{k}", 20 + k, rng)
+        quiet += nightly_check(cand, root, history=7, threshold=0.05)["regressions"] == 0
+    assert quiet == 5
+
+
+def test_first_night_has_no_baseline(tmp_path):
+    cand = make_run(tmp_path, "first", 1, np.random.default_rng(0))
+    result = nightly_check(cand, tmp_path, history=7, threshold=0.1)
+    assert result["baseline_runs"] == [] and result["rows"] == [] and result["regressions"] == 0
+
+
+def test_compare_two_runs_from_the_command_line(history):
+    root, rng = history
+    cand = make_run(root, "faster", 10, rng, slower={"StopContainer": 0.7})
+    table = compare_dirs(root / "r8", cand, threshold=0.1)
+    assert dict(zip(table["op"], table["verdict"], strict=True))["StopContainer"] == "improvement"
+    exe = str(Path(sys.executable).with_name("hopbench"))
+    out = subprocess.run([exe, "compare", "r8", "faster", "--results", str(root)], capture_output=True, text=True)
+    assert out.returncode == 0 and "improvement" in out.stdout
+    runs = subprocess.run([exe, "runs", "--results", str(root)], capture_output=True, text=True)
+    assert runs.returncode == 0 and "othernode" in runs.stdout
+    bad = subprocess.run([exe, "compare", "r8", "nope", "--results", str(root)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope" in bad.stderr

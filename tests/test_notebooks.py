@@ -1,0 +1,42 @@
+"""Every notebook runs top to bottom on the kept result sets; outputs are stripped in git."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_the_four_notebooks():
+    assert [p.stem for p in NOTEBOOKS] == ["hop_breakdown", "memory_density", "nightly_trends", "stacks_comparison"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_kept_results(path, tmp_path):
+    kept = tmp_path / "kept"
+    shutil.copytree(REPO / "results" / "kept", kept)  # the notebooks write parquet files next to the journals
+    out = tmp_path / path.name
+    papermill.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"results_dir": str(kept)},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in getattr(c, "outputs", []))
