@@ -84,6 +84,40 @@ def latency_chart(samples: pd.DataFrame) -> str:
     return _png(fig)
 
 
+def cdf_chart(samples: pd.DataFrame) -> str:
+    """Empirical CDF of each op, one line per target/level/concurrency, in a grid of panels."""
+    measured = stats.measured_ms(samples)
+    measured = measured.assign(
+        series=measured["stack"]
+        + "/"
+        + measured["handler"]
+        + " "
+        + measured["level"]
+        + " c="
+        + measured["concurrency"].astype(str)
+    )
+    ops = stats.op_order(list(measured["op"].unique()))
+    cols = 3
+    rows = (len(ops) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), squeeze=False)
+    for ax, op in zip(axes.flat, ops, strict=False):
+        for series, g in measured[measured["op"] == op].groupby("series"):
+            x = np.sort(g["ms"].to_numpy())
+            ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label=str(series))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(op, fontsize=9, loc="left")
+        ax.set_ylabel("fraction ≤ x")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(ops) :]:
+        ax.set_visible(False)
+    fig.supxlabel("latency (ms, log scale)")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _fmt(x: Any, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "–"
@@ -336,6 +370,8 @@ def build_report(run_dir: Path) -> Path:
         parts.append(summary_table(summary))
         if (samples["ok"] & ~samples["warmup"]).any():
             parts.append(f"<img alt='latency distribution per op' src='{latency_chart(samples)}'>")
+            parts.append("<h3>Cumulative distributions</h3>")
+            parts.append(f"<img alt='latency CDF per op' src='{cdf_chart(samples)}'>")
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
     parts += hop_sections(run_dir, samples)

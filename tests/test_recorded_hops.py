@@ -73,6 +73,7 @@ def test_report_of_the_recorded_run_has_the_hop_sections(run):
         "Hop cost between adjacent levels",
         "Where each CRI op",
         "What recording the calls costs",
+        "Cumulative distributions",
     ):
         assert heading in html
     assert "data:image/png;base64," in html
