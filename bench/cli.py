@@ -204,7 +204,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     import pandas as pd
 
     rows = pd.DataFrame(check["rows"])
-    flagged = rows[rows["verdict"].isin(["regression", "improvement"])] if not rows.empty else rows
+    quiet = ["no clear change", "clear but small"]
+    flagged = rows[~rows["verdict"].isin(quiet)] if not rows.empty else rows
     base = f"{len(check['baseline_runs'])} earlier run(s)"
     if not flagged.empty:
         console.print(_verdict_table(f"{result.dir.name} against {base}", flagged))

@@ -599,13 +599,14 @@ def nightly_sections(run_dir: Path, meta: dict[str, Any]) -> list[str]:
         f"<p>Rolling baseline: the {len(nightly['baseline_runs'])} most recent complete run(s) of this scenario on "
         f"this node, pooled ({e(', '.join(nightly['baseline_runs'])) or 'none yet'}). A regression is a clear change "
         f"(bootstrap interval of the ratio of medians excludes 1, Mann-Whitney p &lt; {nightly['alpha']:g}) whose "
-        f"ratio is above {1 + nightly['threshold']:.2f}.</p>",
+        f"ratio is above {1 + nightly['threshold']:.2f}, confirmed against the spread between nights: tonight's "
+        "median beyond every baseline night's, with at least 3 baseline nights (else <i>unconfirmed</i>).</p>",
         f"<p class={'bad' if nightly['regressions'] else 'ok'}>{nightly['regressions']} regression(s), "
         f"{nightly['improvements']} improvement(s).</p>",
     ]
     if not rows.empty:
-        order = {"regression": 0, "improvement": 1, "clear but small": 2, "no clear change": 3}
-        rows = rows.assign(_o=rows["verdict"].map(order)).sort_values("_o").drop(columns="_o")
+        order = {"regression": 0, "improvement": 1, "clear but small": 3, "no clear change": 4}
+        rows = rows.assign(_o=rows["verdict"].map(order).fillna(2)).sort_values("_o").drop(columns="_o")
         out.append(rows.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0))
     history = trend(run_dir.parent, str(meta.get("scenario", {}).get("name")), str(meta.get("node")))
     if not history.empty and history["run_id"].nunique() > 1:

@@ -123,3 +123,24 @@ def test_compare_two_runs_from_the_command_line(history):
     assert runs.returncode == 0 and "othernode" in runs.stdout
     bad = subprocess.run([exe, "compare", "r8", "nope", "--results", str(root)], capture_output=True, text=True)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_a_single_baseline_night_cannot_confirm_a_change(tmp_path):
+    rng = np.random.default_rng(5)
+    make_run(tmp_path, "night1", 1, rng)
+    cand = make_run(tmp_path, "night2", 2, rng, slower={"StartContainer": 1.3})
+    result = nightly_check(cand, tmp_path, history=7, threshold=0.05)
+    verdicts = {r["op"]: r["verdict"] for r in result["rows"]}
+    assert verdicts["StartContainer"] == "unconfirmed regression" and result["regressions"] == 0
+
+
+def test_a_change_inside_the_spread_between_nights_is_not_confirmed(tmp_path):
+    rng = np.random.default_rng(6)
+    # Nights that drift as a whole by ±12%: tonight's +10% is inside what the nights already do.
+    for day, drift in enumerate([0.88, 1.0, 1.12, 0.95, 1.05], start=1):
+        make_run(tmp_path, f"n{day}", day, rng, slower=dict.fromkeys(OPS, drift))
+    cand = make_run(tmp_path, "tonight", 9, rng, slower=dict.fromkeys(OPS, 1.10))
+    result = nightly_check(cand, tmp_path, history=7, threshold=0.05)
+    assert result["regressions"] == 0
+    assert all(r["verdict"] != "regression" for r in result["rows"])
+    assert all(r["nights"] == 5 for r in result["rows"])

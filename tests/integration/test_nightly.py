@@ -34,12 +34,14 @@ def test_nightly_compares_the_second_night_with_the_first(provisioned, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "becomes the baseline" in first.stderr
     second = night()
-    assert second.returncode in (0, 3), second.stderr[-3000:]  # 3 only if the machine was clearly slower
+    # One earlier night cannot confirm a change against the spread between nights: never exit 3.
+    assert second.returncode == 0, second.stderr[-3000:]
     runs = sorted(p for p in results.iterdir() if p.is_dir())
     nightly = json.loads((runs[1] / "nightly.json").read_text())
     assert nightly["baseline_runs"] == [runs[0].name]
     assert {r["op"] for r in nightly["rows"]} >= {"RunPodSandbox", "StartContainer", "StopContainer"}
-    assert (second.returncode == 3) == (nightly["regressions"] > 0)
+    assert nightly["regressions"] == 0
+    assert all(not r["verdict"].startswith(("regression", "improvement")) for r in nightly["rows"])
     html = (runs[1] / "report.html").read_text()
     assert "Against the previous nights" in html
     md = (runs[1] / "report.md").read_text()
