@@ -120,6 +120,13 @@ def execute(
             with lock:
                 store.add_event({"event": "error", "node": t.node, "message": str(exc)})
                 console.print(f"[red]{t.node}: {exc}[/]")
+        except Exception as exc:  # noqa: BLE001 - a controller bug on one node: stop its agent, keep the rest
+            t.interrupt()
+            message = f"controller error while reading {t.node}: {type(exc).__name__}: {exc}"
+            node_errors.append(message)
+            with lock:
+                store.add_event({"event": "error", "node": t.node, "message": message})
+                console.print(f"[red]{message}[/]")
         info: dict[str, Any] = {"errors": node_errors}
         if done:
             info["status"] = "interrupted" if done.get("interrupted") else ("complete" if not node_errors else "failed")
