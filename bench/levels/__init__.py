@@ -15,8 +15,27 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+# What the workload image's program prints once running and on SIGTERM: every level checks them.
+READY_MARK = "hopbench-workload ready"
+STOP_MARK = "hopbench-workload stopping"
+
+
 class UnsupportedOp(NotImplementedError):
     pass
+
+
+class StopLifecycle(Exception):
+    """Raised by a level driver's op helper when an op failed: the lifecycle ends there."""
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 10.0) -> str:
+    """Poll `condition` (untimed, between ops) until true: '' or why not."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return ""
+        time.sleep(0.002)
+    return f"no {what} within {deadline_s:.0f} s"
 
 
 @dataclass(frozen=True)

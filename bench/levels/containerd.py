@@ -30,7 +30,6 @@ import os
 import shutil
 import tarfile
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +39,7 @@ import grpc
 from google.protobuf import any_pb2
 
 from bench import kubelet, ociprobe
-from bench.levels import Timed, timed
+from bench.levels import READY_MARK, STOP_MARK, StopLifecycle, Timed, timed, wait_for
 
 try:
     from bench._containerd.services.containers.v1 import containers_pb2 as containers
@@ -69,8 +68,6 @@ CONTAINERD_LIFECYCLE_OPS = (
 NAMESPACE = "hopbench"
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
-READY_MARK = "hopbench-workload ready"
-STOP_MARK = "hopbench-workload stopping"
 LEVEL_LABEL = "io.hopbench/level"
 
 
@@ -207,7 +204,7 @@ class ContainerdLevel:
             t = timed(name, call)
             results.append(t)
             if not t.ok:
-                raise _Stop
+                raise StopLifecycle
             return t.value
 
         problem = ""
@@ -217,7 +214,7 @@ class ContainerdLevel:
             op("ContainerCreate", lambda: self._create(cid))
             op("TaskCreate", lambda: self._task_create(cid, out))
             op("TaskStart", lambda: self.tasks.Start(tasks.StartRequest(container_id=cid), metadata=md, timeout=t_out))
-            problem = _wait(lambda: out.exists() and READY_MARK in out.read_text(errors="replace"), "ready line")
+            problem = wait_for(lambda: out.exists() and READY_MARK in out.read_text(errors="replace"), "ready line")
             op(
                 "TaskKill",
                 lambda: self.tasks.Kill(tasks.KillRequest(container_id=cid, signal=15), metadata=md, timeout=t_out),
@@ -238,7 +235,7 @@ class ContainerdLevel:
             with self.lock:
                 self.live.discard(cid)
             return results, problem
-        except _Stop:
+        except StopLifecycle:
             return results, problem
         finally:
             out.unlink(missing_ok=True)
@@ -285,16 +282,3 @@ class ContainerdLevel:
         if not all_runs:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return len(ids), errors
-
-
-class _Stop(Exception):
-    pass
-
-
-def _wait(condition: Any, what: str, deadline_s: float = 10.0) -> str:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return ""
-        time.sleep(0.002)
-    return f"no {what} within {deadline_s:.0f} s"

@@ -13,7 +13,7 @@ from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc as cri_grpc
 
 from bench import kubelet
-from bench.levels import Timed, timed
+from bench.levels import READY_MARK, STOP_MARK, Timed, timed
 
 # The ops of one pod lifecycle at this level, in order.
 POD_LIFECYCLE_OPS = (
@@ -26,8 +26,6 @@ POD_LIFECYCLE_OPS = (
     "RemovePodSandbox",
 )
 
-READY_MARK = "hopbench-workload ready"
-STOP_MARK = "hopbench-workload stopping"
 
 
 class CheckFailed(RuntimeError):

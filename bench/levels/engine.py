@@ -25,13 +25,12 @@ import http.client
 import json
 import socket
 import threading
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from bench import kubelet
-from bench.levels import Timed, timed
+from bench.levels import READY_MARK, STOP_MARK, StopLifecycle, Timed, timed, wait_for
 from bench.levels.cri import remove_pod_files
 
 ENGINE_LIFECYCLE_OPS = (
@@ -44,8 +43,6 @@ ENGINE_LIFECYCLE_OPS = (
     "PauseStop",
     "PauseDelete",
 )
-READY_MARK = b"hopbench-workload ready"
-STOP_MARK = b"hopbench-workload stopping"
 LEVEL_LABEL = "io.hopbench/level"
 
 
@@ -171,7 +168,7 @@ class EngineLevel:
             t = timed(name, call)
             results.append(t)
             if not t.ok:
-                raise _Stop
+                raise StopLifecycle
             return t.value
 
         name = f"hb-engine-{self.run_id[-8:]}-{tag}".lower()
@@ -220,13 +217,13 @@ class EngineLevel:
             cid = op("ContainerCreate", lambda: c.request("POST", f"/containers/create?name={name}", body))["Id"]
             made.append(cid)
             op("ContainerStart", lambda: c.request("POST", f"/containers/{cid}/start"))
-            problem = _wait(lambda: READY_MARK in c.logs(cid), "ready line in the container log")
+            problem = wait_for(lambda: READY_MARK.encode() in c.logs(cid), "ready line in the container log")
             op("ContainerStop", lambda: c.request("POST", f"/containers/{cid}/stop?t={self.grace}"))
             if not problem:
                 state = c.request("GET", f"/containers/{cid}/json")["State"]
                 if state.get("Running") or state.get("ExitCode") != 0:
                     problem = f"after ContainerStop: running={state.get('Running')} exit code {state.get('ExitCode')}"
-                elif STOP_MARK not in c.logs(cid):
+                elif STOP_MARK.encode() not in c.logs(cid):
                     problem = "the workload did not print its stop line after SIGTERM"
             op("ContainerDelete", lambda: c.request("DELETE", f"/containers/{cid}", ok=(204,)))
             made.remove(cid)
@@ -234,32 +231,19 @@ class EngineLevel:
             op("PauseDelete", lambda: c.request("DELETE", f"/containers/{pause}", ok=(204,)))
             made.remove(pause)
             return results, problem
-        except _Stop:
+        except StopLifecycle:
             return results, ""
         finally:
             for cid in reversed(made):
                 c.remove(cid)
             remove_pod_files(pod)
 
-    def cleanup(self, labels: dict[str, str] | None = None) -> tuple[int, list[str]]:
-        """Force-remove this run's containers (or those matching `labels`): (how many, errors)."""
+    def cleanup(self) -> tuple[int, list[str]]:
+        """Force-remove this run's containers on this node: (how many, errors)."""
         mine = {kubelet.RUN_LABEL: self.run_id, LEVEL_LABEL: "engine", kubelet.NODE_LABEL: kubelet.node_name()}
-        found = self.client.containers(labels or mine)
+        found = self.client.containers(mine)
         errors = [e for e in (self.client.remove(str(x["Id"])) for x in found) if e]
         return len(found), errors
 
     def close(self) -> None:
         self.client.close()
-
-
-class _Stop(Exception):
-    pass
-
-
-def _wait(condition: Any, what: str, deadline_s: float = 10.0) -> str:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return ""
-        time.sleep(0.002)
-    return f"no {what} within {deadline_s:.0f} s"

@@ -14,17 +14,14 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from bench import ociprobe
-from bench.levels import Timed, timed
+from bench.levels import READY_MARK, STOP_MARK, Timed, timed, wait_for
 
 OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")
-READY_MARK = "hopbench-workload ready"
-STOP_MARK = "hopbench-workload stopping"
 
 
 class OciFailed(RuntimeError):
@@ -86,10 +83,10 @@ class OciRuntime:
             try:
                 if not (op("create", "create", "--bundle", str(self.bundle), cid) and op("start", "start", cid)):
                     return results, ""
-                problem = self._wait(lambda: READY_MARK in output.read_text(errors="replace"), "ready line")
+                problem = wait_for(lambda: READY_MARK in output.read_text(errors="replace"), "ready line")
                 if not op("kill", "kill", cid, "TERM"):
                     return results, problem
-                problem = problem or self._wait(lambda: self.state(cid) == "stopped", "stopped state")
+                problem = problem or wait_for(lambda: self.state(cid) == "stopped", "stopped state")
                 if STOP_MARK not in output.read_text(errors="replace") and not problem:
                     problem = "the workload did not print its stop line after SIGTERM"
                 if op("delete", "delete", cid):
@@ -98,14 +95,6 @@ class OciRuntime:
                 return results, problem
             finally:
                 output.unlink(missing_ok=True)
-
-    def _wait(self, condition: Any, what: str, deadline_s: float = 10.0) -> str:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if condition():
-                return ""
-            time.sleep(0.002)
-        return f"no {what} within {deadline_s:.0f} s"
 
     def cleanup(self) -> list[str]:
         """Force-delete what is left, then remove the state root and bundle."""
