@@ -284,38 +284,45 @@ class PodRunner:
                 **{f"{k}_ns": v for k, v in cut.items()},
             )
 
-    def lifecycle(self, iteration: int, concurrency: int, worker: int, warmup: bool) -> bool:
+    def _new_pod(self, tag: str) -> kubelet.Pod:
         pod = kubelet.Pod(
-            name=f"hb-{self.run_id[-8:]}-{concurrency}-{iteration}".lower(),
+            name=f"hb-{self.run_id[-8:]}-{tag}".lower(),
             run_id=self.run_id,
             grace_period_s=int(self.workload["stop_timeout_s"]),
         )
         pod.prepare()
+        return pod
+
+    def _start(self, pod: kubelet.Pod, record: Callable[[Timed[Any]], Any], ids: dict[str, str]) -> None:
+        """RunPodSandbox, CreateContainer, StartContainer, each through `record` (which raises on a
+        failed op); `ids` gets the sandbox and container ids as they come, the pod is tracked as live."""
         sandbox_cfg = kubelet.sandbox_config(pod)
-        sandbox_id = container_id = ""
+        ids["sandbox"] = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
+        with self.lock:
+            self.live[ids["sandbox"]] = pod
+        cfg = kubelet.container_config(
+            pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
+        )
+        ids["container"] = record(self.client.create_container(ids["sandbox"], cfg, sandbox_cfg))
+        record(self.client.start_container(ids["container"]))
+
+    def lifecycle(self, iteration: int, concurrency: int, worker: int, warmup: bool) -> bool:
+        pod = self._new_pod(f"{concurrency}-{iteration}")
+        removed = False
         check: tuple[str, str] | None = None
         windows: list[split.OpWindow] = []
         ids = {"sandbox": "", "container": ""}
 
         def record(t: Timed[Any]) -> Any:
             self.sample(t, iteration, concurrency, worker, warmup)
-            if t.ok:
-                windows.append(split.OpWindow(t.op, t.start_ns, t.start_ns + t.duration_ns))
             if not t.ok:
                 raise _OpFailed(t)
+            windows.append(split.OpWindow(t.op, t.start_ns, t.start_ns + t.duration_ns))
             return t.value
 
         try:
-            sandbox_id = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
-            ids["sandbox"] = sandbox_id
-            with self.lock:
-                self.live[sandbox_id] = pod
-            cfg = kubelet.container_config(
-                pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
-            )
-            container_id = record(self.client.create_container(sandbox_id, cfg, sandbox_cfg))
-            ids["container"] = container_id
-            record(self.client.start_container(container_id))
+            self._start(pod, record, ids)
+            sandbox_id, container_id = ids["sandbox"], ids["container"]
             try:
                 self.client.wait_running_with_output(container_id)
             except CheckFailed as exc:
@@ -337,12 +344,11 @@ class PodRunner:
                 detail="",
             )
             record(self.client.remove_container(container_id))
-            container_id = ""
             record(self.client.stop_pod_sandbox(sandbox_id))
             record(self.client.remove_pod_sandbox(sandbox_id))
             with self.lock:
                 self.live.pop(sandbox_id, None)
-            sandbox_id = ""
+            removed = True
             return True
         except (_OpFailed, CheckFailed) as exc:
             if check is not None:
@@ -358,8 +364,8 @@ class PodRunner:
             self.emit("warning", message=f"{self.target.name} iteration {iteration}: {exc}")
             return False
         finally:
-            if sandbox_id:
-                self.cleanup(sandbox_id)
+            if ids["sandbox"] and not removed:
+                self.cleanup(ids["sandbox"])
             remove_pod_files(pod)
             if self.trace is not None:
                 self.emit_split(windows, ids, iteration, concurrency, worker, warmup)
@@ -369,14 +375,8 @@ class PodRunner:
 
         RunPodSandbox, CreateContainer and StartContainer are timed (iteration = pods already
         running), then the workload must be running with its ready line."""
-        pod = kubelet.Pod(
-            name=f"hb-{self.run_id[-8:]}-d{index}".lower(),
-            run_id=self.run_id,
-            grace_period_s=int(self.workload["stop_timeout_s"]),
-        )
-        pod.prepare()
-        sandbox_cfg = kubelet.sandbox_config(pod)
-        sandbox_id = ""
+        pod = self._new_pod(f"d{index}")
+        ids = {"sandbox": "", "container": ""}
 
         def record(t: Timed[Any]) -> Any:
             self.sample(t, index, 1, 0, False)
@@ -385,15 +385,8 @@ class PodRunner:
             return t.value
 
         try:
-            sandbox_id = record(self.client.run_pod_sandbox(sandbox_cfg, self.target.handler.runtime_handler))
-            with self.lock:
-                self.live[sandbox_id] = pod
-            cfg = kubelet.container_config(
-                pod, self.image_id, self.image_ref, list(self.workload["command"]), list(self.workload["args"])
-            )
-            container_id = record(self.client.create_container(sandbox_id, cfg, sandbox_cfg))
-            record(self.client.start_container(container_id))
-            self.client.wait_running_with_output(container_id)
+            self._start(pod, record, ids)
+            self.client.wait_running_with_output(ids["container"])
             self.emit(
                 "check",
                 target=self.target.name,
@@ -403,11 +396,11 @@ class PodRunner:
                 ok=True,
                 detail="",
             )
-            return str(sandbox_id)
+            return ids["sandbox"]
         except (_OpFailed, CheckFailed) as exc:
             self.emit("warning", message=f"{self.target.name} density pod {index}: {exc}")
-            if sandbox_id:
-                self.cleanup(sandbox_id)
+            if ids["sandbox"]:
+                self.cleanup(ids["sandbox"])
             else:
                 remove_pod_files(pod)
             return ""
