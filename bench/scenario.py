@@ -160,17 +160,22 @@ def _target(path: Path, name: str, value: object) -> str:
     return value
 
 
-def _workload(path: Path, value: object) -> Workload:
+def _section(path: Path, name: str, value: object, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A scenario section: a mapping of known fields, returned as such."""
     if not isinstance(value, dict):
-        raise ScenarioError(path, "workload", "a mapping with command, args, stop_timeout_s", value)
-    allowed = {"command", "args", "stop_timeout_s"}
+        raise ScenarioError(path, name, f"a mapping with {', '.join(allowed)}", value)
     for key in value:
         if key not in allowed:
-            raise ScenarioError(path, f"workload.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
+            raise ScenarioError(path, f"{name}.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
+    return value
+
+
+def _workload(path: Path, value: object) -> Workload:
+    section = _section(path, "workload", value, ("command", "args", "stop_timeout_s"))
     return Workload(
-        command=_str_list(path, "workload.command", value.get("command", [])),
-        args=_str_list(path, "workload.args", value.get("args", [])),
-        stop_timeout_s=_int(path, "workload.stop_timeout_s", value.get("stop_timeout_s", 30), 0),
+        command=_str_list(path, "workload.command", section.get("command", [])),
+        args=_str_list(path, "workload.args", section.get("args", [])),
+        stop_timeout_s=_int(path, "workload.stop_timeout_s", section.get("stop_timeout_s", 30), 0),
     )
 
 
@@ -181,13 +186,8 @@ def _seconds(path: Path, name: str, value: object, minimum: float) -> float:
 
 
 def _density(path: Path, value: object) -> Density:
-    if not isinstance(value, dict):
-        raise ScenarioError(path, "density", "a mapping with steps, hold_s, interval_s", value)
-    allowed = {"steps", "hold_s", "interval_s"}
-    for key in value:
-        if key not in allowed:
-            raise ScenarioError(path, f"density.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
-    steps = value.get("steps", [1, 10, 25, 50])
+    section = _section(path, "density", value, ("steps", "hold_s", "interval_s"))
+    steps = section.get("steps", [1, 10, 25, 50])
     if not isinstance(steps, list) or not steps:
         raise ScenarioError(path, "density.steps", "a non-empty list of increasing pod counts", steps)
     counts = tuple(_int(path, f"density.steps[{i}]", s, 1) for i, s in enumerate(steps))
@@ -195,25 +195,20 @@ def _density(path: Path, value: object) -> Density:
         raise ScenarioError(path, "density.steps", "strictly increasing pod counts", steps)
     return Density(
         steps=counts,
-        hold_s=_seconds(path, "density.hold_s", value.get("hold_s", 3), 0),
-        interval_s=_seconds(path, "density.interval_s", value.get("interval_s", 0.5), 0.05),
+        hold_s=_seconds(path, "density.hold_s", section.get("hold_s", 3), 0),
+        interval_s=_seconds(path, "density.interval_s", section.get("interval_s", 0.5), 0.05),
     )
 
 
 def _regression(path: Path, value: object) -> Regression:
-    if not isinstance(value, dict):
-        raise ScenarioError(path, "regression", "a mapping with threshold_pct, history, alpha", value)
-    allowed = {"threshold_pct", "history", "alpha"}
-    for key in value:
-        if key not in allowed:
-            raise ScenarioError(path, f"regression.{key}", f"one of {', '.join(sorted(allowed))} (unknown field)")
-    threshold = value.get("threshold_pct", 10)
+    section = _section(path, "regression", value, ("threshold_pct", "history", "alpha"))
+    threshold = section.get("threshold_pct", 10)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 100:
         raise ScenarioError(path, "regression.threshold_pct", "a percentage from 0 to 100", threshold)
-    alpha = value.get("alpha", 0.05)
+    alpha = section.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise ScenarioError(path, "regression.alpha", "a probability between 0 and 1", alpha)
-    return Regression(float(threshold), _int(path, "regression.history", value.get("history", 7), 1), float(alpha))
+    return Regression(float(threshold), _int(path, "regression.history", section.get("history", 7), 1), float(alpha))
 
 
 def load_scenario(path: str | Path) -> Scenario:
