@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +40,15 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _measured_series(samples: pd.DataFrame) -> pd.DataFrame:
+    """Measured samples with `ms` and a `series` label: target, level and concurrency."""
+    m = stats.measured_ms(samples)
+    return m.assign(series=m["stack"] + "/" + m["handler"] + " " + m["level"] + " c=" + m["concurrency"].astype(str))
+
+
 def latency_chart(samples: pd.DataFrame) -> str:
     """One panel per op: the distribution of each target at each concurrency, same log axis."""
-    measured = samples[(~samples["warmup"]) & samples["ok"]].copy()
-    measured["ms"] = measured["duration_ns"] / 1e6
-    measured["series"] = (
-        measured["stack"]
-        + "/"
-        + measured["handler"]
-        + " "
-        + measured["level"]
-        + " c="
-        + measured["concurrency"].astype(str)
-    )
+    measured = _measured_series(samples)
     ops = stats.op_order(list(measured["op"].unique()))
     # Per op only the series that have it (a CLI command exists in one level only); one shared
     # log axis for every panel so that panels compare.
@@ -86,16 +83,7 @@ def latency_chart(samples: pd.DataFrame) -> str:
 
 def cdf_chart(samples: pd.DataFrame) -> str:
     """Empirical CDF of each op, one line per target/level/concurrency, in a grid of panels."""
-    measured = stats.measured_ms(samples)
-    measured = measured.assign(
-        series=measured["stack"]
-        + "/"
-        + measured["handler"]
-        + " "
-        + measured["level"]
-        + " c="
-        + measured["concurrency"].astype(str)
-    )
+    measured = _measured_series(samples)
     ops = stats.op_order(list(measured["op"].unique()))
     cols = 3
     rows = (len(ops) + cols - 1) // cols
@@ -216,11 +204,36 @@ def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame
     return _png(fig)
 
 
-def density_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+@dataclass
+class Analysis:
+    """What the HTML report and the Markdown summary both show, computed once per report."""
+
+    hop_costs: pd.DataFrame
+    split: pd.DataFrame
+    memory: pd.DataFrame
+    memory_per_pod: pd.DataFrame
+    nightly: dict[str, Any]
+
+
+def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
+    levels = set(samples["level"]) if not samples.empty else set()
+    has_lower = "cri" in levels and bool(levels & {"engine", "containerd", "oci"})
+    splits = load_splits(run_dir)
     memory = load_memory(run_dir)
+    return Analysis(
+        hop_costs=hops.differential(samples) if has_lower else pd.DataFrame(),
+        split=hops.split_table(splits) if not splits.empty else pd.DataFrame(),
+        memory=memory,
+        memory_per_pod=density.overhead(memory) if not memory.empty else pd.DataFrame(),
+        nightly=_load_nightly(run_dir),
+    )
+
+
+def density_sections(a: Analysis, samples: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    memory = a.memory
     if memory.empty:
         return []
-    table = density.overhead(memory)
+    table = a.memory_per_pod
     steps = density.by_step(memory)
     if table.empty:
         return ["<h2>Memory per pod</h2><p class=bad>No hold sweep was recorded.</p>"]
@@ -253,7 +266,7 @@ def load_splits(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(read_jsonl(run_dir / "splits.jsonl"))
 
 
-def hop_sections(run_dir: Path, samples: pd.DataFrame) -> list[str]:
+def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[str]:
     """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
     out: list[str] = []
     fmt = {"float_format": lambda x: f"{x:.1f}", "border": 0, "index": False}
@@ -270,7 +283,7 @@ def hop_sections(run_dir: Path, samples: pd.DataFrame) -> list[str]:
                 "<code>oci</code> is the runtime binary alone, shared by every stack.</p>",
                 wide.to_html(na_rep="–", **fmt),
             ]
-        diff = hops.differential(samples)
+        diff = a.hop_costs
         if not diff.empty:
             out += [
                 "<h2>Hop cost between adjacent levels (differential, concurrency 1)</h2>",
@@ -280,9 +293,8 @@ def hop_sections(run_dir: Path, samples: pd.DataFrame) -> list[str]:
                 "is sent.</p>",
                 diff.to_html(**fmt),
             ]
-    splits = load_splits(run_dir)
-    if not splits.empty:
-        table = hops.split_table(splits)
+    if "split" in levels:
+        table = a.split
         if not table.empty:
             worst = table.loc[table["gap %"].abs().idxmax()]
             bad = table[~table["adds up"]]
@@ -374,9 +386,10 @@ def build_report(run_dir: Path) -> Path:
             parts.append(f"<img alt='latency CDF per op' src='{cdf_chart(samples)}'>")
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
-    parts += hop_sections(run_dir, samples)
-    parts += density_sections(run_dir, samples, meta)
-    parts += nightly_sections(run_dir, meta)
+    analysis = analyse(run_dir, samples)
+    parts += hop_sections(analysis, samples)
+    parts += density_sections(analysis, samples, meta)
+    parts += nightly_sections(analysis, run_dir, meta)
     if not samples.empty and (samples["level"] == "cli").any():
         table = cli_vs_api(samples)
         parts += [
@@ -434,7 +447,7 @@ def build_report(run_dir: Path) -> Path:
     parts.append("</body></html>")
     out = run_dir / "report.html"
     out.write_text("\n".join(parts))
-    (run_dir / "report.md").write_text(markdown_summary(run_dir, meta, samples, summary, passed, failed_checks))
+    (run_dir / "report.md").write_text(markdown_summary(analysis, meta, samples, summary, passed, failed_checks))
     return out
 
 
@@ -469,7 +482,7 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_summary(
-    run_dir: Path,
+    a: Analysis,
     meta: dict[str, Any],
     samples: pd.DataFrame,
     summary: pd.DataFrame,
@@ -492,35 +505,30 @@ def markdown_summary(
         "",
         _md_table(headline(summary)),
     ]
-    if not samples.empty and {"cri"} < set(samples["level"]):
-        diff = hops.differential(samples)
-        if not diff.empty:
-            lines += [
-                "## Hop costs (ms, 95% bootstrap CI)",
-                "",
-                _md_table(diff[["target", "cri op", "hop", "hop cost (ms)", "CI low", "CI high"]]),
-            ]
-    splits = load_splits(run_dir)
-    if not splits.empty:
-        table = hops.split_table(splits)
-        if not table.empty:
-            cols = ["target", "cri op", "op p50 (ms)", *[f"{p} (ms)" for p in PARTS], "gap %"]
-            lines += ["## Where each CRI op's time goes (medians, ms)", "", _md_table(table[cols])]
-    memory = load_memory(run_dir)
-    if not memory.empty:
-        mem = density.overhead(memory)
-        if not mem.empty:
-            cols = [
-                "target",
-                "daemons at 0 pods PSS (MB)",
-                "per pod PSS (MB)",
-                "per pod PSS CI low",
-                "per pod PSS CI high",
-                "per pod RSS (MB)",
-                "shims per pod PSS (MB)",
-            ]
-            lines += ["## Memory per running pod", "", _md_table(mem[cols], 2)]
-    nightly = _load_nightly(run_dir)
+    diff = a.hop_costs
+    if not diff.empty:
+        lines += [
+            "## Hop costs (ms, 95% bootstrap CI)",
+            "",
+            _md_table(diff[["target", "cri op", "hop", "hop cost (ms)", "CI low", "CI high"]]),
+        ]
+    table = a.split
+    if not table.empty:
+        cols = ["target", "cri op", "op p50 (ms)", *[f"{p} (ms)" for p in PARTS], "gap %"]
+        lines += ["## Where each CRI op's time goes (medians, ms)", "", _md_table(table[cols])]
+    mem = a.memory_per_pod
+    if not mem.empty:
+        cols = [
+            "target",
+            "daemons at 0 pods PSS (MB)",
+            "per pod PSS (MB)",
+            "per pod PSS CI low",
+            "per pod PSS CI high",
+            "per pod RSS (MB)",
+            "shims per pod PSS (MB)",
+        ]
+        lines += ["## Memory per running pod", "", _md_table(mem[cols], 2)]
+    nightly = a.nightly
     if nightly:
         rows = pd.DataFrame(nightly.get("rows", []))
         lines += [
@@ -586,8 +594,8 @@ def trend_chart(trend: pd.DataFrame) -> str:
     return _png(fig)
 
 
-def nightly_sections(run_dir: Path, meta: dict[str, Any]) -> list[str]:
-    nightly = _load_nightly(run_dir)
+def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[str]:
+    nightly = a.nightly
     if not nightly:
         return []
     from bench.history import trend
