@@ -27,7 +27,7 @@ from bench import stats
 from bench.results import load_run, write_json_atomic
 
 MIN_BASELINE_RUNS = 3
-KEY = ["stack", "handler", "level", "op", "concurrency"]
+KEY = stats.COMPARE_KEY
 
 
 def list_runs(root: Path) -> pd.DataFrame:
@@ -137,6 +137,6 @@ def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
         m = stats.measured_ms(samples)
         if m.empty:
             continue
-        p50 = m.groupby(["stack", "handler", "level", "op", "concurrency"], observed=True)["ms"].median().reset_index()
+        p50 = m.groupby(KEY, observed=True)["ms"].median().reset_index()
         frames.append(p50.assign(run_id=r.run_id, started_at=r.started_at, status=r.status))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 GROUP = ["node", "stack", "handler", "level", "op", "concurrency"]
+# What two runs are compared by: the same op of the same target, level and concurrency.
+COMPARE_KEY = ["stack", "handler", "level", "op", "concurrency"]
 
 
 def _log_binom_pmf(k: int, n: int, q: float) -> float:
@@ -190,18 +192,13 @@ def compare_runs(
 
     Nodes are not part of the key: a run is compared with runs of the same node by the
     caller (nightly picks its history per node)."""
-    key = ["stack", "handler", "level", "op", "concurrency"]
-    a, b = measured_ms(baseline), measured_ms(candidate)
+    base = {k: g["ms"].to_numpy() for k, g in measured_ms(baseline).groupby(COMPARE_KEY, observed=True)}
     rows = []
-    for k, gb in b.groupby(key, sort=True, observed=True):
-        ga = a
-        for col, value in zip(key, k, strict=True):
-            ga = ga[ga[col] == value]
-        if ga.empty or gb.empty:
-            continue
-        rows.append(
-            {**dict(zip(key, k, strict=True)), **compare(ga["ms"].to_numpy(), gb["ms"].to_numpy(), threshold, alpha)}
-        )
+    for k, gb in measured_ms(candidate).groupby(COMPARE_KEY, sort=True, observed=True):
+        if k in base:
+            rows.append(
+                {**dict(zip(COMPARE_KEY, k, strict=True)), **compare(base[k], gb["ms"].to_numpy(), threshold, alpha)}
+            )
     return pd.DataFrame(rows)
 
 

@@ -27,7 +27,6 @@ POD_LIFECYCLE_OPS = (
 )
 
 
-
 class CheckFailed(RuntimeError):
     """The workload did not behave as it must (not running, no output, bad exit code)."""
 
