@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,47 @@ def provisioned():
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
             time.sleep(0.1)
+
+
+def no_pods_left(run_id: str, stack_names: tuple[str, ...] = ("containerd", "docker")) -> None:
+    """Assert that no pod sandbox of `run_id` is left on the named provisioned stacks."""
+    from bench import kubelet
+    from bench.levels.cri import CriClient
+
+    for stack in stacks.discover():
+        if stack.name in stack_names:
+            client = CriClient(stack.cri_endpoint)
+            try:
+                assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == [], stack.name
+            finally:
+                client.close()
+
+
+def run_until(
+    args: list[str],
+    results: Path,
+    journal: str,
+    ready: Callable[[str], bool],
+    act: Callable[[subprocess.Popen[str]], None],
+    what: str,
+    deadline_s: float = 120,
+) -> tuple[int, str, Path]:
+    """Start `hopbench ARGS`, wait until results/*/JOURNAL's text satisfies `ready`, then `act`
+    (interrupt it, cut its connection…) and wait for it to end: (exit status, stderr, run folder)."""
+    exe = str(Path(sys.executable).with_name("hopbench"))
+    proc = subprocess.Popen([exe, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + deadline_s
+        found: Path | None = None
+        while time.monotonic() < end and found is None:
+            for path in results.glob(f"*/{journal}") if results.exists() else []:
+                if ready(path.read_text()):
+                    found = path
+            time.sleep(0.2)
+        assert found is not None, f"{what} did not happen within {deadline_s:.0f} s"
+        act(proc)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err, found.parent

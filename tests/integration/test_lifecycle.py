@@ -7,21 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench import kubelet
-from bench.levels.cri import POD_LIFECYCLE_OPS, CriClient
+from bench.levels.cri import POD_LIFECYCLE_OPS
 from bench.results import load_run, read_jsonl
 
-from .conftest import run_hopbench
+from .conftest import no_pods_left, run_hopbench, run_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-SOCKET = "unix:///run/hopbench/containerd/containerd.sock"
 # Targets this machine must be able to measure; others are measured when available.
 REQUIRED = {"containerd/runc", "docker/runc"}
 
@@ -54,14 +52,6 @@ def hopbench(*args: str) -> list[str]:
 def only_run(results: Path) -> Path:
     (run,) = list(results.iterdir())
     return run
-
-
-def assert_no_pods_left(run_id: str, endpoint: str = SOCKET) -> None:
-    client = CriClient(endpoint)
-    try:
-        assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == []
-    finally:
-        client.close()
 
 
 def test_required_targets_are_available(node_targets):
@@ -114,46 +104,27 @@ def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
     assert len(checks) == 10 and all(c["ok"] and c["check"] == "workload-ran" for c in checks)
     report = (run / "report.html").read_text()
     assert "data:image/png;base64," in report and "StartContainer" in report
-    assert_no_pods_left(meta["run_id"], _endpoint(target))
+    no_pods_left(meta["run_id"], (target.split("/")[0],))
     assert not any(Path(kubelet.DEFAULT_LOG_ROOT).glob(f"hopbench_hb-{meta['run_id'][-8:]}*"))
-
-
-def _endpoint(target: str) -> str:
-    stack = target.split("/")[0]
-    return json.loads(Path(f"/etc/hopbench/stacks/{stack}.json").read_text())["cri_endpoint"]
 
 
 def test_interrupt_keeps_samples_and_leaves_no_pod(provisioned, tmp_path):
     results = tmp_path / "results"
-    proc = subprocess.Popen(
-        hopbench("run", "--scenario", str(scenario(tmp_path, 200, [2], warmup=0)), "--results", str(results)),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    rc, err, run = run_until(
+        ["run", "--scenario", str(scenario(tmp_path, 200, [2], warmup=0)), "--results", str(results)],
+        results,
+        "samples.jsonl",
+        lambda text: len(text.splitlines()) >= 20,
+        lambda proc: proc.send_signal(signal.SIGINT),
+        "20 samples",
     )
-    try:
-        deadline = time.monotonic() + 120
-        journal = None
-        while time.monotonic() < deadline:
-            runs = list(results.glob("*/samples.jsonl")) if results.exists() else []
-            if runs and len(runs[0].read_text().splitlines()) >= 20:
-                journal = runs[0]
-                break
-            time.sleep(0.2)
-        assert journal is not None, "the run produced no samples in time"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-3000:]
-    meta, samples = load_run(journal.parent)
+    assert rc == 1, err[-3000:]
+    meta, samples = load_run(run)
     assert meta["status"] == "interrupted"
     assert len(samples) >= 20
     assert len(samples) < 200 * len(POD_LIFECYCLE_OPS)
-    assert_no_pods_left(meta["run_id"])
-    events = read_jsonl(journal.parent / "events.jsonl")
+    no_pods_left(meta["run_id"])
+    events = read_jsonl(run / "events.jsonl")
     assert any("SIGTERM" in e.get("message", "") for e in events)
 
 

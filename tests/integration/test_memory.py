@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from bench import kubelet, memory, stacks
 from bench.levels.cri import CriClient, remove_pod_files
 from bench.results import load_memory, load_run, read_jsonl
 
-from .conftest import REPO, run_hopbench
+from .conftest import no_pods_left, run_hopbench, run_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,16 +81,6 @@ def density_scenario(tmp_path: Path, steps: str, hold_s: float) -> Path:
     return scen
 
 
-def no_pods_left(run_id: str) -> None:
-    for stack in stacks.discover():
-        if stack.name in ("containerd", "docker"):
-            client = CriClient(stack.cri_endpoint)
-            try:
-                assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == [], stack.name
-            finally:
-                client.close()
-
-
 def test_density_run_measures_memory_per_pod_and_removes_every_pod(provisioned, tmp_path):
     results = tmp_path / "results"
     proc = run_hopbench("run", "--scenario", str(density_scenario(tmp_path, "[1, 3]", 1.0)), "--results", str(results))
@@ -119,28 +106,18 @@ def test_density_run_measures_memory_per_pod_and_removes_every_pod(provisioned, 
 
 def test_density_run_interrupted_keeps_memory_and_removes_every_pod(provisioned, tmp_path):
     results = tmp_path / "results"
-    argv = [str(Path(sys.executable).with_name("hopbench")), "run", "--scenario"]
-    argv += [str(density_scenario(tmp_path, "[2, 40]", 30)), "--results", str(results)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        journal = None
-        while time.monotonic() < deadline:
-            found = list(results.glob("*/memory.jsonl")) if results.exists() else []
-            if found and '"pods_running": 2' in found[0].read_text():
-                journal = found[0]
-                break
-            time.sleep(0.2)
-        assert journal is not None, "the density run never reached 2 running pods"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-3000:]
-    meta, _ = load_run(journal.parent)
+    rc, err, run = run_until(
+        ["run", "--scenario", str(density_scenario(tmp_path, "[2, 40]", 30)), "--results", str(results)],
+        results,
+        "memory.jsonl",
+        lambda text: '"pods_running": 2' in text,
+        lambda proc: proc.send_signal(signal.SIGINT),
+        "2 running pods",
+    )
+    assert rc == 1, err[-3000:]
+    meta, _ = load_run(run)
     assert meta["status"] == "interrupted"
-    assert len(load_memory(journal.parent)) > 0
+    assert len(load_memory(run)) > 0
     no_pods_left(meta["run_id"])
-    events = read_jsonl(journal.parent / "events.jsonl")
+    events = read_jsonl(run / "events.jsonl")
     assert any("density: removed the" in e.get("message", "") for e in events)

@@ -12,14 +12,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import inventory, kubelet, stacks
-from bench.levels.cri import CriClient
+from bench import inventory
 from bench.results import load_run, read_jsonl
 from bench.transport import TransportError
 from bench.transport.ssh import SSHTransport
 
 from . import sshnodes
-from .conftest import REPO, playbook, running_daemons
+from .conftest import REPO, no_pods_left, playbook, run_until, running_daemons
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +57,6 @@ def scenario(tmp_path: Path, iterations: int) -> Path:
 
 def hopbench(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("hopbench")), *args]
-
-
-def no_pods_left(run_id: str) -> None:
-    for stack in stacks.discover():
-        if stack.name in ("containerd", "docker"):
-            client = CriClient(stack.cri_endpoint)
-            try:
-                assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == [], stack.name
-            finally:
-                client.close()
 
 
 def test_inventory_is_read_with_ansibles_parser(nodes):
@@ -188,31 +177,22 @@ def agent_session(node: sshnodes.SSHNode, deadline_s: float = 60) -> psutil.Proc
 def test_a_cut_connection_keeps_the_samples_and_the_node_removes_its_pods(nodes, tmp_path):
     results = tmp_path / "results"
     path = inventory_of(nodes, {"hbnode2"})
-    proc = subprocess.Popen(
-        hopbench("run", "-s", str(scenario(tmp_path, 300)), "-i", str(path), "--results", str(results)),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        journal = None
-        while time.monotonic() < deadline:
-            found = list(results.glob("*/samples.jsonl")) if results.exists() else []
-            if found and len(found[0].read_text().splitlines()) >= 15:
-                journal = found[0]
-                break
-            time.sleep(0.2)
-        assert journal is not None, "no samples arrived over SSH"
+
+    def cut(_proc: subprocess.Popen[str]) -> None:
         session = agent_session(nodes["nodes"][1])
         os.kill(session.pid, signal.SIGKILL)  # the connection drops as if the link had died
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-3000:]
-    meta, samples = load_run(journal.parent)
+
+    rc, err, run = run_until(
+        ["run", "-s", str(scenario(tmp_path, 300)), "-i", str(path), "--results", str(results)],
+        results,
+        "samples.jsonl",
+        lambda text: len(text.splitlines()) >= 15,
+        cut,
+        "15 samples over SSH",
+        deadline_s=180,
+    )
+    assert rc == 1, err[-3000:]
+    meta, samples = load_run(run)
     assert meta["status"] == "incomplete"
     node = meta["nodes"]["hbnode2"]
     assert node["status"] == "incomplete" and "connection lost" in " ".join(node["errors"])
@@ -226,5 +206,5 @@ def test_a_cut_connection_keeps_the_samples_and_the_node_removes_its_pods(nodes,
     ):
         time.sleep(0.2)
     assert not any("bench.agent" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
-    events = read_jsonl(journal.parent / "events.jsonl")
+    events = read_jsonl(run / "events.jsonl")
     assert any(e.get("node") == "hbnode2" and "connection lost" in e.get("message", "") for e in events)
