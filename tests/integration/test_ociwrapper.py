@@ -52,7 +52,7 @@ def test_wrapper_clamps_a_negative_oom_score_adj_and_runs_the_container(provisio
 def test_without_the_wrapper_runc_fails_here(provisioned, tmp_path):
     if nodeinfo.capabilities()["cap_sys_resource"]:
         pytest.skip("this host may lower oom_score_adj")
-    proc = run("/usr/sbin/runc", bundle(tmp_path, -998), tmp_path)
+    proc = run("/usr/local/lib/hopbench/bin/runc", bundle(tmp_path, -998), tmp_path)
     assert proc.returncode != 0
     assert "oom_score_adj" in proc.stderr
 
