@@ -71,9 +71,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--tags", default="")
     p.add_argument("--ldflags", default="-s -w")
     p.add_argument("--cgo", choices=["0", "1"], default="0")
+    p.add_argument(
+        "--test-binary",
+        choices=["0", "1"],
+        default="0",
+        help="build the package's test binary (go test -c), e.g. critest, which cri-tools ships as a test",
+    )
     args = p.parse_args(argv)
 
-    settings = json.dumps([args.module, args.version, args.package, args.tags, args.ldflags, args.cgo])
+    fields = [args.module, args.version, args.package, args.tags, args.ldflags, args.cgo]
+    test_binary = args.test_binary == "1"
+    settings = json.dumps([*fields, "test"] if test_binary else fields)
     key = hashlib.sha256(settings.encode()).hexdigest()[:12]
     bin_dir = os.path.join(args.cache_dir, "bin")
     target = os.path.join(bin_dir, f"{args.name}-{args.version}-{key}")
@@ -105,7 +113,8 @@ def main(argv: list[str]) -> int:
         with open(os.path.join(work, "go.mod"), "w") as fh:
             fh.write("\n".join(lines))
         run([args.go, "get", f"{args.module}@{args.version}"], work, env)
-        cmd = [args.go, "build", "-trimpath", "-ldflags", args.ldflags, "-o", target + ".tmp"]
+        verb = ["test", "-c"] if test_binary else ["build"]
+        cmd = [args.go, *verb, "-trimpath", "-ldflags", args.ldflags, "-o", target + ".tmp"]
         if args.tags:
             cmd += ["-tags", args.tags]
         run([*cmd, args.package], work, env)
