@@ -16,6 +16,7 @@ labelled io.hopbench/managed) are removed before measuring and reported.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import json
 import os
 import queue
@@ -147,16 +148,50 @@ def preflight(target: Target, timeout_s: float) -> str:
         remove_pod_files(pod)
 
 
+def match_targets(wanted: list[str], found: list[stacks.Stack]) -> list[tuple[str, stacks.Stack | None, str]]:
+    """The scenario's target patterns as (target name, stack instance or None, handler), in order.
+
+    `all` is every handler of every default instance, `all@*` every handler of every instance,
+    `STACK/HANDLER` the stack's default instance, `STACK@VERSION/HANDLER` every instance whose
+    version matches VERSION (exact or an fnmatch pattern). A pattern that matches no instance
+    comes back once with None, so the report can say it is not provisioned.
+    """
+    out: list[tuple[str, stacks.Stack | None, str]] = []
+    seen: set[str] = set()
+
+    def add(name: str, stack: stacks.Stack | None, handler: str) -> None:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, stack, handler))
+
+    for pattern in wanted:
+        if pattern in ("all", "all@*"):
+            for s in found:
+                if pattern == "all@*" or s.default:
+                    for h in s.handlers or HANDLERS:
+                        add(f"{s.name}/{h}", s, h)
+            continue
+        stack_part, handler = pattern.split("/")
+        kind, at, version = stack_part.partition("@")
+        matched = [
+            s
+            for s in found
+            if (s.kind or s.name) == kind and (fnmatch.fnmatchcase(s.version, version) if at else s.default)
+        ]
+        for s in matched:
+            add(f"{s.name}/{handler}", s, handler)
+        if not matched:
+            add(pattern, None, handler)
+    return out
+
+
 def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: float, emit: Emitter) -> list[Target]:
     """Match the scenario's targets to the node's stacks; report every one, available or not."""
     status = {s.name: stack_status(s, timeout_s) for s in found}
-    by_name = {s.name: s for s in found}
     targets: list[Target] = []
     report = []
-    pairs = [f"{s.name}/{h}" for s in found for h in (s.handlers or HANDLERS)] if "all" in wanted else wanted
-    for pair in pairs:
-        stack_name, handler_name = pair.split("/")
-        stack = by_name.get(stack_name)
+    for pair, stack, handler_name in match_targets(wanted, found):
+        stack_name = pair.split("/")[0]
         if stack is None:
             report.append(
                 {
@@ -182,6 +217,9 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
             {
                 "target": pair,
                 "stack": stack_name,
+                "kind": stack.kind or stack.name,
+                "version": stack.version,
+                "default": stack.default,
                 "handler": handler_name,
                 "available": ok,
                 "reason": reason,
@@ -522,11 +560,12 @@ def run_target(target: Target, job: dict[str, Any], emit: Emitter, stop: threadi
 
 def oci_handlers(wanted: list[str], found: list[stacks.Stack]) -> list[stacks.Handler]:
     """The OCI runtimes the oci level measures: every probed, working handler the scenario names."""
-    names = {pair.split("/")[1] for pair in wanted if pair != "all"}
+    every = "all" in wanted or "all@*" in wanted
+    names = {pair.split("/")[1] for pair in wanted if "/" in pair}
     chosen: dict[str, stacks.Handler] = {}
     for stack in found:
         for h in stack.handlers.values():
-            if h.available and h.binary and ("all" in wanted or h.name in names):
+            if h.available and h.binary and (every or h.name in names):
                 chosen.setdefault(h.name, h)
     return list(chosen.values())
 

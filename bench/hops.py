@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from bench.split import PARTS
+from bench.stacks import kind_of
 
 LEVEL_ORDER = ("cri", "engine", "containerd", "oci")
 
@@ -152,7 +153,7 @@ def latencies(samples: pd.DataFrame) -> pd.DataFrame:
     """Per stack, CRI op and level: the mapped ops' median per lifecycle (the cross-level table)."""
     rows = []
     for (stack, handler), _ in samples[samples["level"] == "cri"].groupby(["stack", "handler"], sort=True):
-        for op, by_level in MAPPING.get(str(stack), {}).items():
+        for op, by_level in MAPPING.get(kind_of(str(stack)), {}).items():
             for level in LEVEL_ORDER:
                 ops = by_level.get(level)
                 if ops is None:
@@ -180,7 +181,7 @@ def differential(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     """
     rows = []
     for (stack, handler), _ in samples[samples["level"] == "cri"].groupby(["stack", "handler"], sort=True):
-        for op, by_level in MAPPING.get(str(stack), {}).items():
+        for op, by_level in MAPPING.get(kind_of(str(stack)), {}).items():
             measured = []
             for level in LEVEL_ORDER:
                 if level not in by_level:
@@ -194,7 +195,7 @@ def differential(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
                     {
                         "target": f"{stack}/{handler}",
                         "cri op": op,
-                        "hop": HOP_NAMES.get(str(stack), {}).get((upper, lower), f"{upper} → {lower}"),
+                        "hop": HOP_NAMES.get(kind_of(str(stack)), {}).get((upper, lower), f"{upper} → {lower}"),
                         "upper": f"{upper}: {' + '.join(by_level[upper])}",
                         "lower": f"{lower}: {' + '.join(by_level[lower])}",
                         "upper p50 (ms)": float(np.median(a)),

@@ -71,7 +71,8 @@ def shim_info(name: str, cmdline: list[str]) -> tuple[str, str]:
     if name.startswith("containerd-shim"):
         return _flag(cmdline, "-address", "--address"), _flag(cmdline, "-id", "--id")
     if name == "conmon":
-        return "crio", _flag(cmdline, "-c", "--cid")
+        # CRI-O gives each conmon its exit directory: that says which CRI-O instance owns it.
+        return "conmon:" + _flag(cmdline, "--exit-dir"), _flag(cmdline, "-c", "--cid")
     # runsc: the id is the last argument of `runsc ... boot|gofer ... ID`
     return "runsc", cmdline[-1] if cmdline else ""
 
@@ -87,6 +88,8 @@ class Classifier:
             for endpoint in (s.cri_endpoint, (s.extra.get("containerd_level") or {}).get("endpoint", "")):
                 if endpoint.startswith("unix://"):
                     self.address_stack[endpoint[len("unix://") :]] = s.name
+            if s.extra.get("conmon_exit_dir"):
+                self.address_stack["conmon:" + str(s.extra["conmon_exit_dir"])] = s.name
 
     def daemons(self) -> list[Proc]:
         out = []
@@ -126,7 +129,7 @@ class Classifier:
         container_pod = {cid: uid for _, _, uid, cid in pod_procs if cid}
         names = {s.name for s in self.stacks}
         for pid, name, where, oid in shims:
-            stack = self.address_stack.get(where, "crio" if where == "crio" else "")
+            stack = self.address_stack.get(where, "")
             if stack in names:  # a shim of another containerd (or of none left) is not ours to count
                 found.append(Proc(pid, "shim", stack, name, container_pod.get(oid, ""), oid))
         # A pod's stack is its shim's stack (pod processes themselves do not say).

@@ -185,12 +185,12 @@ def execute(
 
 
 def list_targets(transport: Transport) -> list[dict[str, Any]]:
-    """Every stack/handler pair of the node with availability, reason and component versions."""
+    """Every stack instance/handler pair of the node with availability, reason and component versions."""
     job = {
         "run_id": f"targets-{secrets.token_hex(4)}",
         "node": transport.node,
         "mode": "targets",
-        "scenario": {"targets": ["all"], "timeout_s": 30},
+        "scenario": {"targets": ["all@*"], "timeout_s": 30},
     }
     targets: list[dict[str, Any]] = []
     errors = []

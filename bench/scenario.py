@@ -6,7 +6,11 @@ ScenarioError naming the file, the field and what was expected, before anything 
     schema: 1                     # scenario format version
     name: quick                   # short name, used in run ids
     description: free text
-    targets: [containerd/runc]    # stack/handler pairs, or "all" for every available one
+    targets: [containerd/runc]    # STACK/HANDLER: the stack's default instance (the newest provisioned);
+                                  # STACK@VERSION/HANDLER: the instances whose version matches VERSION
+                                  #   (exact, or a pattern: containerd@1.6*/runc, docker@*/runc);
+                                  # "all": every handler of every default instance;
+                                  # "all@*": every handler of every instance
     levels: [cri]                 # where measurements enter the path, top down:
                                   #   cri         CRI gRPC, the kubelet's requests
                                   #   split       the same CRI lifecycles with every runtime and CNI
@@ -147,12 +151,21 @@ def _str_list(path: Path, name: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+_VERSION_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+*?")
+
+
 def _target(path: Path, name: str, value: object) -> str:
-    if value == "all":
-        return "all"
+    if value in ("all", "all@*"):
+        return str(value)
+    expected = (
+        "'all', 'all@*', STACK/HANDLER such as containerd/runc or STACK@VERSION/HANDLER such as containerd@2.4.2/runc"
+    )
     if not isinstance(value, str) or value.count("/") != 1:
-        raise ScenarioError(path, name, "'all' or STACK/HANDLER such as containerd/runc", value)
+        raise ScenarioError(path, name, expected, value)
     stack, handler = value.split("/")
+    stack, at, version = stack.partition("@")
+    if at and (not version or not set(version) <= _VERSION_CHARS):
+        raise ScenarioError(path, name, f"{expected} (VERSION: letters, digits, . - _ + and the patterns * ?)", value)
     if stack not in STACKS:
         raise ScenarioError(path, name, f"a stack among {', '.join(STACKS)}", stack)
     if handler not in HANDLERS:

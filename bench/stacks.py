@@ -1,8 +1,14 @@
 """Stacks provisioned on a node, as the Ansible roles describe them in /etc/hopbench/stacks.
 
-Each stack role writes one JSON description (socket, daemons and their pid files,
-runtime handlers, images, CNI network). The agent reads them to know what it may measure
-and checks each daemon is alive and answering before a target is called available.
+Each stack role writes one JSON description per stack instance (socket, daemons and their pid
+files, runtime handlers, images, CNI network, version). The agent reads them to know what it may
+measure and checks each daemon is alive and answering before a target is called available.
+
+A node may run several instances of one stack at different versions, side by side (own
+config, state, socket, bridge). An instance is named `<stack>@<version>` (`containerd@2.4.2`):
+that name is the `stack` of its targets and samples, so versions stay apart in every table;
+`kind` is the stack it is an instance of. One instance per stack is its default: the one a
+scenario means by plain `containerd/runc`.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class Handler:
 
 @dataclass(frozen=True)
 class Stack:
-    name: str
+    name: str  # the instance: <kind>@<version>, or <kind> when the description has no version
     cri_endpoint: str
     daemons: tuple[Daemon, ...]
     handlers: dict[str, Handler]
@@ -57,6 +63,9 @@ class Stack:
     description_path: str
     extra: dict[str, Any] = field(default_factory=dict)
     unavailable: str = ""  # why provisioning could not install the stack, if it could not
+    kind: str = ""  # containerd, crio or docker
+    version: str = ""  # the instance's version label, e.g. 2.4.2
+    default: bool = True  # the instance a plain STACK/HANDLER target means
 
 
 class StackDescriptionError(ValueError):
@@ -93,8 +102,17 @@ def load_stack(path: Path) -> Stack:
         for name, h in _need(data, "handlers", path, dict).items()
     }
     known = {"stack", "cri_endpoint", "daemons", "handlers", "pause_image", "workload_image", "unavailable"}
+    known |= {"version", "default"}
+    kind = _need(data, "stack", path, str)
+    version = str(data.get("version") or "")
+    default = data.get("default", True)
+    if isinstance(default, str):  # Ansible's to_nice_json of a templated boolean
+        default = default.strip().lower() == "true"
     return Stack(
-        name=_need(data, "stack", path, str),
+        name=instance_name(kind, version),
+        kind=kind,
+        version=version,
+        default=bool(default),
         cri_endpoint=_need(data, "cri_endpoint", path, str),
         daemons=daemons,
         handlers=handlers,
@@ -104,6 +122,26 @@ def load_stack(path: Path) -> Stack:
         extra={k: v for k, v in data.items() if k not in known},
         unavailable=str(data.get("unavailable") or ""),
     )
+
+
+def instance_name(kind: str, version: str) -> str:
+    """`containerd@2.4.2`; the bare kind for an instance without a version (older descriptions)."""
+    return f"{kind}@{version}" if version else kind
+
+
+def kind_of(stack: str) -> str:
+    """The stack an instance name belongs to: `containerd@2.4.2` -> `containerd`."""
+    return stack.split("@", 1)[0]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Order version labels numerically (`1.6.20` < `2.4.2`; `29.8.1-dev` counts as 29.8.1)."""
+    parts: list[int] = []
+    for piece in version.replace("-", ".").split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
 
 
 def discover(stacks_dir: str = DEFAULT_STACKS_DIR) -> list[Stack]:

@@ -81,4 +81,5 @@ def test_pod_cgroup_and_shim_command_lines():
     assert pod_of_cgroup("0::/docker/abc\n") == ("", "")
     cmd = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "sb1", "-address", "/run/c.sock"]
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
-    assert shim_info("conmon", ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9"]) == ("crio", "ctr9")
+    conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]
+    assert shim_info("conmon", conmon) == ("conmon:/run/hopbench/crio/exits", "ctr9")

@@ -45,6 +45,9 @@ def test_good_scenario_fields(tmp_path):
         ("targets: [containerd]", "targets[0]", "STACK/HANDLER"),
         ("targets: [podman/runc]", "targets[0]", "a stack among"),
         ("targets: [crio/youki]", "targets[0]", "a handler among"),
+        ("targets: [containerd@/runc]", "targets[0]", "STACK@VERSION/HANDLER"),
+        ("targets: ['containerd@1 6/runc']", "targets[0]", "VERSION: letters, digits"),
+        ("targets: [podman@1.0/runc]", "targets[0]", "a stack among"),
         ("levels: [kube]", "levels[0]", "is lab only and has no driver yet"),
         ("levels: [engines]", "levels[0]", "a level among cri, split, engine, containerd, oci, cli"),
         ("timeout_s: -1", "timeout_s", "a positive number"),
@@ -78,3 +81,9 @@ def test_wrong_schema_and_bad_yaml(tmp_path):
         load_scenario(write(tmp_path, "schema: 1\nname: [unclosed\n"))
     with pytest.raises(ScenarioError, match="a readable scenario file"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+def test_targets_may_name_instances_by_version(tmp_path):
+    text = GOOD.replace("targets: [containerd/runc]", "targets: [containerd@2.4.2/runc, docker@*/runc, all@*]")
+    s = load_scenario(write(tmp_path, text))
+    assert s.targets == ("containerd@2.4.2/runc", "docker@*/runc", "all@*")

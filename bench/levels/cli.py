@@ -96,11 +96,12 @@ def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_i
     argv += [str(ctr_json), str(pod_json)]
     commands.append(CliCommand(stack.name, handler.name, Benchmark("crictl run", tuple(argv), clean, clean), pod))
 
-    if stack.name == "containerd":
+    if stack.kind == "containerd":
         address = stack.cri_endpoint.removeprefix("unix://")
         cid = f"hopbench-cli-{uuid.uuid4().hex[:8]}"
         runtime = "io.containerd.runc.v2" if handler.name in ("runc", "crun") else f"io.containerd.{handler.name}.v1"
-        base = ["ctr", "--address", address, "--namespace", "k8s.io"]
+        # The instance's own ctr (containerd 2.x ships its own; Debian's is 1.6).
+        base = [stack.extra.get("ctr", "ctr"), "--address", address, "--namespace", "k8s.io"]
         argv = [*base, "run", "--rm", "--runtime", runtime]
         if handler.name in ("runc", "crun") and handler.binary:
             argv += ["--runc-binary", handler.binary]
@@ -108,7 +109,7 @@ def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_i
         leftover = f"{shlex.join([*base, 'containers', 'rm', cid])} >/dev/null 2>&1 || true"
         commands.append(CliCommand(stack.name, handler.name, Benchmark("ctr run", tuple(argv), leftover, leftover)))
 
-    if stack.name == "docker":
+    if stack.kind == "docker":
         endpoint = stack.extra.get("docker_endpoint", "")
         client = stack.extra.get("docker_client", "/usr/bin/docker")
         argv = [client, "-H", endpoint, "run", "--rm", "--network", "none", stack.workload_image, "exit", "0"]
