@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import density, hops, stats  # noqa: E402
+from bench import density, hops, stats, upgrade  # noqa: E402
 from bench.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.split import PARTS  # noqa: E402
 
@@ -213,6 +213,7 @@ class Analysis:
     memory: pd.DataFrame
     memory_per_pod: pd.DataFrame
     nightly: dict[str, Any]
+    upgrade: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
@@ -226,7 +227,34 @@ def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
         memory=memory,
         memory_per_pod=density.overhead(memory) if not memory.empty else pd.DataFrame(),
         nightly=_load_nightly(run_dir),
+        upgrade=upgrade.version_changes(samples),
     )
+
+
+UPGRADE_TEXT = (
+    "Instances of one stack at different versions ran side by side in this run, interleaved in the "
+    "same node and time. Ratio = p50 of the newer version / p50 of the older (below 1: faster after "
+    "the upgrade), with a 95% percentile-bootstrap interval; the verdict is as in hopbench compare "
+    "(clear: interval excludes 1 and Mann-Whitney p < 0.05; regression or improvement beyond 10%). "
+    "<i>pod start</i> and <i>pod teardown</i> sum the CRI ops kubelet waits for, per lifecycle."
+)
+
+
+def upgrade_sections(a: Analysis) -> list[str]:
+    t = a.upgrade
+    if t.empty:
+        return []
+    return [
+        "<h2>What the upgrade changes (newer version / older, per op)</h2>",
+        f"<p>{UPGRADE_TEXT}</p>",
+        "<ul>"
+        + "".join(
+            f"<li>{html.escape(upgrade.sentence(r))}</li>"
+            for _, r in t[t["op"].isin(["pod start", "pod teardown"])].iterrows()
+        )
+        + "</ul>",
+        t.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}", border=0),
+    ]
 
 
 def density_sections(a: Analysis, samples: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
@@ -387,6 +415,7 @@ def build_report(run_dir: Path) -> Path:
         else:
             parts.append("<p class=bad>No successful measured sample: no chart.</p>")
     analysis = analyse(run_dir, samples)
+    parts += upgrade_sections(analysis)
     parts += hop_sections(analysis, samples)
     parts += density_sections(analysis, samples, meta)
     parts += nightly_sections(analysis, run_dir, meta)
@@ -505,6 +534,15 @@ def markdown_summary(
         "",
         _md_table(headline(summary)),
     ]
+    if not a.upgrade.empty:
+        t = a.upgrade
+        lines += [
+            "## What the upgrade changes (newer / older, p50 ratio, 95% bootstrap CI)",
+            "",
+            *[f"- {upgrade.sentence(r)}" for _, r in t[t["op"].isin(["pod start", "pod teardown"])].iterrows()],
+            "",
+            _md_table(t.drop(columns=["p"]), 3),
+        ]
     diff = a.hop_costs
     if not diff.empty:
         lines += [

@@ -1,0 +1,141 @@
+"""Version as an axis: what an upgrade of a stack changes, per op, measured in one run.
+
+A node can run several instances of one stack at different versions side by side (own config,
+state, socket and bridge; see bench.stacks). When a run holds samples of two or more instances
+of one stack kind over the same handler, this sets each newer instance against the oldest one,
+per level, concurrency and op: the ratio of medians (newer / older) with its percentile-bootstrap
+interval, a Mann-Whitney U test, and a verdict worded as in `hopbench compare` (bench.stats.compare,
+threshold 10%). Because both versions ran in the same run on the same node, node drift between
+runs is not part of the ratio.
+
+Two rows per target pair summarise the pod as kubelet sees it, summed per lifecycle at
+concurrency 1: "pod start" (RunPodSandbox + CreateContainer + StartContainer) and "pod teardown"
+(StopContainer + RemoveContainer + StopPodSandbox + RemovePodSandbox). They matter because
+versions move work between ops (CRI-O runs `runc create` inside CreateContainer, containerd
+inside StartContainer), so a single op's ratio can mislead where the sum does not.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench import stats
+from bench.hops import per_lifecycle_ms
+from bench.stacks import kind_of, version_key
+
+POD_START = ("RunPodSandbox", "CreateContainer", "StartContainer")
+POD_TEARDOWN = ("StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox")
+COLUMNS = [
+    "stack",
+    "handler",
+    "level",
+    "concurrency",
+    "op",
+    "from",
+    "to",
+    "n from",
+    "n to",
+    "p50 from (ms)",
+    "p50 to (ms)",
+    "ratio",
+    "CI low",
+    "CI high",
+    "p",
+    "verdict",
+]
+
+
+def _version(instance: str) -> str:
+    return instance.split("@", 1)[1] if "@" in instance else ""
+
+
+def instance_pairs(samples: pd.DataFrame) -> list[tuple[str, str]]:
+    """(older, newer) instance names of one stack kind present in the samples, oldest as baseline."""
+    if samples.empty:
+        return []
+    by_kind: dict[str, list[str]] = {}
+    for name in sorted(set(samples["stack"].astype(str))):
+        if name != "none" and _version(name):
+            by_kind.setdefault(kind_of(name), []).append(name)
+    pairs = []
+    for names in by_kind.values():
+        if len(names) < 2:
+            continue
+        names.sort(key=lambda n: (version_key(_version(n)), _version(n)))
+        pairs += [(names[0], newer) for newer in names[1:]]
+    return pairs
+
+
+def version_changes(samples: pd.DataFrame, threshold: float = 0.10, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per stack kind, handler, level, concurrency and op (plus the pod start and
+    teardown sums) for each newer instance against the oldest: see the module docstring."""
+    rows = []
+    measured = stats.measured_ms(samples) if not samples.empty else samples
+    for older, newer in instance_pairs(samples):
+        a_all, b_all = measured[measured["stack"] == older], measured[measured["stack"] == newer]
+        for (handler, level, conc, op), gb in b_all.groupby(["handler", "level", "concurrency", "op"], sort=True):
+            ga = a_all[
+                (a_all["handler"] == handler)
+                & (a_all["level"] == level)
+                & (a_all["concurrency"] == conc)
+                & (a_all["op"] == op)
+            ]
+            if ga.empty:
+                continue
+            key = (str(handler), str(level), int(conc), str(op))
+            rows.append(_row(older, newer, *key, ga["ms"], gb["ms"], threshold, alpha))
+        cri = samples[samples["level"] == "cri"]
+        for handler in sorted(set(b_all["handler"]) & set(a_all["handler"])):
+            sa = cri[(cri["stack"] == older) & (cri["handler"] == handler)]
+            sb = cri[(cri["stack"] == newer) & (cri["handler"] == handler)]
+            for label, ops in (("pod start", POD_START), ("pod teardown", POD_TEARDOWN)):
+                va, vb = per_lifecycle_ms(sa, ops), per_lifecycle_ms(sb, ops)
+                if len(va) and len(vb):
+                    rows.append(_row(older, newer, str(handler), "cri", 1, label, va, vb, threshold, alpha))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(
+    older: str,
+    newer: str,
+    handler: str,
+    level: str,
+    conc: int,
+    op: str,
+    a: object,
+    b: object,
+    threshold: float,
+    alpha: float,
+) -> dict[str, object]:
+    xa = pd.Series(a, dtype=float).to_numpy()
+    xb = pd.Series(b, dtype=float).to_numpy()
+    c = stats.compare(xa, xb, threshold, alpha)
+    return {
+        "stack": kind_of(older),
+        "handler": handler,
+        "level": level,
+        "concurrency": conc,
+        "op": op,
+        "from": _version(older),
+        "to": _version(newer),
+        "n from": c["n_a"],
+        "n to": c["n_b"],
+        "p50 from (ms)": c["p50_a_ms"],
+        "p50 to (ms)": c["p50_b_ms"],
+        "ratio": c["ratio"],
+        "CI low": c["ratio_lo"],
+        "CI high": c["ratio_hi"],
+        "p": c["p_value"],
+        "verdict": c["verdict"],
+    }
+
+
+def sentence(row: pd.Series) -> str:
+    """One line per row, never claiming more than the interval supports."""
+    where = f"{row['handler']}, {row['level']}, c={row['concurrency']}"
+    what = f"{row['stack']} {row['from']} → {row['to']} ({where}) {row['op']}"
+    interval = f"{row['ratio']:.2f}× [{row['CI low']:.2f}, {row['CI high']:.2f}]"
+    if row["CI low"] <= 1.0 <= row["CI high"]:
+        return f"{what}: no clear difference ({interval})"
+    direction = "slower" if row["ratio"] > 1 else "faster"
+    return f"{what}: {interval}, {direction} after the upgrade"
