@@ -86,13 +86,27 @@ def provisioned():
             time.sleep(0.1)
 
 
-def no_pods_left(run_id: str, stack_names: tuple[str, ...] = ("containerd", "docker")) -> None:
-    """Assert that no pod sandbox of `run_id` is left on the named provisioned stacks."""
+def kind_target(target: str) -> str:
+    """containerd@2.4.2/runc -> containerd/runc."""
+    stack, handler = target.split("/")
+    return f"{stacks.kind_of(stack)}/{handler}"
+
+
+def default_targets(listed: list[dict]) -> dict[str, dict]:
+    """`hopbench targets --json` entries of each stack's default instance, keyed STACK/HANDLER
+    (containerd/runc), the way a scenario names them."""
+    return {f"{t['kind']}/{t['handler']}": t for t in listed if t.get("default")}
+
+
+def no_pods_left(run_id: str, stack_names: tuple[str, ...] = ("containerd", "docker", "crio")) -> None:
+    """Assert that no pod sandbox of `run_id` is left on any provisioned instance of the named stacks."""
     from bench import kubelet
     from bench.levels.cri import CriClient
 
     for stack in stacks.discover():
-        if stack.name in stack_names:
+        if stack.unavailable:
+            continue
+        if stack.kind in stack_names or stack.name in stack_names:
             client = CriClient(stack.cri_endpoint)
             try:
                 assert client.sandboxes({kubelet.RUN_LABEL: run_id}) == [], stack.name

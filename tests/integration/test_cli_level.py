@@ -29,11 +29,10 @@ def test_cli_scenario_measures_every_available_stack(provisioned, tmp_path):
     ops = {(r.stack, r.op) for r in cli.itertuples()}
     for t in available:
         assert (t["stack"], "crictl run") in ops
-    stacks = {t["stack"] for t in available}
-    if "containerd" in stacks:
-        assert ("containerd", "ctr run") in ops
-    if "docker" in stacks:
-        assert ("docker", "docker run") in ops
+    by_kind = {t["kind"]: t["stack"] for t in available}
+    assert {"containerd", "docker"} <= set(by_kind)
+    assert (by_kind["containerd"], "ctr run") in ops
+    assert (by_kind["docker"], "docker run") in ops
     assert ("none", "runc run") in ops
     assert (cli.groupby(["stack", "op"]).size() == 3).all()
     # hyperfine's own export is kept beside the samples.

@@ -26,10 +26,16 @@ WORKLOAD = {"command": [], "args": [], "stop_timeout_s": 30}
 
 
 def stack(name: str) -> stacks.Stack:
-    found = {s.name: s for s in stacks.discover()}
+    """The default instance of stack `name` (containerd -> containerd@2.4.2)."""
+    found = {s.kind: s for s in stacks.discover() if s.default}
     if name not in found or found[name].unavailable:
         pytest.fail(f"stack {name} is not provisioned on this machine: {found.get(name)}")
     return found[name]
+
+
+def crio_available() -> bool:
+    found = {s.kind: s for s in stacks.discover() if s.default}
+    return "crio" in found and not found["crio"].unavailable
 
 
 def test_engine_level_runs_pods_through_dockerd_and_leaves_nothing(provisioned):
@@ -149,10 +155,11 @@ def test_the_wrapper_traces_only_while_the_trace_file_exists(provisioned, tmp_pa
         os.unlink(trace)
 
 
-def write_scenario(tmp_path: Path, levels: str, iterations: int) -> Path:
+def write_scenario(tmp_path: Path, levels: str, iterations: int, kinds: tuple[str, ...]) -> Path:
     scen = tmp_path / "scenario.yaml"
+    targets = ", ".join(f"{k}/runc" for k in kinds)
     scen.write_text(
-        f"schema: 1\nname: ithops\ntargets: [containerd/runc, docker/runc]\nlevels: {levels}\n"
+        f"schema: 1\nname: ithops\ntargets: [{targets}]\nlevels: {levels}\n"
         f"iterations: {iterations}\nwarmup: 1\nconcurrency: [1]\n"
     )
     return scen
@@ -160,25 +167,29 @@ def write_scenario(tmp_path: Path, levels: str, iterations: int) -> Path:
 
 def test_hops_levels_end_to_end(provisioned, tmp_path):
     """Every level of both stacks in one run: per-level samples, hop costs, a split that adds up."""
-    scen = write_scenario(tmp_path, "[cri, split, engine, containerd, oci]", 5)
+    kinds = ("containerd", "docker", "crio") if crio_available() else ("containerd", "docker")
+    scen = write_scenario(tmp_path, "[cri, split, engine, containerd, oci]", 5, kinds)
     results = tmp_path / "results"
     proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = list(results.iterdir())
     meta, samples = load_run(run)
     assert meta["status"] == "complete"
-    levels = {k: set(v) for k, v in samples.groupby("stack")["level"].unique().items()}
-    assert levels == {
+    instances = {stacks.kind_of(str(k)): str(k) for k in samples["stack"].unique()}
+    levels = {stacks.kind_of(str(k)): set(v) for k, v in samples.groupby("stack")["level"].unique().items()}
+    expected = {
         "containerd": {"cri", "split", "containerd"},
         "docker": {"cri", "split", "engine", "containerd"},
+        "crio": {"cri", "split"},  # CRI-O has no engine or containerd API below it
         "none": {"oci"},
     }
+    assert levels == {k: expected[k] for k in (*kinds, "none")}
     assert samples["ok"].all()
     checks = read_jsonl(run / "checks.jsonl")
     assert all(c["ok"] for c in checks) and len(checks) >= 6 * 6
 
     hops = differential(samples)
-    docker_start = hops[(hops["target"] == "docker/runc") & (hops["cri op"] == "StartContainer")]
+    docker_start = hops[(hops["target"] == f"{instances['docker']}/runc") & (hops["cri op"] == "StartContainer")]
     assert list(docker_start["hop"]) == ["cri-dockerd", "dockerd", "containerd + shim"]
     assert (hops["CI low"] <= hops["hop cost (ms)"]).all() and (hops["hop cost (ms)"] <= hops["CI high"]).all()
 
@@ -186,14 +197,16 @@ def test_hops_levels_end_to_end(provisioned, tmp_path):
     assert splits, "level split recorded nothing"
     for row in splits:
         assert sum(row[f"{p}_ns"] for p in PARTS) == row["duration_ns"]
-    by_op = {(r["stack"], r["op"]): r for r in splits if not r["warmup"]}
-    for stack_name in ("containerd", "docker"):
-        start = by_op[(stack_name, "StartContainer")]
-        assert "oci:create" in start["calls"] and "oci:start" in start["calls"] and start["runtime_ns"] > 0
-        sandbox = by_op[(stack_name, "RunPodSandbox")]
+    by_op = {(stacks.kind_of(r["stack"]), r["op"]): r for r in splits if not r["warmup"]}
+    for kind in kinds:
+        # CRI-O runs `runc create` inside CreateContainer, the others inside StartContainer.
+        create = by_op[(kind, "CreateContainer" if kind == "crio" else "StartContainer")]
+        start = by_op[(kind, "StartContainer")]
+        assert "oci:create" in create["calls"] and "oci:start" in start["calls"] and start["runtime_ns"] > 0
+        sandbox = by_op[(kind, "RunPodSandbox")]
         assert "cni:ADD" in sandbox["calls"] and sandbox["network_ns"] > 0
     table = split_table(pd.DataFrame(splits))
-    assert set(table["target"]) == {"containerd/runc", "docker/runc"}
+    assert set(table["target"]) == {f"{instances[k]}/runc" for k in kinds}
     calls = read_jsonl(run / "calls.jsonl")
     assert {c["object"] for c in calls} <= {"sandbox", "container"}
     assert not Path(stack("containerd").extra["trace_path"]).exists(), "the trace was left armed"

@@ -12,7 +12,7 @@ from bench import kubelet, memory, stacks
 from bench.levels.cri import CriClient, remove_pod_files
 from bench.results import load_memory, load_run, read_jsonl
 
-from .conftest import no_pods_left, run_hopbench, run_until
+from .conftest import kind_target, no_pods_left, run_hopbench, run_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +34,39 @@ def start_pod(stack: stacks.Stack, run_id: str) -> tuple[CriClient, str, str, ku
     return client, str(sandbox.value), str(container.value), pod
 
 
-def test_sampler_attributes_daemons_shims_and_pod_processes_of_two_stacks(provisioned):
-    found = {s.name: s for s in stacks.discover()}
-    chosen = [found["containerd"], found["docker"]]
+def test_sampler_attributes_daemons_shims_and_pod_processes_of_every_stack(provisioned):
+    # The default instance of each stack (CRI-O where it is provisioned: its conmon is the shim).
+    found = {s.kind: s for s in stacks.discover() if s.default and not s.unavailable}
+    chosen = [found[k] for k in ("containerd", "docker", "crio") if k in found]
+    assert {"containerd", "docker"} <= {s.kind for s in chosen}
     run_id = f"it-mem-{uuid.uuid4().hex[:8]}"
     pods = []
     try:
         for stack in chosen:
             for _ in range(2):
-                pods.append((stack.name, *start_pod(stack, run_id)))
+                pods.append((stack, *start_pod(stack, run_id)))
         procs = memory.Classifier(chosen).classify()
         daemons = {(p.stack, p.name) for p in procs if p.role == "daemon"}
-        assert daemons == {
-            ("containerd", "containerd"),
-            ("docker", "dockerd"),
-            ("docker", "cri-dockerd"),
-            ("docker", "containerd"),
+        expected = {
+            "containerd": {"containerd"},
+            "docker": {"dockerd", "cri-dockerd", "containerd"},
+            "crio": {"crio"},
         }
-        for stack_name, _, sandbox_id, container_id, pod in pods:
+        assert daemons == {(s.name, d) for s in chosen for d in expected[s.kind]}
+        for stack, _, sandbox_id, container_id, pod in pods:
             mine = [p for p in procs if p.pod == pod.uid]
             roles = sorted(p.role for p in mine)
-            # containerd runs one shim per pod (keyed by the sandbox), dockerd one per container.
-            shims = 1 if stack_name == "containerd" else 2
-            assert roles == sorted(["pause", "workload"] + ["shim"] * shims), mine
-            assert {p.stack for p in mine} == {stack_name}
-            assert {p.object_id for p in mine if p.role == "pause"} == {sandbox_id}
+            # containerd runs one shim per pod (keyed by the sandbox), dockerd one per container;
+            # CRI-O one conmon per container and, for kubelet's default pod (a PID namespace per
+            # container), no pause container at all.
+            pod_roles = {
+                "containerd": ["pause", "workload", "shim"],
+                "docker": ["pause", "workload", "shim", "shim"],
+                "crio": ["workload", "shim"],
+            }[stack.kind]
+            assert roles == sorted(pod_roles), (stack.name, mine)
+            assert {p.stack for p in mine} == {stack.name}
+            assert {p.object_id for p in mine if p.role == "pause"} <= {sandbox_id}
             assert {p.object_id for p in mine if p.role == "workload"} == {container_id}
             assert {p.name for p in mine if p.role == "workload"} == {"hopbench-workload"}
         rows = [memory.measure(p) for p in procs]
@@ -89,7 +97,7 @@ def test_density_run_measures_memory_per_pod_and_removes_every_pod(provisioned, 
     meta, samples = load_run(run)
     mem = load_memory(run)
     assert (run / "memory.parquet").exists()
-    hold = mem[mem["phase"] == "hold"]
+    hold = mem[mem["phase"] == "hold"].assign(target=lambda m: m["target"].map(kind_target))
     assert set(hold["target"]) == {"containerd/runc", "docker/runc"}
     assert set(hold["pods_running"]) == {0, 1, 3}
     pod_rows = hold[hold["role"].isin(["pause", "workload"])]
@@ -97,7 +105,7 @@ def test_density_run_measures_memory_per_pod_and_removes_every_pod(provisioned, 
         "containerd/runc": 3,
         "docker/runc": 3,
     }
-    assert set(meta["sampler"]) == {"containerd/runc", "docker/runc"}
+    assert {kind_target(t) for t in meta["sampler"]} == {"containerd/runc", "docker/runc"}
     assert all(s["sweeps"] > 3 for s in meta["sampler"].values())
     assert set(samples["op"]) == {"RunPodSandbox", "CreateContainer", "StartContainer"} and samples["ok"].all()
     no_pods_left(meta["run_id"])

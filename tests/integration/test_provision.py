@@ -20,8 +20,13 @@ def test_second_provisioning_changes_nothing(provisioned):
     assert second["local"]["changed"] == 0, second["local"]["changed_tasks"]
 
 
+def default_instance(kind: str) -> stacks.Stack:
+    (stack,) = [s for s in stacks.discover() if s.kind == kind and s.default]
+    return stack
+
+
 def test_containerd_is_isolated_and_described(provisioned):
-    (stack,) = [s for s in stacks.discover() if s.name == "containerd"]
+    stack = default_instance("containerd")
     assert stack.cri_endpoint == "unix:///run/hopbench/containerd/containerd.sock"
     sock = Path(stack.cri_endpoint.removeprefix("unix://"))
     assert stat.S_ISSOCK(sock.stat().st_mode)
@@ -64,7 +69,7 @@ def test_bad_subnet_is_refused_and_names_the_clash(provisioned, tmp_path):
 
 
 def test_docker_stack_is_isolated_and_described(provisioned):
-    (stack,) = [s for s in stacks.discover() if s.name == "docker"]
+    stack = default_instance("docker")
     assert stack.cri_endpoint == "unix:///run/hopbench/cri-dockerd/cri-dockerd.sock"
     assert [d.name for d in stack.daemons] == ["cri-dockerd", "dockerd"]
     assert all(d.pid() is not None for d in stack.daemons)
@@ -79,4 +84,52 @@ def test_docker_stack_is_isolated_and_described(provisioned):
 
 def test_built_programs_are_cached_by_version(provisioned):
     cached = {p.name.split("-v")[0] for p in Path("/var/cache/hopbench/bin").iterdir()}
-    assert {"crictl", "cri-dockerd"} <= cached
+    assert {"crictl", "cri-dockerd", "containerd", "containerd-shim-runc-v2", "ctr", "dockerd", "runc"} <= cached
+
+
+def running_exe(daemon: stacks.Daemon) -> str:
+    pid = daemon.pid()
+    assert pid is not None, daemon
+    return str(Path(f"/proc/{pid}/exe").resolve())
+
+
+def test_instances_of_one_stack_run_side_by_side_isolated(provisioned):
+    """Two versions of containerd and of docker at once: own binaries, config, socket, bridge, subnet."""
+    for kind in ("containerd", "docker"):
+        mine = [s for s in stacks.discover() if s.kind == kind]
+        assert len(mine) >= 2, [s.name for s in mine]
+        assert sum(s.default for s in mine) == 1
+        for attr in ("cri_endpoint", "description_path"):
+            assert len({getattr(s, attr) for s in mine}) == len(mine), attr
+        assert len({s.extra["cni"]["bridge"] for s in mine}) == len(mine)
+        assert len({s.extra["cni"]["subnet"] for s in mine}) == len(mine)
+        assert len({s.version for s in mine}) == len(mine)
+        # Each instance's daemons run their own binaries (one version each), all at once.
+        exes = {s.name: {running_exe(d) for d in s.daemons} for s in mine}
+        assert all(exes.values()) and len({frozenset(v) for v in exes.values()}) == len(mine)
+    newest = default_instance("containerd")
+    assert stacks.version_key(newest.version) >= (2,)
+    config = Path(newest.extra["crictl_config"]).with_name("config.toml").read_text()
+    assert "version = 3" in config and 'plugins."io.containerd.cri.v1.runtime"' in config
+    docker = default_instance("docker")
+    assert stacks.version_key(docker.version) >= (29,)
+
+
+def test_runc_is_a_current_release(provisioned):
+    import subprocess
+
+    out = subprocess.run(["/usr/local/lib/hopbench/bin/runc", "--version"], capture_output=True, text=True, check=True)
+    version = out.stdout.split()[2]
+    assert stacks.version_key(version) >= (1, 3), out.stdout
+
+
+def test_crio_is_installed_from_its_checked_bundle(provisioned):
+    bundle = Path(__file__).resolve().parents[3] / "shared" / "artifacts" / "cri-o.amd64.v1.36.3.tar.gz"
+    crio = [s for s in stacks.discover() if s.kind == "crio"]
+    if not bundle.is_file():
+        assert all(s.unavailable for s in crio), "CRI-O was installed without its bundle?"
+        pytest.skip(f"no CRI-O bundle at {bundle}: crio is unavailable, as recorded: {crio[0].unavailable}")
+    (stack,) = crio
+    assert not stack.unavailable, stack.unavailable
+    assert stack.version == "1.36.3"
+    assert running_exe(stack.daemons[0]).endswith("/crio-v1.36.3/crio")
