@@ -92,7 +92,20 @@ def version_changes(samples: pd.DataFrame, threshold: float = 0.10, alpha: float
                 va, vb = per_lifecycle_ms(sa, ops), per_lifecycle_ms(sb, ops)
                 if len(va) and len(vb):
                     rows.append(_row(older, newer, str(handler), "cri", 1, label, va, vb, threshold, alpha))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if table.empty:
+        return table
+    # Lifecycle order within each target and level; the pod sums after the single ops.
+    sums = ["pod start", "pod teardown"]
+    order = [*stats.op_order([op for op in table["op"].unique() if op not in sums]), *sums]
+    rank = table["op"].map({op: i for i, op in enumerate(order)})
+    keys = ["stack", "to", "handler", "level", "concurrency"]
+    return (
+        table.assign(_rank=rank)
+        .sort_values([*keys, "_rank"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
 
 
 def _row(
