@@ -160,12 +160,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
-        frame = compare_dirs(a, b, args.threshold / 100, args.alpha)
+        frame = compare_dirs(a, b, args.threshold / 100, args.alpha, args.across_versions)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if frame.empty:
-        print("error: the two runs have no target/level/op/concurrency in common", file=sys.stderr)
+        hint = "" if args.across_versions else " (targets name their versions: --across-versions matches them by stack)"
+        print(f"error: the two runs have no target/level/op/concurrency in common{hint}", file=sys.stderr)
         return 2
     title = f"B = {b.name} against A = {a.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
     Console(width=None if sys.stdout.isatty() else 160).print(_verdict_table(title, frame))
@@ -255,6 +256,11 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--results", default="results", help="results folder (default results/)")
     cmp.add_argument("--threshold", type=float, default=10.0, help="percent change that counts (default 10)")
     cmp.add_argument("--alpha", type=float, default=0.05, help="Mann-Whitney significance level (default 0.05)")
+    cmp.add_argument(
+        "--across-versions",
+        action="store_true",
+        help="match targets by stack, not by stack version (containerd@1.6.20 in A against containerd@2.4.2 in B)",
+    )
     cmp.set_defaults(fn=cmd_compare)
 
     ng = sub.add_parser("nightly", help="run the nightly scenario, compare with the history; exit 3 on a regression")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from bench import stats
 from bench.results import load_run, write_json_atomic
+from bench.stacks import kind_of
 
 MIN_BASELINE_RUNS = 3
 KEY = stats.COMPARE_KEY
@@ -56,10 +57,37 @@ def list_runs(root: Path) -> pd.DataFrame:
     return frame.sort_values("started_at").reset_index(drop=True)
 
 
-def compare_dirs(a: Path, b: Path, threshold: float = 0.10, alpha: float = 0.05) -> pd.DataFrame:
+def compare_dirs(
+    a: Path, b: Path, threshold: float = 0.10, alpha: float = 0.05, across_versions: bool = False
+) -> pd.DataFrame:
+    """B against A, row by row. Rows match on the stack instance (containerd@2.4.2), so two runs
+    of different versions share no row; `across_versions` matches them on the stack instead
+    (each run must then hold one instance per stack) and names both versions in the row."""
     _, sa = load_run(a)
     _, sb = load_run(b)
-    return stats.compare_runs(sa, sb, threshold, alpha)
+    if not across_versions:
+        return stats.compare_runs(sa, sb, threshold, alpha)
+    va, vb = _one_instance_per_stack(a, sa), _one_instance_per_stack(b, sb)
+    frame = stats.compare_runs(
+        sa.assign(stack=sa["stack"].map(kind_of)), sb.assign(stack=sb["stack"].map(kind_of)), threshold, alpha
+    )
+    if frame.empty:
+        return frame
+    return frame.assign(stack=[f"{k}@{va.get(k, '?')}→{vb.get(k, '?')}" for k in frame["stack"]])
+
+
+def _one_instance_per_stack(run: Path, samples: pd.DataFrame) -> dict[str, str]:
+    """{stack: version} of a run, refusing a run with two versions of one stack."""
+    found: dict[str, set[str]] = {}
+    for name in samples["stack"].astype(str).unique():
+        found.setdefault(kind_of(name), set()).add(name.partition("@")[2] or "?")
+    several = {k: sorted(v) for k, v in found.items() if len(v) > 1}
+    if several:
+        raise ValueError(
+            f"{run}: several versions of one stack in the run ({several}): compare them within the run "
+            "(the report's upgrade section), not across runs"
+        )
+    return {k: next(iter(v)) for k, v in found.items()}
 
 
 def baseline_runs(root: Path, candidate: dict[str, Any], history: int) -> list[Path]:

@@ -16,7 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 OPS = {"RunPodSandbox": 65.0, "StartContainer": 48.0, "StopContainer": 34.0}
 
 
-def make_run(root, run_id, day, rng, slower=None, status="complete", node="local", scenario="nightly", n=30):
+def make_run(
+    root,
+    run_id,
+    day,
+    rng,
+    slower=None,
+    status="complete",
+    node="local",
+    scenario="nightly",
+    n=30,
+    stacks=("containerd",),
+):
     """A run folder as `hopbench run` writes it; `slower` = {op: factor} plants a change."""
     store = RunStore(root, run_id)
     store.update_meta(
@@ -28,14 +39,14 @@ def make_run(root, run_id, day, rng, slower=None, status="complete", node="local
         command="hopbench nightly",
     )
     start = 0
-    for op, ms in OPS.items():
+    for stack, (op, ms) in ((st, item) for st in stacks for item in OPS.items()):
         factor = (slower or {}).get(op, 1.0)
         for i, v in enumerate(ms * factor * np.exp(rng.normal(0, 0.08, n))):
             store.add_sample(
                 {
                     "run_id": run_id,
                     "node": node,
-                    "stack": "containerd",
+                    "stack": stack,
                     "handler": "runc",
                     "level": "cri",
                     "op": op,
@@ -144,3 +155,16 @@ def test_a_change_inside_the_spread_between_nights_is_not_confirmed(tmp_path):
     assert result["regressions"] == 0
     assert all(r["verdict"] != "regression" for r in result["rows"])
     assert all(r["nights"] == 5 for r in result["rows"])
+
+
+def test_runs_of_two_versions_compare_only_when_asked_and_name_both_versions(tmp_path):
+    rng = np.random.default_rng(5)
+    old = make_run(tmp_path, "old", 1, rng, stacks=("containerd@1.6.20",))
+    new = make_run(tmp_path, "new", 2, rng, stacks=("containerd@2.4.2",), slower={"StartContainer": 0.7})
+    assert compare_dirs(old, new).empty  # versions are part of the target
+    frame = compare_dirs(old, new, across_versions=True)
+    assert set(frame["stack"]) == {"containerd@1.6.20→2.4.2"}
+    assert frame.set_index("op").loc["StartContainer", "verdict"] == "improvement"
+    both = make_run(tmp_path, "both", 3, rng, stacks=("containerd@2.4.2", "containerd@1.6.20"))
+    with pytest.raises(ValueError, match="several versions of one stack"):
+        compare_dirs(old, both, across_versions=True)
