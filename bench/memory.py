@@ -57,12 +57,20 @@ def _flag(cmdline: list[str], *names: str) -> str:
     return ""
 
 
+# What runtimes put before a container id in its cgroup's name (CRI-O with cgroupfs: crio-<id>;
+# with the systemd driver: crio-<id>.scope, cri-containerd-<id>.scope, docker-<id>.scope).
+CGROUP_ID_PREFIXES = ("crio-", "cri-containerd-", "docker-")
+
+
 def pod_of_cgroup(text: str) -> tuple[str, str]:
     """(pod uid, container id) from the text of /proc/PID/cgroup; ('', '') outside any pod."""
     for line in text.splitlines():
         m = POD_CGROUP.search(line)
         if m:
-            return m.group(1), m.group(2) or ""
+            cid = (m.group(2) or "").removesuffix(".scope")
+            for prefix in CGROUP_ID_PREFIXES:
+                cid = cid.removeprefix(prefix)
+            return m.group(1), cid
     return "", ""
 
 

@@ -79,6 +79,8 @@ def test_pod_cgroup_and_shim_command_lines():
     text = f"12:pids:/kubepods/besteffort/pod{uid}/abc123\n0::/\n"
     assert pod_of_cgroup(text) == (uid, "abc123")
     assert pod_of_cgroup("0::/docker/abc\n") == ("", "")
+    crio = f"9:name=systemd:/kubepods/besteffort/pod{uid}/crio-5a4b4d4b\n"
+    assert pod_of_cgroup(crio) == (uid, "5a4b4d4b")
     cmd = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "sb1", "-address", "/run/c.sock"]
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
     conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]
