@@ -457,7 +457,8 @@ def build_report(run_dir: Path) -> Path:
         "cgroups": node.get("cgroups"),
         "capabilities": node.get("capabilities"),
         "init": node.get("init"),
-        "packages": node.get("packages"),
+        # Debian packages on the node; the targets may run other builds (see Targets for their versions).
+        "distribution packages (targets: see their versions)": node.get("packages"),
         "loadavg at start": node.get("loadavg"),
     }
     parts += [
