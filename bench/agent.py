@@ -197,6 +197,9 @@ def resolve_targets(wanted: list[str], found: list[stacks.Stack], timeout_s: flo
                 {
                     "target": pair,
                     "stack": stack_name,
+                    "kind": stacks.kind_of(stack_name),
+                    "version": "",
+                    "default": False,
                     "handler": handler_name,
                     "available": False,
                     "reason": f"stack {stack_name} is not provisioned on this node",
