@@ -1,7 +1,11 @@
 """Scenario files: what to run, how often, at what concurrency, on which targets and levels.
 
 A scenario is a YAML mapping. Every field is checked; an unknown or malformed field raises
-ScenarioError naming the file, the field and what was expected, before anything runs.
+ScenarioError naming the file, the field and what was expected, before anything runs. Counts
+and durations have upper bounds far beyond real runs (iterations and max_failures 100000,
+warmup 10000, concurrency 1024, density steps 10000 pods, regression.history 1000, timeout_s
+and workload.stop_timeout_s 3600 s, density durations 86400 s), numbers must be finite, and the
+file must be a regular file of at most 1 MiB.
 
     schema: 1                     # scenario format version
     name: quick                   # short name, used in run ids
@@ -43,6 +47,7 @@ ScenarioError naming the file, the field and what was expected, before anything 
 from __future__ import annotations
 
 import hashlib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +144,19 @@ class Scenario:
         }
 
 
-def _int(path: Path, name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ScenarioError(path, name, f"an integer >= {minimum}", value)
+# Upper bounds of counts and durations: far beyond any real run, low enough that a typo
+# (10^29 iterations) is refused at the door instead of starting a run that never ends.
+MAX_FILE_BYTES = 1 << 20
+MAX_ITERATIONS = 100_000
+MAX_CONCURRENCY = 1024
+MAX_PODS = 10_000
+MAX_HISTORY = 1000
+MAX_SECONDS = 86_400.0
+
+
+def _int(path: Path, name: str, value: object, minimum: int, maximum: int = MAX_ITERATIONS) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ScenarioError(path, name, f"an integer from {minimum} to {maximum}", value)
     return value
 
 
@@ -188,13 +203,14 @@ def _workload(path: Path, value: object) -> Workload:
     return Workload(
         command=_str_list(path, "workload.command", section.get("command", [])),
         args=_str_list(path, "workload.args", section.get("args", [])),
-        stop_timeout_s=_int(path, "workload.stop_timeout_s", section.get("stop_timeout_s", 30), 0),
+        stop_timeout_s=_int(path, "workload.stop_timeout_s", section.get("stop_timeout_s", 30), 0, 3600),
     )
 
 
-def _seconds(path: Path, name: str, value: object, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ScenarioError(path, name, f"a number of seconds >= {minimum:g}", value)
+def _seconds(path: Path, name: str, value: object, minimum: float, maximum: float = MAX_SECONDS) -> float:
+    # NaN fails both comparisons, infinity the upper bound.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
+        raise ScenarioError(path, name, f"a finite number of seconds from {minimum:g} to {maximum:g}", value)
     return float(value)
 
 
@@ -203,7 +219,7 @@ def _density(path: Path, value: object) -> Density:
     steps = section.get("steps", [1, 10, 25, 50])
     if not isinstance(steps, list) or not steps:
         raise ScenarioError(path, "density.steps", "a non-empty list of increasing pod counts", steps)
-    counts = tuple(_int(path, f"density.steps[{i}]", s, 1) for i, s in enumerate(steps))
+    counts = tuple(_int(path, f"density.steps[{i}]", s, 1, MAX_PODS) for i, s in enumerate(steps))
     if any(b <= a for a, b in zip(counts, counts[1:], strict=False)):
         raise ScenarioError(path, "density.steps", "strictly increasing pod counts", steps)
     return Density(
@@ -221,19 +237,27 @@ def _regression(path: Path, value: object) -> Regression:
     alpha = section.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise ScenarioError(path, "regression.alpha", "a probability between 0 and 1", alpha)
-    return Regression(float(threshold), _int(path, "regression.history", section.get("history", 7), 1), float(alpha))
+    history = _int(path, "regression.history", section.get("history", 7), 1, MAX_HISTORY)
+    return Regression(float(threshold), history, float(alpha))
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raise ScenarioError on the first problem."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device (/dev/zero) would block or never end
+            raise ScenarioError(path, "(file)", "a regular scenario file", "not a regular file")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(path, "(file)", "a readable scenario file", exc.strerror) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(path, "(file)", f"a scenario file of at most {MAX_FILE_BYTES} bytes", "a larger file")
     text = raw.decode("utf-8", errors="replace")
     try:
         data = yaml.safe_load(text)
+    except RecursionError as exc:
+        raise ScenarioError(path, "(document)", "a YAML document nested a sane number of levels", "deeper") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -291,11 +315,11 @@ def load_scenario(path: str | Path) -> Scenario:
         concurrency = [concurrency]
     if not isinstance(concurrency, list) or not concurrency:
         raise ScenarioError(path, "concurrency", "a positive integer or a non-empty list of them", concurrency)
-    conc = tuple(_int(path, f"concurrency[{i}]", c, 1) for i, c in enumerate(concurrency))
+    conc = tuple(_int(path, f"concurrency[{i}]", c, 1, MAX_CONCURRENCY) for i, c in enumerate(concurrency))
 
     timeout = data.get("timeout_s", 60)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ScenarioError(path, "timeout_s", "a positive number of seconds", timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise ScenarioError(path, "timeout_s", "a positive, finite number of seconds up to 3600", timeout)
 
     return Scenario(
         name=name,
@@ -306,10 +330,10 @@ def load_scenario(path: str | Path) -> Scenario:
         targets=targets,
         levels=levels,
         iterations=_int(path, "iterations", data.get("iterations", 20), 1),
-        warmup=_int(path, "warmup", data.get("warmup", 2), 0),
+        warmup=_int(path, "warmup", data.get("warmup", 2), 0, 10_000),
         concurrency=conc,
         timeout_s=float(timeout),
-        max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1),
+        max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1, MAX_ITERATIONS),
         workload=_workload(path, data.get("workload", {})),
         density=_density(path, data.get("density", {})),
         regression=_regression(path, data.get("regression", {})),

@@ -39,9 +39,16 @@ def test_good_scenario_fields(tmp_path):
 @pytest.mark.parametrize(
     ("change", "field", "expected"),
     [
-        ("iterations: ten", "iterations", "an integer >= 1"),
-        ("iterations: 0", "iterations", "an integer >= 1"),
-        ("concurrency: [1, -2]", "concurrency[1]", "an integer >= 1"),
+        ("iterations: ten", "iterations", "an integer from 1 to"),
+        ("iterations: 0", "iterations", "an integer from 1 to"),
+        ("iterations: 100000000000000000000000000000", "iterations", "an integer from 1 to 100000"),
+        ("concurrency: [1, -2]", "concurrency[1]", "an integer from 1 to"),
+        ("concurrency: 100000", "concurrency[0]", "an integer from 1 to 1024"),
+        ("regression: {history: 100000000000000000000000000000}", "regression.history", "from 1 to 1000"),
+        ("density: {hold_s: .nan}", "density.hold_s", "a finite number of seconds"),
+        ("density: {interval_s: .inf}", "density.interval_s", "a finite number of seconds"),
+        ("timeout_s: .nan", "timeout_s", "finite number of seconds"),
+        ("timeout_s: .inf", "timeout_s", "finite number of seconds"),
         ("targets: [containerd]", "targets[0]", "STACK/HANDLER"),
         ("targets: [podman/runc]", "targets[0]", "a stack among"),
         ("targets: [crio/youki]", "targets[0]", "a handler among"),
@@ -50,15 +57,15 @@ def test_good_scenario_fields(tmp_path):
         ("targets: [podman@1.0/runc]", "targets[0]", "a stack among"),
         ("levels: [kube]", "levels[0]", "is lab only and has no driver yet"),
         ("levels: [engines]", "levels[0]", "a level among cri, split, engine, containerd, oci, cli"),
-        ("timeout_s: -1", "timeout_s", "a positive number"),
+        ("timeout_s: -1", "timeout_s", "a positive, finite number"),
         ("iteration: 3", "iteration", "unknown field"),
         ("workload: {cmd: [x]}", "workload.cmd", "unknown field"),
         ("workload: {command: sleep}", "workload.command", "a list of strings"),
         ("name: 'a b'", "name", "letters, digits"),
         ("density: {steps: [10, 5]}", "density.steps", "strictly increasing"),
-        ("density: {steps: [1, 0]}", "density.steps[1]", "an integer >= 1"),
-        ("density: {hold_s: -1}", "density.hold_s", "a number of seconds >= 0"),
-        ("density: {interval_s: 0.001}", "density.interval_s", "a number of seconds >= 0.05"),
+        ("density: {steps: [1, 0]}", "density.steps[1]", "an integer from 1 to"),
+        ("density: {hold_s: -1}", "density.hold_s", "seconds from 0 to"),
+        ("density: {interval_s: 0.001}", "density.interval_s", "seconds from 0.05 to"),
         ("density: {pods: 5}", "density.pods", "unknown field"),
     ],
 )
@@ -87,3 +94,14 @@ def test_targets_may_name_instances_by_version(tmp_path):
     text = GOOD.replace("targets: [containerd/runc]", "targets: [containerd@2.4.2/runc, docker@*/runc, all@*]")
     s = load_scenario(write(tmp_path, text))
     assert s.targets == ("containerd@2.4.2/runc", "docker@*/runc", "all@*")
+
+
+def test_files_that_never_end_or_nest_forever_are_refused_at_the_door(tmp_path):
+    with pytest.raises(ScenarioError, match="a regular scenario file"):
+        load_scenario("/dev/zero")
+    big = write(tmp_path, GOOD + "#" * (1 << 20))
+    with pytest.raises(ScenarioError, match="at most 1048576 bytes"):
+        load_scenario(big)
+    deep = write(tmp_path, GOOD + "description: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ScenarioError, match=r"field '\(document\)'"):
+        load_scenario(deep)
