@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench import stats
 from bench.results import load_run, write_json_atomic
-from bench.stacks import kind_of
+from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
 KEY = stats.COMPARE_KEY
@@ -80,7 +80,7 @@ def _one_instance_per_stack(run: Path, samples: pd.DataFrame) -> dict[str, str]:
     """{stack: version} of a run, refusing a run with two versions of one stack."""
     found: dict[str, set[str]] = {}
     for name in samples["stack"].astype(str).unique():
-        found.setdefault(kind_of(name), set()).add(name.partition("@")[2] or "?")
+        found.setdefault(kind_of(name), set()).add(version_of(name) or "?")
     several = {k: sorted(v) for k, v in found.items() if len(v) > 1}
     if several:
         raise ValueError(

@@ -134,6 +134,11 @@ def kind_of(stack: str) -> str:
     return stack.split("@", 1)[0]
 
 
+def version_of(stack: str) -> str:
+    """The version an instance name carries: `containerd@2.4.2` -> `2.4.2` ('' without one)."""
+    return stack.partition("@")[2]
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """Order version labels numerically (`1.6.20` < `2.4.2`; `29.8.1-dev` counts as 29.8.1)."""
     parts: list[int] = []

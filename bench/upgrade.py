@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench import stats
 from bench.hops import per_lifecycle_ms
-from bench.stacks import kind_of, version_key
+from bench.stacks import kind_of, version_key, version_of
 
 POD_START = ("RunPodSandbox", "CreateContainer", "StartContainer")
 POD_TEARDOWN = ("StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox")
@@ -45,23 +45,19 @@ COLUMNS = [
 ]
 
 
-def _version(instance: str) -> str:
-    return instance.split("@", 1)[1] if "@" in instance else ""
-
-
 def instance_pairs(samples: pd.DataFrame) -> list[tuple[str, str]]:
     """(older, newer) instance names of one stack kind present in the samples, oldest as baseline."""
     if samples.empty:
         return []
     by_kind: dict[str, list[str]] = {}
     for name in sorted(set(samples["stack"].astype(str))):
-        if name != "none" and _version(name):
+        if name != "none" and version_of(name):
             by_kind.setdefault(kind_of(name), []).append(name)
     pairs = []
     for names in by_kind.values():
         if len(names) < 2:
             continue
-        names.sort(key=lambda n: (version_key(_version(n)), _version(n)))
+        names.sort(key=lambda n: (version_key(version_of(n)), version_of(n)))
         pairs += [(names[0], newer) for newer in names[1:]]
     return pairs
 
@@ -70,28 +66,23 @@ def version_changes(samples: pd.DataFrame, threshold: float = 0.10, alpha: float
     """One row per stack kind, handler, level, concurrency and op (plus the pod start and
     teardown sums) for each newer instance against the oldest: see the module docstring."""
     rows = []
-    measured = stats.measured_ms(samples) if not samples.empty else samples
     for older, newer in instance_pairs(samples):
-        a_all, b_all = measured[measured["stack"] == older], measured[measured["stack"] == newer]
-        for (handler, level, conc, op), gb in b_all.groupby(["handler", "level", "concurrency", "op"], sort=True):
-            ga = a_all[
-                (a_all["handler"] == handler)
-                & (a_all["level"] == level)
-                & (a_all["concurrency"] == conc)
-                & (a_all["op"] == op)
-            ]
-            if ga.empty:
-                continue
-            key = (str(handler), str(level), int(conc), str(op))
-            rows.append(_row(older, newer, *key, ga["ms"], gb["ms"], threshold, alpha))
-        cri = samples[samples["level"] == "cri"]
-        for handler in sorted(set(b_all["handler"]) & set(a_all["handler"])):
-            sa = cri[(cri["stack"] == older) & (cri["handler"] == handler)]
-            sb = cri[(cri["stack"] == newer) & (cri["handler"] == handler)]
+        a_all, b_all = samples[samples["stack"] == older], samples[samples["stack"] == newer]
+        # The single ops: `hopbench compare`'s own row by row comparison, the two instances
+        # taken as one stack so that their rows match.
+        per_op = stats.compare_runs(a_all.assign(stack=older), b_all.assign(stack=older), threshold, alpha)
+        for r in per_op.itertuples():
+            c = {k: getattr(r, k) for k in ("n_a", "n_b", "p50_a_ms", "p50_b_ms", "ratio", "ratio_lo", "ratio_hi")}
+            key = (str(r.handler), str(r.level), int(r.concurrency), str(r.op))
+            rows.append(_fields(older, newer, *key, {**c, "p_value": r.p_value, "verdict": r.verdict}))
+        cri_a, cri_b = a_all[a_all["level"] == "cri"], b_all[b_all["level"] == "cri"]
+        for handler in sorted(set(cri_b["handler"]) & set(cri_a["handler"])):
+            sa, sb = cri_a[cri_a["handler"] == handler], cri_b[cri_b["handler"] == handler]
             for label, ops in (("pod start", POD_START), ("pod teardown", POD_TEARDOWN)):
                 va, vb = per_lifecycle_ms(sa, ops), per_lifecycle_ms(sb, ops)
                 if len(va) and len(vb):
-                    rows.append(_row(older, newer, str(handler), "cri", 1, label, va, vb, threshold, alpha))
+                    c = stats.compare(va, vb, threshold, alpha)
+                    rows.append(_fields(older, newer, str(handler), "cri", 1, label, c))
     table = pd.DataFrame(rows, columns=COLUMNS)
     if table.empty:
         return table
@@ -108,29 +99,18 @@ def version_changes(samples: pd.DataFrame, threshold: float = 0.10, alpha: float
     )
 
 
-def _row(
-    older: str,
-    newer: str,
-    handler: str,
-    level: str,
-    conc: int,
-    op: str,
-    a: object,
-    b: object,
-    threshold: float,
-    alpha: float,
+def _fields(
+    older: str, newer: str, handler: str, level: str, conc: int, op: str, c: dict[str, object]
 ) -> dict[str, object]:
-    xa = pd.Series(a, dtype=float).to_numpy()
-    xb = pd.Series(b, dtype=float).to_numpy()
-    c = stats.compare(xa, xb, threshold, alpha)
+    """One table row from a bench.stats.compare result."""
     return {
         "stack": kind_of(older),
         "handler": handler,
         "level": level,
         "concurrency": conc,
         "op": op,
-        "from": _version(older),
-        "to": _version(newer),
+        "from": version_of(older),
+        "to": version_of(newer),
         "n from": c["n_a"],
         "n to": c["n_b"],
         "p50 from (ms)": c["p50_a_ms"],
