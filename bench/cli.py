@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.errors import HopbenchError
 
 DEFAULT_SCENARIO = "scenarios/quick.yaml"
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from bench.runner import run_playbook
+    from bench.controller.runner import run_playbook
 
     extra = [arg for ev in args.extra_vars for arg in ("-e", ev)]
     return run_playbook(args.playbook, args.inventory, extra)
@@ -22,12 +23,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 def transports_for(args: argparse.Namespace) -> list[Any]:
     """The nodes to run on: the inventory's hosts (--limit keeps some), or this machine alone."""
-    from bench.transport.local import LocalTransport
+    from bench.controller.transport.local import LocalTransport
 
     if not args.inventory:
         return [LocalTransport()]
-    from bench import inventory
-    from bench.transport.ssh import SSHTransport
+    from bench.controller import inventory
+    from bench.controller.transport.ssh import SSHTransport
 
     nodes = inventory.load(args.inventory, args.limit or None)
     return [LocalTransport(n.name) if n.connection == "local" else SSHTransport(n) for n in nodes]
@@ -36,22 +37,13 @@ def transports_for(args: argparse.Namespace) -> list[Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench import runner
-    from bench.inventory import InventoryError
-    from bench.scenario import ScenarioError, load_scenario
+    from bench.controller import runner
+    from bench.scenario import load_scenario
 
     # A wide table even when stderr is not a terminal (CI logs, nightly mails).
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    try:
-        transports = transports_for(args)
-    except InventoryError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+    scenario = load_scenario(args.scenario)
+    transports = transports_for(args)
     result = runner.execute(
         scenario, transports, Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
     )
@@ -70,14 +62,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.runner import list_targets
-    from bench.transport.local import LocalTransport
+    from bench.controller.runner import list_targets
+    from bench.controller.transport.local import LocalTransport
 
-    try:
-        targets = list_targets(LocalTransport())
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    targets = list_targets(LocalTransport())
     if args.json:
         print(json.dumps(targets, indent=2, sort_keys=True))
         return 0
@@ -102,13 +90,9 @@ def _run_dir(run: str, results: str) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import build_report
+    from bench.controller.report import build_report
 
-    try:
-        print(build_report(_run_dir(args.run, args.results)))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    print(build_report(_run_dir(args.run, args.results)))
     return 0
 
 
@@ -116,7 +100,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.history import list_runs
+    from bench.controller.history import list_runs
 
     runs = list_runs(Path(args.results))
     table = Table(title=f"runs in {args.results}/")
@@ -156,14 +140,10 @@ def _verdict_table(title: str, frame: Any) -> Any:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from bench.history import compare_dirs
+    from bench.controller.history import compare_dirs
 
-    try:
-        a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
-        frame = compare_dirs(a, b, args.threshold / 100, args.alpha, args.across_versions)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
+    frame = compare_dirs(a, b, args.threshold / 100, args.alpha, args.across_versions)
     if frame.empty:
         hint = "" if args.across_versions else " (targets name their versions: --across-versions matches them by stack)"
         print(f"error: the two runs have no target/level/op/concurrency in common{hint}", file=sys.stderr)
@@ -177,19 +157,14 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     """Run the nightly scenario, compare it with the history, report; exit 3 on a regression."""
     from rich.console import Console
 
-    from bench import runner
-    from bench.history import nightly_check
-    from bench.inventory import InventoryError
-    from bench.report import build_report
-    from bench.scenario import ScenarioError, load_scenario
+    from bench.controller import runner
+    from bench.controller.history import nightly_check
+    from bench.controller.report import build_report
+    from bench.scenario import load_scenario
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    try:
-        scenario = load_scenario(args.scenario)
-        transports = transports_for(args)
-    except (ScenarioError, InventoryError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+    scenario = load_scenario(args.scenario)
+    transports = transports_for(args)
     result = runner.execute(
         scenario, transports, Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
     )
@@ -275,5 +250,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every error hopbench explains (HopbenchError) is its message and exit status 2; others are bugs."""
     args = parser().parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except HopbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -54,18 +54,23 @@ from typing import Any
 
 import yaml
 
+from bench.codec import field_names, to_data
+from bench.errors import InputError
+from bench.node.levels import REGISTRY
+
 SCENARIO_SCHEMA = 1
 STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
-LEVELS = ("cri", "split", "engine", "containerd", "oci", "cli", "density")
+# The levels a scenario may name: the registry of bench.node.levels, in the order a target runs them.
+LEVELS = tuple(REGISTRY)
 # Levels with a place in the design but no driver in this build, and why.
 PLANNED_LEVELS = {
     "kube": "level kube (pods through a real API server and kubelet) is lab only and has no driver yet;"
-    " it would be one more entry in bench.agent.TARGET_LEVELS",
+    " it would be one more module in bench.node.levels and one line in its registry",
 }
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario file that cannot be used; the message names file, field and expectation."""
 
     def __init__(self, path: str | Path, field_name: str, expected: str, got: object = None) -> None:
@@ -114,34 +119,14 @@ class Scenario:
     regression: Regression = field(default_factory=Regression)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": self.path,
-            "sha256": self.sha256,
-            "description": self.description,
-            "targets": list(self.targets),
-            "levels": list(self.levels),
-            "iterations": self.iterations,
-            "warmup": self.warmup,
-            "concurrency": list(self.concurrency),
-            "timeout_s": self.timeout_s,
-            "max_failures": self.max_failures,
-            "workload": {
-                "command": list(self.workload.command),
-                "args": list(self.workload.args),
-                "stop_timeout_s": self.workload.stop_timeout_s,
-            },
-            "density": {
-                "steps": list(self.density.steps),
-                "hold_s": self.density.hold_s,
-                "interval_s": self.density.interval_s,
-            },
-            "regression": {
-                "threshold_pct": self.regression.threshold_pct,
-                "history": self.regression.history,
-                "alpha": self.regression.alpha,
-            },
-        }
+        """The scenario as stored in a run's meta.json (its text is stored beside it)."""
+        data: dict[str, Any] = to_data(self)
+        del data["text"]
+        return data
+
+
+# Fields a scenario file may have: the dataclass's, less what the loader fills in itself.
+FILE_FIELDS = ("schema", *(f for f in field_names(Scenario) if f not in ("path", "sha256", "text")))
 
 
 # Upper bounds of counts and durations: far beyond any real run, low enough that a typo
@@ -199,7 +184,7 @@ def _section(path: Path, name: str, value: object, allowed: tuple[str, ...]) -> 
 
 
 def _workload(path: Path, value: object) -> Workload:
-    section = _section(path, "workload", value, ("command", "args", "stop_timeout_s"))
+    section = _section(path, "workload", value, field_names(Workload))
     return Workload(
         command=_str_list(path, "workload.command", section.get("command", [])),
         args=_str_list(path, "workload.args", section.get("args", [])),
@@ -215,7 +200,7 @@ def _seconds(path: Path, name: str, value: object, minimum: float, maximum: floa
 
 
 def _density(path: Path, value: object) -> Density:
-    section = _section(path, "density", value, ("steps", "hold_s", "interval_s"))
+    section = _section(path, "density", value, field_names(Density))
     steps = section.get("steps", [1, 10, 25, 50])
     if not isinstance(steps, list) or not steps:
         raise ScenarioError(path, "density.steps", "a non-empty list of increasing pod counts", steps)
@@ -230,7 +215,7 @@ def _density(path: Path, value: object) -> Density:
 
 
 def _regression(path: Path, value: object) -> Regression:
-    section = _section(path, "regression", value, ("threshold_pct", "history", "alpha"))
+    section = _section(path, "regression", value, field_names(Regression))
     threshold = section.get("threshold_pct", 10)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 100:
         raise ScenarioError(path, "regression.threshold_pct", "a percentage from 0 to 100", threshold)
@@ -265,24 +250,9 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(path, "(document)", "a mapping of scenario fields", type(data).__name__)
 
-    fields = {
-        "schema",
-        "name",
-        "description",
-        "targets",
-        "levels",
-        "iterations",
-        "warmup",
-        "concurrency",
-        "timeout_s",
-        "max_failures",
-        "workload",
-        "density",
-        "regression",
-    }
     for key in data:
-        if key not in fields:
-            raise ScenarioError(path, str(key), f"one of {', '.join(sorted(fields))} (unknown field)")
+        if key not in FILE_FIELDS:
+            raise ScenarioError(path, str(key), f"one of {', '.join(sorted(FILE_FIELDS))} (unknown field)")
     if data.get("schema") != SCENARIO_SCHEMA:
         raise ScenarioError(path, "schema", f"{SCENARIO_SCHEMA}", data.get("schema"))
     name = data.get("name")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.errors import InputError
+
 DEFAULT_STACKS_DIR = "/etc/hopbench/stacks"
 
 
@@ -68,7 +70,7 @@ class Stack:
     default: bool = True  # the instance a plain STACK/HANDLER target means
 
 
-class StackDescriptionError(ValueError):
+class StackDescriptionError(InputError):
     pass
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.density import by_step, overhead, per_sweep, slope_ci, start_latency
-from bench.memory import pod_of_cgroup, shim_info
+from bench.controller.density import by_step, overhead, per_sweep, slope_ci, start_latency
+from bench.node.memory import pod_of_cgroup, shim_info
 
 MB = 1e6
 

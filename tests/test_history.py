@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.history import baseline_runs, compare_dirs, list_runs, nightly_check
-from bench.report import build_report
-from bench.results import RunStore
+from bench.controller.history import baseline_runs, compare_dirs, list_runs, nightly_check
+from bench.controller.report import build_report
+from bench.controller.results import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 OPS = {"RunPodSandbox": 65.0, "StartContainer": 48.0, "StopContainer": 34.0}

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.hops import bootstrap_median_diff, differential, per_lifecycle_ms, split_table
-from bench.split import PARTS
+from bench.controller.hops import bootstrap_median_diff, differential, per_lifecycle_ms, split_table
+from bench.ops import PARTS
 
 
 def rows(stack, handler, level, op, values_ms, warmup=False, ok=True, concurrency=1):

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from bench import hyperfine
-from bench.hyperfine import Benchmark, HyperfineError
+from bench.node import hyperfine
+from bench.node.hyperfine import Benchmark, HyperfineError
 
 
 def test_times_a_real_command_and_parses_its_export(tmp_path):

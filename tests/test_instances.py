@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench import stacks, upgrade
-from bench.agent import match_targets
+from bench import stacks
+from bench.controller import upgrade
+from bench.node.targets import match_targets
 
 
 def describe(tmp_path, kind: str, version: str, default: bool, handlers=("runc", "crun")) -> stacks.Stack:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.inventory import DEFAULT_PYTHON, InventoryError, parse
+from bench.controller.inventory import DEFAULT_PYTHON, InventoryError, parse
 
 REPO = Path(__file__).resolve().parents[1]
 

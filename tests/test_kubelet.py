@@ -1,6 +1,6 @@
 from cri_api.v1 import api_pb2 as cri
 
-from bench import kubelet
+from bench.node import kubelet
 
 
 def test_requests_are_what_kubelet_sends(tmp_path):

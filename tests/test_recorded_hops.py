@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import hops, report
-from bench.results import load_run, read_jsonl
-from bench.split import PARTS, Call, OpWindow, parts
+from bench.controller import hops, report
+from bench.controller.results import load_run, read_jsonl
+from bench.node.split import PARTS, Call, OpWindow, parts
 
 KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261127T022512Z-hopskept-local-9e48"
 

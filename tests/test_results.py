@@ -1,6 +1,6 @@
 import json
 
-from bench.results import RunStore, load_run
+from bench.controller.results import RunStore, load_run
 
 
 def sample(i):

@@ -4,7 +4,17 @@ import time
 
 import pytest
 
-from bench.split import PARTS, Call, OpWindow, TraceFormatError, TraceReader, attribute, oci_command, parse_line, parts
+from bench.node.split import (
+    PARTS,
+    Call,
+    OpWindow,
+    TraceFormatError,
+    TraceReader,
+    attribute,
+    oci_command,
+    parse_line,
+    parts,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import binom_cdf, quantile_ci, summarize
+from bench.controller.stats import binom_cdf, quantile_ci, summarize
 
 
 def test_binomial_cdf_known_values():
@@ -59,7 +59,7 @@ def lognormal(rng, median_ms, n, sigma=0.08):
 
 
 def test_compare_flags_a_planted_regression_and_not_noise():
-    from bench.stats import compare
+    from bench.controller.stats import compare
 
     rng = np.random.default_rng(7)
     base = lognormal(rng, 50, 150)
@@ -77,7 +77,7 @@ def test_compare_flags_a_planted_regression_and_not_noise():
 
 
 def test_noise_only_changes_are_rarely_flagged():
-    from bench.stats import compare
+    from bench.controller.stats import compare
 
     rng = np.random.default_rng(11)
     flagged = sum(
@@ -89,7 +89,7 @@ def test_noise_only_changes_are_rarely_flagged():
 
 
 def test_ratio_of_medians_interval_and_empty_input():
-    from bench.stats import ratio_of_medians
+    from bench.controller.stats import ratio_of_medians
 
     ratio, lo, hi = ratio_of_medians([10, 10, 10, 10], [20, 20, 20, 20])
     assert (ratio, lo, hi) == (2.0, 2.0, 2.0)
@@ -97,7 +97,7 @@ def test_ratio_of_medians_interval_and_empty_input():
 
 
 def test_bootstrap_percentile_interval_needs_samples_above_the_percentile():
-    from bench.stats import bootstrap_percentile_ci
+    from bench.controller.stats import bootstrap_percentile_ci
 
     x = np.arange(1, 101, dtype=float)
     lo, hi = bootstrap_percentile_ci(x, 90)

@@ -100,8 +100,8 @@ def default_targets(listed: list[dict]) -> dict[str, dict]:
 
 def no_pods_left(run_id: str, stack_names: tuple[str, ...] = ("containerd", "docker", "crio")) -> None:
     """Assert that no pod sandbox of `run_id` is left on any provisioned instance of the named stacks."""
-    from bench import kubelet
-    from bench.levels.cri import CriClient
+    from bench.node import kubelet
+    from bench.node.cri import CriClient
 
     for stack in stacks.discover():
         if stack.unavailable:

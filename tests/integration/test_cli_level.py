@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_run
+from bench.controller.results import load_run
 
 from .conftest import run_hopbench
 

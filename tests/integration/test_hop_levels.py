@@ -11,18 +11,21 @@ import grpc
 import pandas as pd
 import pytest
 
-from bench import kubelet, stacks
-from bench.hops import differential, split_table
-from bench.levels.containerd import CONTAINERD_LIFECYCLE_OPS, NAMESPACE, ContainerdLevel
-from bench.levels.engine import ENGINE_LIFECYCLE_OPS, EngineLevel
-from bench.results import load_run, read_jsonl
-from bench.split import PARTS
+from bench import stacks
+from bench.controller.hops import differential, split_table
+from bench.controller.results import load_run, read_jsonl
+from bench.node import kubelet
+from bench.node.levels import Turn
+from bench.node.levels.containerd import NAMESPACE, ContainerdLevel
+from bench.node.levels.engine import EngineLevel
+from bench.ops import CONTAINERD_LIFECYCLE_OPS, ENGINE_LIFECYCLE_OPS, PARTS
+from bench.scenario import Workload
 
 from .conftest import run_hopbench
 
 pytestmark = pytest.mark.integration
 IMAGE = "/var/lib/hopbench/images/workload.oci.tar"
-WORKLOAD = {"command": [], "args": [], "stop_timeout_s": 30}
+WORKLOAD = Workload()
 
 
 def stack(name: str) -> stacks.Stack:
@@ -46,7 +49,8 @@ def test_engine_level_runs_pods_through_dockerd_and_leaves_nothing(provisioned):
     )
     try:
         for i in range(2):
-            results, problem = level.lifecycle(str(i))
+            out = level.lifecycle(Turn(i))
+            results, problem = out.timed, out.problem
             assert problem == ""
             assert [t.op for t in results] == list(ENGINE_LIFECYCLE_OPS)
             assert all(t.ok and t.duration_ns > 0 for t in results), [t.error for t in results]
@@ -62,7 +66,7 @@ def test_engine_level_reports_a_missing_image_as_a_failed_op(provisioned):
         docker.extra["docker_endpoint"], docker.pause_image, WORKLOAD, "localhost/hopbench/absent:0", "it-x", 60
     )
     try:
-        results, _ = level.lifecycle("0")
+        results = level.lifecycle(Turn(0)).timed
         assert [t.op for t in results] == ["PauseCreate", "PauseStart", "ContainerCreate"]
         assert not results[-1].ok and "404" in (results[-1].error or "")
         # The pause container it made is gone again.
@@ -88,7 +92,8 @@ def test_containerd_level_runs_tasks_through_the_stacks_containerd(provisioned, 
     )
     try:
         for i in range(2):
-            results, problem = level.lifecycle(str(i))
+            out = level.lifecycle(Turn(i))
+            results, problem = out.timed, out.problem
             assert problem == ""
             assert [t.op for t in results] == list(CONTAINERD_LIFECYCLE_OPS)
             assert all(t.ok and t.duration_ns > 0 for t in results), [t.error for t in results]

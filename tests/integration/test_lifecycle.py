@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import kubelet
-from bench.levels.cri import POD_LIFECYCLE_OPS
-from bench.results import load_run, read_jsonl
+from bench.controller.results import load_run, read_jsonl
+from bench.node import kubelet
+from bench.ops import POD_LIFECYCLE_OPS
 
 from .conftest import default_targets, no_pods_left, run_hopbench, run_until
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import kubelet, memory, stacks
-from bench.levels.cri import CriClient, remove_pod_files
-from bench.results import load_memory, load_run, read_jsonl
+from bench import stacks
+from bench.controller.results import load_memory, load_run, read_jsonl
+from bench.node import kubelet, memory
+from bench.node.cri import CriClient, remove_pod_files
 
 from .conftest import kind_target, no_pods_left, run_hopbench, run_until
 

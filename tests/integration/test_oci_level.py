@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.hops import differential
-from bench.levels.oci import OCI_LIFECYCLE_OPS
-from bench.results import load_run, read_jsonl
+from bench.controller.hops import differential
+from bench.controller.results import load_run, read_jsonl
+from bench.ops import OCI_LIFECYCLE_OPS
 
 from .conftest import run_hopbench
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import nodeinfo
-from bench import ociprobe as probe
+from bench.node import nodeinfo
+from bench.node import ociprobe as probe
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

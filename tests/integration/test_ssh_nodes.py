@@ -12,10 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import inventory, stacks
-from bench.results import load_run, read_jsonl
-from bench.transport import TransportError
-from bench.transport.ssh import SSHTransport
+from bench import stacks
+from bench.controller import inventory
+from bench.controller.results import load_run, read_jsonl
+from bench.controller.transport import TransportError
+from bench.controller.transport.ssh import SSHTransport
 
 from . import sshnodes
 from .conftest import REPO, no_pods_left, playbook, run_until, running_daemons
@@ -168,7 +169,7 @@ def agent_session(node: sshnodes.SSHNode, deadline_s: float = 60) -> psutil.Proc
     while time.monotonic() < end:
         for session in psutil.Process(master).children(recursive=True):
             for child in session.children():
-                if "bench.agent" in " ".join(child.cmdline()):
+                if "bench.node" in " ".join(child.cmdline()):
                     return session
         time.sleep(0.2)
     raise AssertionError("no agent under the node's sshd")
@@ -204,9 +205,9 @@ def test_a_cut_connection_keeps_the_samples_and_the_node_removes_its_pods(nodes,
     no_pods_left(meta["run_id"])
     end = time.monotonic() + 30
     while time.monotonic() < end and any(
-        "bench.agent" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+        "bench.node" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
     ):
         time.sleep(0.2)
-    assert not any("bench.agent" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+    assert not any("bench.node" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
     events = read_jsonl(run / "events.jsonl")
     assert any(e.get("node") == "hbnode2" and "connection lost" in e.get("message", "") for e in events)

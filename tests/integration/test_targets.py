@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import nodeinfo
+from bench.node import nodeinfo
 
 from .conftest import default_targets
 

@@ -1,1 +1,1 @@
-../../../../bench/ociprobe.py
+../../../../bench/node/ociprobe.py

@@ -29,24 +29,30 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from bench import kubelet
-from bench.levels import READY_MARK, STOP_MARK, StopLifecycle, Timed, timed, wait_for
-from bench.levels.cri import remove_pod_files
-
-ENGINE_LIFECYCLE_OPS = (
-    "PauseCreate",
-    "PauseStart",
-    "ContainerCreate",
-    "ContainerStart",
-    "ContainerStop",
-    "ContainerDelete",
-    "PauseStop",
-    "PauseDelete",
+from bench.errors import ComponentError
+from bench.node import kubelet
+from bench.node.cri import remove_pod_files
+from bench.node.levels import (
+    READY_MARK,
+    STOP_MARK,
+    Context,
+    Level,
+    Outcome,
+    StopLifecycle,
+    Target,
+    Timed,
+    Turn,
+    need_stack,
+    timed,
+    wait_for,
 )
+from bench.ops import ENGINE_LIFECYCLE_OPS
+from bench.scenario import Workload
+
 LEVEL_LABEL = "io.hopbench/level"
 
 
-class EngineError(RuntimeError):
+class EngineError(ComponentError):
     pass
 
 
@@ -134,22 +140,25 @@ class EngineClient:
             return f"remove {cid[:12]}: {exc}"
 
 
-class EngineLevel:
+class EngineLevel(Level):
     """Pod-shaped lifecycles through dockerd alone, for one run."""
+
+    name = "engine"
+    ops = ENGINE_LIFECYCLE_OPS
 
     def __init__(
         self,
         endpoint: str,
         pause_image: str,
-        workload: dict[str, Any],
+        workload: Workload,
         workload_image: str,
         run_id: str,
         timeout_s: float,
     ) -> None:
         self.client = EngineClient(endpoint, timeout_s)
         self.pause_image, self.workload_image = pause_image, workload_image
-        self.command, self.args = list(workload["command"]), list(workload["args"])
-        self.grace = int(workload["stop_timeout_s"])
+        self.command, self.args = list(workload.command), list(workload.args)
+        self.grace = workload.stop_timeout_s
         self.run_id = run_id
         self.labels = {
             kubelet.MANAGED_LABEL: "true",
@@ -158,8 +167,30 @@ class EngineLevel:
             kubelet.NODE_LABEL: kubelet.node_name(),
         }
 
-    def lifecycle(self, tag: str) -> tuple[list[Timed[Any]], str]:
+    @classmethod
+    def applies(cls, target: Target) -> str:
+        stack = target.stack
+        if stack is None or not stack.extra.get("docker_endpoint"):
+            return f"level engine needs dockerd: stack {stack.name if stack else 'none'} has no Docker Engine API"
+        return ""
+
+    @classmethod
+    def open(cls, target: Target | None, ctx: Context) -> EngineLevel:
+        t, stack = need_stack(target, cls.name)
+        level = cls(
+            str(stack.extra["docker_endpoint"]),
+            stack.pause_image,
+            ctx.scen.workload,
+            stack.workload_image,
+            ctx.job.run_id,
+            ctx.scen.timeout_s,
+        )
+        level.target = t
+        return level
+
+    def lifecycle(self, turn: Turn) -> Outcome:
         """Timed ops of one lifecycle and the check failure ('' when the workload behaved)."""
+        tag = turn.tag
         c = self.client
         results: list[Timed[Any]] = []
         made: list[str] = []
@@ -230,9 +261,9 @@ class EngineLevel:
             op("PauseStop", lambda: c.request("POST", f"/containers/{pause}/stop?t={self.grace}"))
             op("PauseDelete", lambda: c.request("DELETE", f"/containers/{pause}", ok=(204,)))
             made.remove(pause)
-            return results, problem
+            return Outcome(results, problem)
         except StopLifecycle:
-            return results, ""
+            return Outcome(results)
         finally:
             for cid in reversed(made):
                 c.remove(cid)
@@ -246,4 +277,9 @@ class EngineLevel:
         return len(found), errors
 
     def close(self) -> None:
-        self.client.close()
+        try:
+            n, errors = self.cleanup()
+            if n or errors:
+                self.notes.append(f"engine level: removed {n} container(s) at the end {'; '.join(errors)}".strip())
+        finally:
+            self.client.close()

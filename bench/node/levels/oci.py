@@ -18,18 +18,37 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from bench import ociprobe
-from bench.levels import READY_MARK, STOP_MARK, Timed, timed, wait_for
+from bench.errors import ComponentError
+from bench.node import ociprobe
+from bench.node.levels import READY_MARK, STOP_MARK, Context, Level, Outcome, Target, Timed, Turn, timed, wait_for
+from bench.ops import OCI_LIFECYCLE_OPS
 
-OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")
 
-
-class OciFailed(RuntimeError):
+class OciFailed(ComponentError):
     pass
 
 
-class OciRuntime:
+class OciLevel(Level):
     """One OCI runtime binary with its own state root under `workdir`."""
+
+    name = "oci"
+    ops = OCI_LIFECYCLE_OPS
+    per = "handler"
+
+    @classmethod
+    def open(cls, target: Target | None, ctx: Context) -> OciLevel:
+        if target is None:
+            raise OciFailed("level oci runs on a handler")
+        h = target.handler
+        level = cls(
+            h.binary,
+            list(h.extra.get("args", [])),
+            ctx.workdir / f"oci-{h.name}",
+            ctx.job.workload_archive,
+            ctx.scen.timeout_s,
+        )
+        level.target = target
+        return level
 
     def __init__(self, binary: str, args: list[str], workdir: Path, image_archive: str, timeout_s: float) -> None:
         self.binary, self.args, self.timeout = binary, list(args), timeout_s
@@ -62,9 +81,9 @@ class OciRuntime:
         )
         return str(json.loads(proc.stdout).get("status", "")) if proc.returncode == 0 else "gone"
 
-    def lifecycle(self, tag: str) -> tuple[list[Timed[Any]], str]:
+    def lifecycle(self, turn: Turn) -> Outcome:
         """Timed ops of one lifecycle and the check failure ('' when the workload behaved)."""
-        cid = f"hb-oci-{tag}-{uuid.uuid4().hex[:6]}"
+        cid = f"hb-oci-{turn.tag}-{uuid.uuid4().hex[:6]}"
         output = self.workdir / f"{cid}.out"
         results: list[Timed[Any]] = []
         with open(output, "wb") as out:
@@ -82,19 +101,26 @@ class OciRuntime:
                 self.live.add(cid)
             try:
                 if not (op("create", "create", "--bundle", str(self.bundle), cid) and op("start", "start", cid)):
-                    return results, ""
+                    return Outcome(results)
                 problem = wait_for(lambda: READY_MARK in output.read_text(errors="replace"), "ready line")
                 if not op("kill", "kill", cid, "TERM"):
-                    return results, problem
+                    return Outcome(results, problem)
                 problem = problem or wait_for(lambda: self.state(cid) == "stopped", "stopped state")
                 if STOP_MARK not in output.read_text(errors="replace") and not problem:
                     problem = "the workload did not print its stop line after SIGTERM"
                 if op("delete", "delete", cid):
                     with self.lock:
                         self.live.discard(cid)
-                return results, problem
+                return Outcome(results, problem)
             finally:
                 output.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        errors = self.cleanup()
+        if errors:
+            self.notes.append(
+                f"clean-up of none/{self.target.name if self.target else self.binary}: {'; '.join(errors)}"
+            )
 
     def cleanup(self) -> list[str]:
         """Force-delete what is left, then remove the state root and bundle."""

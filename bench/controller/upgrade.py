@@ -4,7 +4,7 @@ A node can run several instances of one stack at different versions side by side
 state, socket and bridge; see bench.stacks). When a run holds samples of two or more instances
 of one stack kind over the same handler, this sets each newer instance against the oldest one,
 per level, concurrency and op: the ratio of medians (newer / older) with its percentile-bootstrap
-interval, a Mann-Whitney U test, and a verdict worded as in `hopbench compare` (bench.stats.compare,
+interval, a Mann-Whitney U test, and a verdict worded as in `hopbench compare` (bench.controller.stats.compare,
 threshold 10%). Because both versions ran in the same run on the same node, node drift between
 runs is not part of the ratio.
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import stats
-from bench.hops import per_lifecycle_ms
+from bench.controller import stats
+from bench.controller.hops import per_lifecycle_ms
 from bench.stacks import kind_of, version_key, version_of
 
 POD_START = ("RunPodSandbox", "CreateContainer", "StartContainer")
@@ -102,7 +102,7 @@ def version_changes(samples: pd.DataFrame, threshold: float = 0.10, alpha: float
 def _fields(
     older: str, newer: str, handler: str, level: str, conc: int, op: str, c: dict[str, object]
 ) -> dict[str, object]:
-    """One table row from a bench.stats.compare result."""
+    """One table row from a bench.controller.stats.compare result."""
     return {
         "stack": kind_of(older),
         "handler": handler,

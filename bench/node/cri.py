@@ -1,4 +1,4 @@
-"""The `cri` level: CRI v1 gRPC over the stack's unix socket, what kubelet calls."""
+"""A CRI v1 client over a stack's unix socket: the calls kubelet makes, each one timed (level cri)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,12 @@ import grpc
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc as cri_grpc
 
-from bench import kubelet
-from bench.levels import READY_MARK, STOP_MARK, Timed, timed
-
-# The ops of one pod lifecycle at this level, in order.
-POD_LIFECYCLE_OPS = (
-    "RunPodSandbox",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-)
+from bench.errors import ComponentError
+from bench.node import kubelet
+from bench.node.levels import READY_MARK, STOP_MARK, Timed, timed
 
 
-class CheckFailed(RuntimeError):
+class CheckFailed(ComponentError):
     """The workload did not behave as it must (not running, no output, bad exit code)."""
 
 

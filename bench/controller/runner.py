@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -17,12 +18,36 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import __version__, report, stats
-from bench.results import RunStore
+from bench import __version__
+from bench.codec import to_data
+from bench.controller import report, stats
+from bench.controller.results import RunStore
+from bench.controller.transport import Transport, TransportError
+from bench.messages import (
+    Artifact,
+    Call,
+    Check,
+    Done,
+    Error,
+    Event,
+    Info,
+    Job,
+    Lifecycle,
+    Memory,
+    Meta,
+    MetaEnd,
+    Plan,
+    PlanAdd,
+    Sample,
+    SamplerStats,
+    Split,
+    Targets,
+    Tool,
+    Warning,
+)
 from bench.scenario import Scenario
-from bench.transport import Transport, TransportError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the repository: bench/controller/runner.py
 
 
 def git_commit() -> dict[str, Any]:
@@ -111,21 +136,22 @@ def execute(
         node_errors: list[str] = []
         started = False
         try:
-            for ev in t.run_agent({"run_id": run_id, "node": t.node, "scenario": scenario.to_dict()}):
+            job = Job(run_id=run_id, node=t.node, scenario=dataclasses.replace(scenario, text=""))
+            for ev in t.run_agent(job):
                 started = True
                 with lock:
                     failed[0] += _handle(ev, store, progress, task, console, node_errors, done, t.node)
         except TransportError as exc:
             node_errors.append(str(exc))
             with lock:
-                store.add_event({"event": "error", "node": t.node, "message": str(exc)})
+                store.add_event({**Error(message=str(exc)).record(), "node": t.node})
                 console.print(f"[red]{t.node}: {exc}[/]")
         except Exception as exc:  # noqa: BLE001 - a controller bug on one node: stop its agent, keep the rest
             t.interrupt()
             message = f"controller error while reading {t.node}: {type(exc).__name__}: {exc}"
             node_errors.append(message)
             with lock:
-                store.add_event({"event": "error", "node": t.node, "message": message})
+                store.add_event({**Error(message=message).record(), "node": t.node})
                 console.print(f"[red]{message}[/]")
         info: dict[str, Any] = {"errors": node_errors}
         if done:
@@ -186,26 +212,22 @@ def execute(
 
 def list_targets(transport: Transport) -> list[dict[str, Any]]:
     """Every stack instance/handler pair of the node with availability, reason and component versions."""
-    job = {
-        "run_id": f"targets-{secrets.token_hex(4)}",
-        "node": transport.node,
-        "mode": "targets",
-        "scenario": {"targets": ["all@*"], "timeout_s": 30},
-    }
+    every = Scenario(name="targets", path="", sha256="", text="", targets=("all@*",), timeout_s=30.0)
+    job = Job(run_id=f"targets-{secrets.token_hex(4)}", node=transport.node, mode="targets", scenario=every)
     targets: list[dict[str, Any]] = []
     errors = []
     for ev in transport.run_agent(job):
-        if ev.get("event") == "targets":
-            targets = ev["targets"]
-        elif ev.get("event") == "error":
-            errors.append(str(ev.get("message")))
+        if isinstance(ev, Targets):
+            targets = [to_data(t) for t in ev.targets]
+        elif isinstance(ev, Error):
+            errors.append(ev.message)
     if errors:
-        raise RuntimeError("; ".join(errors))
+        raise TransportError("; ".join(errors))
     return targets
 
 
 def _handle(
-    ev: dict[str, Any],
+    ev: Event,
     store: RunStore,
     progress: Progress,
     task: TaskID,
@@ -215,57 +237,58 @@ def _handle(
     node: str = "local",
 ) -> int:
     """Store or show one agent event of `node`; returns 1 for a failed workload check, else 0."""
-    kind = ev.get("event")
-    if kind in ("warning", "error", "info", "check", "meta_end") and "node" not in ev:
-        ev = {**ev, "node": node}
-    if kind == "sample":
-        store.add_sample(ev)
-    elif kind == "memory":
-        store.add_memory(ev["rows"])
-    elif kind == "sampler":
-        store.update_meta(sampler={**store.meta.get("sampler", {}), ev["target"]: ev["stats"]})
-    elif kind in ("split", "call"):
-        store.add_record(f"{kind}s.jsonl", ev)
-    elif kind == "check":
-        store.add_check(ev)
-        return 0 if ev.get("ok") else 1
-    elif kind == "lifecycle":
-        progress.advance(task)
-    elif kind == "plan":
-        progress.update(task, total=ev["lifecycles"])
-    elif kind == "plan_add":
-        total = next((t.total for t in progress.tasks if t.id == task), None) or 0
-        progress.update(task, total=total + ev["lifecycles"])
-    elif kind == "artifact":
-        store.add_artifact(ev["name"], ev["content"])
-    elif kind == "tool":
-        store.update_meta(tools={**store.meta.get("tools", {}), ev["name"]: ev["version"]})
-    elif kind == "meta":
-        nodes = store.meta.get("nodes", {})
-        nodes[node] = {**nodes.get(node, {}), "facts": ev["node"]}
-        store.update_meta(nodes=nodes)
-        if "node_facts" not in store.meta:  # the first node's facts head the report
-            store.update_meta(node_facts=ev["node"])
-    elif kind == "targets":
-        others = [t for t in store.meta.get("targets", []) if t.get("node", node) != node]
-        store.update_meta(targets=others + [{**t, "node": node} for t in ev["targets"]])
-        for t in ev["targets"]:
-            if not t["available"]:
-                console.print(f"[yellow]{node} {t['target']} unavailable: {t['reason']}[/]")
-    elif kind == "meta_end":
-        nodes = store.meta.get("nodes", {})
-        nodes[node] = {**nodes.get(node, {}), "end": ev}
-        store.update_meta(nodes=nodes, node_end=ev)
-    elif kind == "info":
-        store.add_event(ev)
-        console.print(f"[dim]{ev.get('message')}[/]")
-    elif kind in ("warning", "error"):
-        store.add_event(ev)
-        console.print(f"[{'red' if kind == 'error' else 'yellow'}]{kind}: {ev.get('message')}[/]")
-        if kind == "error":
-            errors.append(str(ev.get("message")))
-    elif kind == "done":
-        done.update(ev)
+    record = ev.record()
+    if isinstance(ev, Warning | Error | Info | Check | MetaEnd):
+        record["node"] = node
+    match ev:
+        case Sample():
+            store.add_sample(record)
+        case Memory():
+            store.add_memory(list(ev.rows))
+        case SamplerStats():
+            store.update_meta(sampler={**store.meta.get("sampler", {}), ev.target: ev.stats})
+        case Split() | Call():
+            store.add_record(f"{ev.kind}s.jsonl", record)
+        case Check():
+            store.add_check(record)
+            return 0 if ev.ok else 1
+        case Lifecycle():
+            progress.advance(task)
+        case Plan():
+            progress.update(task, total=ev.lifecycles)
+        case PlanAdd():
+            total = next((t.total for t in progress.tasks if t.id == task), None) or 0
+            progress.update(task, total=total + ev.lifecycles)
+        case Artifact():
+            store.add_artifact(ev.name, ev.content)
+        case Tool():
+            store.update_meta(tools={**store.meta.get("tools", {}), ev.name: ev.version})
+        case Meta():
+            nodes = store.meta.get("nodes", {})
+            nodes[node] = {**nodes.get(node, {}), "facts": ev.node}
+            store.update_meta(nodes=nodes)
+            if "node_facts" not in store.meta:  # the first node's facts head the report
+                store.update_meta(node_facts=ev.node)
+        case Targets():
+            others = [t for t in store.meta.get("targets", []) if t.get("node", node) != node]
+            store.update_meta(targets=others + [{**to_data(t), "node": node} for t in ev.targets])
+            for t in ev.targets:
+                if not t.available:
+                    console.print(f"[yellow]{node} {t.target} unavailable: {t.reason}[/]")
+        case MetaEnd():
+            nodes = store.meta.get("nodes", {})
+            nodes[node] = {**nodes.get(node, {}), "end": record}
+            store.update_meta(nodes=nodes, node_end=record)
+        case Info():
+            store.add_event(record)
+            console.print(f"[dim]{ev.message}[/]")
+        case Warning() | Error():
+            store.add_event(record)
+            console.print(f"[{'red' if ev.kind == 'error' else 'yellow'}]{ev.kind}: {ev.message}[/]")
+            if isinstance(ev, Error):
+                errors.append(ev.message)
+        case Done():
+            done.update(record)
     return 0
 
 

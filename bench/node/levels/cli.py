@@ -3,13 +3,15 @@
 What an operator types, process start-up included:
   - `crictl run CONTAINER.json POD.json` on every CRI stack: RunPodSandbox, CreateContainer and
     StartContainer in one process. The JSON files are the very requests of the `cri` level
-    (bench.kubelet), written in crictl's format, so the CLI cost is the only difference;
+    (bench.node.kubelet), written in crictl's format, so the CLI cost is the only difference;
   - `ctr run --rm` on the containerd stack (containerd's API, no CRI, no CNI);
   - `docker run --rm --network none` on the docker stack (Docker Engine API);
   - `RUNTIME run` on a prepared bundle for each available OCI runtime (level `oci` through
     its CLI; these samples belong to no stack: stack is "none").
 Every command runs the workload with `exit 0`, so a run ends when the container has run.
 Pods that `crictl run` leaves are removed before each run and after the last (by label).
+The level runs once per node, after the others, over every available target; one failing
+command is reported and the rest go on.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import kubelet, ociprobe
-from bench.hyperfine import Benchmark
+from bench.messages import Artifact, Error, Lifecycle, PlanAdd, Tool
+from bench.node import hyperfine, kubelet, ociprobe
+from bench.node.cri import CriClient, remove_pod_files
+from bench.node.hyperfine import Benchmark
+from bench.node.levels import Context, Level, Outcome, Target, Timed, Turn
+from bench.node.schedule import sample as schedule_sample
+from bench.node.targets import sweep_pods
+from bench.scenario import Scenario
 
 CLI_RUN_LABEL = kubelet.RUN_LABEL
 
@@ -133,3 +142,75 @@ def oci_command(handler: Any, workdir: Path, image_archive: str) -> CliCommand:
     leftover = f"{delete} >/dev/null 2>&1 || true"
     name = f"{os.path.basename(handler.binary)} run"
     return CliCommand("none", handler.name, Benchmark(name, tuple(argv), leftover, leftover))
+
+
+class CliLevel(Level):
+    name = "cli"
+    ops = ()
+    per = "node"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.commands: list[CliCommand] = []
+
+    @classmethod
+    def open(cls, target: Target | None, ctx: Context) -> CliLevel:
+        return cls(ctx)
+
+    @classmethod
+    def planned(cls, scen: Scenario) -> int:
+        return 0  # known once the commands are: added then (PlanAdd)
+
+    def build(self) -> list[CliCommand]:
+        """The cli-level commands of every target, then one `RUNTIME run` per available OCI runtime."""
+        ctx = self.ctx
+        handlers: dict[str, Any] = {}
+        for target in ctx.targets:
+            if target.stack is None:
+                continue
+            client = CriClient(target.stack.cri_endpoint, ctx.scen.timeout_s)
+            try:
+                image_id = client.image_id(target.stack.workload_image)
+            finally:
+                client.close()
+            self.commands += stack_commands(target.stack, target.handler, ctx.job.run_id, ctx.workdir, image_id)
+            if target.handler.binary:
+                handlers.setdefault(target.handler.name, target.handler)
+        self.commands += [oci_command(h, ctx.workdir, ctx.job.workload_archive) for h in handlers.values()]
+        return self.commands
+
+    def lifecycle(self, turn: Turn) -> Outcome:
+        raise NotImplementedError("level cli times whole commands with hyperfine; it has no lifecycle of its own")
+
+    def run(self, schedule: Any) -> None:
+        """Time each command with hyperfine."""
+        ctx = self.ctx
+        ctx.emit(Tool(name="hyperfine", version=hyperfine.version(hyperfine.find())))
+        commands = self.build()
+        ctx.emit(PlanAdd(lifecycles=len(commands)))
+        for cmd in commands:
+            if ctx.stopped:
+                return
+            target = f"{cmd.stack}/{cmd.handler}"
+            start = time.monotonic_ns()
+            try:
+                result, raw = hyperfine.run(cmd.bench, ctx.scen.iterations, ctx.scen.warmup, stop=ctx.stop)
+            except hyperfine.HyperfineError as exc:
+                ctx.emit(Error(message=f"cli {cmd.bench.name}: {exc}", target=target))
+                ctx.emit(Lifecycle(target=target, concurrency=1, iteration=-1, ok=False))
+                continue
+            name = f"hyperfine/{cmd.stack}-{cmd.handler}-{cmd.bench.name.replace(' ', '-')}.json"
+            ctx.emit(Artifact(name=name, content=raw))
+            where = (cmd.stack, cmd.handler, self.name)
+            for i, (seconds, code) in enumerate(zip(result.times_s, result.exit_codes, strict=False)):
+                error = None if code in (0, None) else f"exit status {code}"
+                t: Timed[None] = Timed(cmd.bench.name, start, round(seconds * 1e9), None, error)
+                ctx.emit(schedule_sample(ctx, where, t, Turn(i)))
+            ctx.emit(Lifecycle(target=target, concurrency=1, iteration=-1, ok=True))
+
+    def close(self) -> None:
+        for target in self.ctx.targets:
+            sweep_pods(target, self.ctx.scen.timeout_s, self.ctx.emit)
+        for cmd in self.commands:
+            if cmd.pod is not None:
+                remove_pod_files(cmd.pod)

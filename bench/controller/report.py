@@ -18,9 +18,9 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import density, hops, stats, upgrade  # noqa: E402
-from bench.results import load_memory, load_run, read_jsonl  # noqa: E402
-from bench.split import PARTS  # noqa: E402
+from bench.controller import density, hops, stats, upgrade  # noqa: E402
+from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
+from bench.ops import PARTS  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;line-height:1.4}
@@ -307,7 +307,7 @@ def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[str]:
             out += [
                 "<h2>The same work at each level (p50 per lifecycle, ms, concurrency 1)</h2>",
                 "<p>Each cell sums the ops of that level that do what the CRI op does (mapping in "
-                "<code>bench/hops.py</code>, checked against the runtime calls the split level recorded). "
+                "<code>bench/controller/hops.py</code>, checked against the runtime calls the split level recorded). "
                 "<code>oci</code> is the runtime binary alone, shared by every stack.</p>",
                 wide.to_html(na_rep="–", **fmt),
             ]
@@ -637,7 +637,7 @@ def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[s
     nightly = a.nightly
     if not nightly:
         return []
-    from bench.history import trend
+    from bench.controller.history import trend
 
     rows = pd.DataFrame(nightly.get("rows", []))
     e = html.escape

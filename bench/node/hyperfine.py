@@ -28,8 +28,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.errors import ComponentError
 
-class HyperfineError(RuntimeError):
+
+class HyperfineError(ComponentError):
     """hyperfine failed or is missing; the message names the command and carries its stderr."""
 
 

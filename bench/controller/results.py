@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import RESULTS_SCHEMA_VERSION
+from bench.errors import InputError
 
 SAMPLE_COLUMNS = {
     "run_id": "string",
@@ -44,6 +45,10 @@ SAMPLE_COLUMNS = {
     "ok": "bool",
     "error": "string",
 }
+
+
+class RunNotFound(InputError, FileNotFoundError):
+    """A folder that is not a hopbench run."""
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -108,7 +113,7 @@ class RunStore:
         """A raw file from the node (e.g. hyperfine's JSON export), kept beside the samples."""
         path = (self.dir / name).resolve()
         if self.dir.resolve() not in path.parents:
-            raise ValueError(f"artifact name {name!r} leaves the run folder")
+            raise InputError(f"artifact name {name!r} leaves the run folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
 
@@ -213,11 +218,11 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
 
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no meta.json, not a hopbench run folder")
+        raise RunNotFound(f"{run_dir}: no meta.json, not a hopbench run folder")
     meta = json.loads(meta_path.read_text())
     if meta.get("schema_version") != RESULTS_SCHEMA_VERSION:
         got = meta.get("schema_version")
-        raise ValueError(f"{meta_path}: field 'schema_version': expected {RESULTS_SCHEMA_VERSION}, got {got!r}")
+        raise InputError(f"{meta_path}: field 'schema_version': expected {RESULTS_SCHEMA_VERSION}, got {got!r}")
     journal = read_jsonl(run_dir / "samples.jsonl")
     parquet = run_dir / "samples.parquet"
     frame = pd.read_parquet(parquet) if parquet.exists() else None

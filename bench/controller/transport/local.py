@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
-from bench.transport import Transport, TransportError
+from bench.controller.transport import Transport, TransportError, parse_line
+from bench.messages import Event, Job
 
 
 class LocalTransport(Transport):
@@ -18,12 +17,12 @@ class LocalTransport(Transport):
         self.node = node
         self.proc: subprocess.Popen[str] | None = None
 
-    def run_agent(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def run_agent(self, job: Job) -> Iterator[Event]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Own session: a Ctrl-C on the terminal reaches the runner, which forwards one
         # SIGTERM, instead of hitting the agent in the middle of a clean-up.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.agent"],
+            [sys.executable, "-m", "bench.node"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -33,16 +32,13 @@ class LocalTransport(Transport):
         )
         if self.proc.stdin is None or self.proc.stdout is None:
             raise TransportError("agent started without pipes")
-        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.write(job.encode() + "\n")
         self.proc.stdin.close()
         for line in self.proc.stdout:
             line = line.strip()
             if not line:
                 continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                yield {"event": "warning", "message": f"agent printed a line that is not JSON: {line[:200]}"}
+            yield parse_line(line, self.node)
         rc = self.proc.wait()
         stderr = self.proc.stderr.read() if self.proc.stderr else ""
         if rc not in (0, 130):

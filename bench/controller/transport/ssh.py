@@ -5,7 +5,8 @@ allows new keys for that node (then it is saved), a changed key always. Key and 
 authentication; connect, banner and auth timeouts; keepalives. Where the SSH user is not
 root the agent runs under `sudo -n` (no password prompt: a missing sudo rule fails at once).
 
-The agent is the `bench` package as a zip archive (deterministic, so its SHA-256 names it):
+The agent is the node's part of the `bench` package (`agent_files`: the shared modules and
+bench/node, no controller code) as a zip archive (deterministic, so its SHA-256 names it):
 uploaded to <agent_dir>/<sha256>.zip once and reused while its hash matches. The remote
 command is a fixed argv of inventory values, each quoted; nothing from the scenario or the
 job enters it (the job goes over stdin).
@@ -18,9 +19,9 @@ reconnects and asks a fresh agent what the run left on the node.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
-import json
 import shlex
 import threading
 import time
@@ -31,19 +32,27 @@ from typing import Any
 
 import paramiko
 
-from bench.inventory import Node
-from bench.transport import Transport, TransportError
+from bench.controller.inventory import Node
+from bench.controller.transport import Transport, TransportError, parse_line
+from bench.messages import Done, Event, Heartbeat, Job, Left
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # bench/
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # bench/
+# Shared modules the node does not need: the CLI and the stub generator (run at setup).
+CONTROLLER_ONLY = ("cli.py", "protogen.py", "__main__.py")
+
+
+def agent_files(package: Path = PACKAGE_DIR) -> list[Path]:
+    """What a node needs of the package: the shared modules, bench/node and the containerd stubs."""
+    shared = [p for p in package.glob("*.py") if p.name not in CONTROLLER_ONLY]
+    below = [p for d in ("node", "_containerd") for p in (package / d).rglob("*.py")]
+    return sorted(p for p in shared + below if "__pycache__" not in p.parts)
 
 
 def agent_archive() -> tuple[bytes, str]:
-    """The bench package as a zip (fixed timestamps and order) and its SHA-256."""
+    """The node's part of the bench package as a zip (fixed timestamps and order) and its SHA-256."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(PACKAGE_DIR.rglob("*.py")):
-            if "__pycache__" in path.parts:
-                continue
+        for path in agent_files():
             info = zipfile.ZipInfo(str(Path("bench") / path.relative_to(PACKAGE_DIR)), date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
@@ -156,7 +165,7 @@ class SSHTransport(Transport):
         return remote
 
     # --- the agent -----------------------------------------------------------------------
-    def run_agent(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def run_agent(self, job: Job) -> Iterator[Event]:
         client = self.connect()
         self.client = client
         try:
@@ -168,16 +177,16 @@ class SSHTransport(Transport):
                 "PYTHONUNBUFFERED=1",
                 self.conf.python,
                 "-m",
-                "bench.agent",
+                "bench.node",
             ]
             stdin, stdout, stderr = client.exec_command(shlex.join(argv))
             stdout.channel.settimeout(self.idle_timeout)
-            job = {**job, "stop_on_eof": True, "heartbeat_s": max(1.0, self.idle_timeout / 6)}
+            job = dataclasses.replace(job, stop_on_eof=True, heartbeat_s=max(1.0, self.idle_timeout / 6))
             if self.conf.lock_path:
-                job["lock_path"] = self.conf.lock_path
+                job = dataclasses.replace(job, lock_path=self.conf.lock_path)
             with self.lock:
                 self.stdin = stdin
-            stdin.write(json.dumps(job) + "\n")
+            stdin.write(job.encode() + "\n")
             stdin.flush()
             done = False
             while True:
@@ -194,17 +203,10 @@ class SSHTransport(Transport):
                 line = raw.strip()
                 if not line:
                     continue
-                try:
-                    ev = json.loads(line)
-                except json.JSONDecodeError:
-                    yield {
-                        "event": "warning",
-                        "message": f"agent on {self.node} printed a line that is not JSON: {line[:200]}",
-                    }
+                ev = parse_line(line, self.node)
+                if isinstance(ev, Heartbeat):
                     continue
-                if ev.get("event") == "heartbeat":
-                    continue
-                done = done or ev.get("event") == "done"
+                done = done or isinstance(ev, Done)
                 yield ev
             if not done:
                 raise TransportError(f"{self.node}: connection lost: the agent's output ended before it was done")
@@ -238,10 +240,10 @@ class SSHTransport(Transport):
             if i:
                 time.sleep(wait_s)
             try:
-                job = {"run_id": f"check-{run_id}", "node": self.node, "mode": "check", "check_run_id": run_id}
+                job = Job(run_id=f"check-{run_id}", node=self.node, mode="check", check_run_id=run_id)
                 for ev in self.run_agent(job):
-                    if ev.get("event") == "left":
-                        counts = {str(k): int(v) for k, v in ev["pods"].items()}
+                    if isinstance(ev, Left):
+                        counts = dict(ev.pods)
                 if counts is not None and not any(counts.values()):
                     return counts
                 last = "the agent answered without a count" if counts is None else f"still left: {counts}"

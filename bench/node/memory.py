@@ -10,7 +10,7 @@ Roles:
   workload  the pod's container processes
 
 A pod process belongs to the pod whose cgroup it is in: kubelet's cgroup parent
-/kubepods/besteffort/pod<uid> is in every pod request (bench.kubelet), and the runtime puts
+/kubepods/besteffort/pod<uid> is in every pod request (bench.node.kubelet), and the runtime puts
 each container in <parent>/<container id>. A shim belongs to the pod whose cgroups hold the
 container its -id names (containerd keys one shim per sandbox, dockerd one per container).
 Nothing is guessed from process order.

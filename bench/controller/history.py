@@ -3,7 +3,7 @@
 The nightly check compares tonight's run with a rolling baseline: the samples of the last
 `history` complete runs of the same scenario (by name) on the same node, pooled, so one odd
 night does not become the reference. Each stack/handler/level/op/concurrency gets
-bench.stats.compare: a regression is a clear change (bootstrap interval of the ratio of
+bench.controller.stats.compare: a regression is a clear change (bootstrap interval of the ratio of
 medians excludes 1, Mann-Whitney p < alpha) whose ratio is above 1 + threshold.
 
 That test treats the lifecycles of a night as independent samples, but nights also differ
@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench import stats
-from bench.results import load_run, write_json_atomic
+from bench.controller import stats
+from bench.controller.results import load_run, write_json_atomic
+from bench.errors import InputError
 from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
@@ -83,7 +84,7 @@ def _one_instance_per_stack(run: Path, samples: pd.DataFrame) -> dict[str, str]:
         found.setdefault(kind_of(name), set()).add(version_of(name) or "?")
     several = {k: sorted(v) for k, v in found.items() if len(v) > 1}
     if several:
-        raise ValueError(
+        raise InputError(
             f"{run}: several versions of one stack in the run ({several}): compare them within the run "
             "(the report's upgrade section), not across runs"
         )

@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from typing import Any
+
+from bench.codec import MessageError
+from bench.errors import ComponentError
+from bench.messages import Event, Job, Warning, decode_event
 
 
-class TransportError(RuntimeError):
-    pass
+class TransportError(ComponentError):
+    """The node could not be reached, or its agent failed to run."""
+
+
+def parse_line(line: str, node: str) -> Event:
+    """One agent line as its event; a line that is not one becomes a warning that quotes it."""
+    try:
+        return decode_event(line)
+    except MessageError as exc:
+        return Warning(message=f"agent on {node} sent a line that is not an event: {exc}")
 
 
 class Transport(abc.ABC):
     node: str
 
     @abc.abstractmethod
-    def run_agent(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def run_agent(self, job: Job) -> Iterator[Event]:
         """Start the agent with `job`, yield its events; raise TransportError if it fails to run."""
 
     @abc.abstractmethod

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.errors import InputError
+
 DEFAULT_PYTHON = "/opt/hopbench/venv/bin/python"
 DEFAULT_AGENT_DIR = "/var/lib/hopbench/agent"
 
 
-class InventoryError(ValueError):
+class InventoryError(InputError):
     pass
 
 

@@ -37,13 +37,13 @@ signal is sent: the wait for the exit is part of the hop above the runtime.
 
 What the levels below CRI run is the same image and workload, but not the same OCI spec: the
 engine level sends the host config cri-dockerd sends (bench/levels/engine.py), while the
-containerd and oci levels use hopbench's minimal spec (bench.ociprobe.spec: no seccomp filter,
+containerd and oci levels use hopbench's minimal spec (bench.node.ociprobe.spec: no seccomp filter,
 as kubelet's Unconfined; fewer mounts, no capability list, no pod cgroup parent). A hop cost
 into those levels therefore also holds what the stack's fuller spec costs the runtime. The
 split level has no such gap: it times the runtime inside the stack, on the stack's own spec.
 
 Split. Level "split" cuts each CRI op of a lifecycle into before / network / runtime /
-between / after (bench.split); the parts of one sample add up to it exactly.
+between / after (bench.node.split); the parts of one sample add up to it exactly.
 split_table() gives each part's median beside the op's median and the gap between the sum
 of the part medians and the op median, which is how far the medians-based breakdown can be
 read as a decomposition of the typical op.
@@ -54,7 +54,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.split import PARTS
+from bench.ops import PARTS
 from bench.stacks import kind_of
 
 LEVEL_ORDER = ("cri", "engine", "containerd", "oci")

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.ops import OCI_LIFECYCLE_OPS, POD_LIFECYCLE_OPS
+
 GROUP = ["node", "stack", "handler", "level", "op", "concurrency"]
 # What two runs are compared by: the same op of the same target, level and concurrency.
 COMPARE_KEY = ["stack", "handler", "level", "op", "concurrency"]
@@ -204,8 +206,5 @@ def compare_runs(
 
 def op_order(ops: Sequence[str]) -> list[str]:
     """Ops in lifecycle order where known, others after them alphabetically."""
-    from bench.levels.cri import POD_LIFECYCLE_OPS
-    from bench.levels.oci import OCI_LIFECYCLE_OPS
-
     known = [op for op in (*POD_LIFECYCLE_OPS, *OCI_LIFECYCLE_OPS) if op in set(ops)]
     return known + sorted(set(ops) - set(known))

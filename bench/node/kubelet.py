@@ -177,7 +177,7 @@ def agent_alive(pid_label: str) -> bool:
         if pid == os.getpid():
             return False
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bench.agent" in fh.read()
+            return b"bench.node" in fh.read()
     except (ValueError, OSError):
         return False
 

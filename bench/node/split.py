@@ -31,7 +31,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-PARTS = ("before", "network", "runtime", "between", "after")
+from bench.errors import InputError
+from bench.ops import PARTS
 
 # runc/crun global flags that take a value (the command is the first other argument), and
 # command flags that take one (the object id is the first positional after the command).
@@ -69,7 +70,7 @@ class Call:
         return self.exit_ns - self.entry_ns
 
 
-class TraceFormatError(ValueError):
+class TraceFormatError(InputError):
     pass
 
 

@@ -1,0 +1,142 @@
+"""The node agent's side of the wire: one job in, one JSON line per event out.
+
+Started by a transport (a child process for the local node, over SSH for lab nodes) as
+`python -m bench.node`; reads one `Job` on stdin, writes `bench.messages` events on stdout:
+hello, meta, targets, plan, sample, check, lifecycle, warning, error, done. After the job,
+stdin carries orders ("stop"); a heartbeat tells a remote controller quiet from gone; one
+agent runs on a node at a time (a lock under /run/hopbench). Timing happens on the node's
+monotonic clock; the channel back never sits inside a timed interval.
+
+The agent owns clean-up: every pod it creates carries the run's label; on SIGTERM, SIGINT,
+a closed stdout (the controller went away) or any error it stops creating pods, removes the
+ones it made and sweeps any left with its run label (bench.node.schedule, the levels).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from bench import __version__, messages
+from bench.errors import ComponentError
+from bench.messages import Done, Error, Event, Heartbeat, Hello, Job, Meta, MetaEnd, Warning
+from bench.node import kubelet, nodeinfo, schedule, targets
+from bench.node.levels import Context
+
+
+class Emitter:
+    """Thread-safe JSON-lines writer of events; remembers when the reader has gone away."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def __call__(self, event: Event) -> None:
+        line = event.encode()
+        with self.lock:
+            if self.closed.is_set():
+                return
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.closed.set()
+
+
+@contextmanager
+def node_lock(path: str) -> Iterator[None]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ComponentError(f"another hopbench agent runs on this node (lock {path})") from None
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+
+
+def watch_stdin(stdin: IO[str], stop: threading.Event, received: list[int], stop_on_eof: bool) -> None:
+    """After the job, stdin carries orders: a line "stop" stops the run (how a remote controller
+    interrupts); with `stop_on_eof` (SSH), so does the end of stdin: the connection is gone."""
+
+    def watch() -> None:
+        for line in stdin:
+            if line.strip() == "stop":
+                received.append(signal.SIGTERM)
+                stop.set()
+                return
+        if stop_on_eof:
+            received.append(signal.SIGHUP)
+            stop.set()
+
+    threading.Thread(target=watch, name="stdin-orders", daemon=True).start()
+
+
+def heartbeat(emit: Emitter, every_s: float) -> None:
+    """A line every `every_s` while the agent lives, so a remote controller can tell quiet from gone."""
+
+    def beat() -> None:
+        while not emit.closed.is_set():
+            time.sleep(every_s)
+            emit(Heartbeat())
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -> None:
+    """Run one job: list the node's targets, then (mode run) every level the scenario asks for."""
+    if job.mode == "check":
+        targets.check_left(job, emit)
+        return
+    with node_lock(job.lock_path):
+        emit(Meta(node=nodeinfo.collect()))
+        found = targets.discover(job.stacks_dir)
+        available = targets.resolve(job, found, emit)
+        if job.mode == "targets":
+            return
+        with tempfile.TemporaryDirectory(prefix="hopbench-levels-") as work:
+            ctx = Context(job, emit, stop, Path(work), found, available)
+            schedule.run(schedule.plan(ctx), ctx, before_target=targets.sweep_pods)
+        if received:
+            name = signal.Signals(received[0]).name
+            emit(Warning(message=f"agent got {name}: stopped early and cleaned up"))
+        emit(MetaEnd(clock=nodeinfo.clock(), loadavg=tuple(nodeinfo.load())))
+
+
+def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
+    emit = Emitter(stdout)
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only flag here: emitting from a handler could wait on the lock the interrupted code holds.
+        received.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    emit(Hello(agent_version=__version__, pid=os.getpid()))
+    try:
+        job = messages.Job.decode(stdin.readline())
+        kubelet.set_node(job.node)
+        watch_stdin(stdin, stop, received, job.stop_on_eof)
+        if job.heartbeat_s:
+            heartbeat(emit, job.heartbeat_s)
+        serve(job, emit, stop, received)
+    except Exception as exc:  # noqa: BLE001 - reported to the controller, then a non-zero exit
+        emit(Error(message=f"{type(exc).__name__}: {exc}"))
+        emit(Done(ok=False, interrupted=stop.is_set()))
+        return 1
+    emit(Done(ok=not stop.is_set(), interrupted=stop.is_set()))
+    return 0 if not stop.is_set() else 130

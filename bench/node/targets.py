@@ -1,0 +1,210 @@
+"""The node's targets: stack instances and handlers found here, matched to the scenario, checked.
+
+Every target the scenario names is reported (available or not, with the reason and the
+component versions); an available one has passed a preflight pod. Pods a crashed earlier
+run left behind (label io.hopbench/managed, agent gone) are removed before a target is
+measured, and a controller that lost a node asks here what a run left (mode check).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+
+from bench import stacks
+from bench.messages import Job, Left, TargetInfo, Targets, Warning
+from bench.node import kubelet
+from bench.node.cri import CriClient, remove_pod_files
+from bench.node.levels import Emit, Target
+from bench.scenario import HANDLERS
+
+
+def discover(stacks_dir: str) -> list[stacks.Stack]:
+    return stacks.discover(stacks_dir)
+
+
+def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict[str, str]]:
+    """Is the stack usable now? (available, reason, component versions)."""
+    versions: dict[str, str] = {}
+    if stack.unavailable:
+        return False, stack.unavailable, versions
+    for daemon in stack.daemons:
+        versions[daemon.name] = stacks.command_version(daemon.version_cmd)
+        if daemon.pid() is None:
+            return (
+                False,
+                f"{daemon.name} is not running (no live process for {daemon.pidfile}); run hopbench provision",
+                versions,
+            )
+    client = CriClient(stack.cri_endpoint, timeout_s)
+    try:
+        v = client.version()
+        versions["cri"] = f"{v.runtime_name} {v.runtime_version} (CRI {v.runtime_api_version})"
+    except Exception as exc:  # noqa: BLE001 - an unreachable daemon makes the stack unavailable
+        return False, f"CRI at {stack.cri_endpoint} does not answer: {exc}", versions
+    finally:
+        client.close()
+    return True, "", versions
+
+
+def preflight(stack: stacks.Stack, handler: stacks.Handler, timeout_s: float) -> str:
+    """Start and remove one pod sandbox, untimed: the reason the target cannot run pods, or ''.
+
+    A handler can pass its provisioning probe (the OCI runtime alone) and still fail inside
+    the stack, e.g. containerd-shim-runsc-v1 insists on an oom_score_adj the host forbids.
+    """
+    pod = kubelet.Pod(name=f"hb-preflight-{os.getpid()}", run_id=f"preflight-{os.getpid()}")
+    pod.prepare()
+    client = CriClient(stack.cri_endpoint, timeout_s)
+    try:
+        t = client.run_pod_sandbox(kubelet.sandbox_config(pod), handler.runtime_handler)
+        if t.ok and t.value:
+            errors = client.remove_pod(t.value)
+            return "; ".join(errors)
+        return t.error or "RunPodSandbox returned no id"
+    finally:
+        client.close()
+        remove_pod_files(pod)
+
+
+def match_targets(wanted: list[str], found: list[stacks.Stack]) -> list[tuple[str, stacks.Stack | None, str]]:
+    """The scenario's target patterns as (target name, stack instance or None, handler), in order.
+
+    `all` is every handler of every default instance, `all@*` every handler of every instance,
+    `STACK/HANDLER` the stack's default instance, `STACK@VERSION/HANDLER` every instance whose
+    version matches VERSION (exact or an fnmatch pattern). A pattern that matches no instance
+    comes back once with None, so the report can say it is not provisioned.
+    """
+    out: list[tuple[str, stacks.Stack | None, str]] = []
+    seen: set[str] = set()
+
+    def add(name: str, stack: stacks.Stack | None, handler: str) -> None:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, stack, handler))
+
+    for pattern in wanted:
+        if pattern in ("all", "all@*"):
+            for s in found:
+                if pattern == "all@*" or s.default:
+                    for h in s.handlers or HANDLERS:
+                        add(f"{s.name}/{h}", s, h)
+            continue
+        stack_part, handler = pattern.split("/")
+        kind, at, version = stack_part.partition("@")
+        matched = [
+            s
+            for s in found
+            if (s.kind or s.name) == kind and (fnmatch.fnmatchcase(s.version, version) if at else s.default)
+        ]
+        for s in matched:
+            add(f"{s.name}/{handler}", s, handler)
+        if not matched:
+            add(pattern, None, handler)
+    return out
+
+
+def _info(
+    pair: str,
+    stack: stacks.Stack | None,
+    handler_name: str,
+    status: dict[str, tuple[bool, str, dict[str, str]]],
+    timeout_s: float,
+) -> tuple[TargetInfo, Target | None]:
+    """One target's report, and the target itself when it is usable (preflight passed)."""
+    stack_name = pair.split("/")[0]
+    if stack is None:
+        reason = f"stack {stack_name} is not provisioned on this node"
+        return TargetInfo(pair, stack_name, stacks.kind_of(stack_name), "", False, handler_name, False, reason), None
+    ok, reason, versions = status[stack.name]
+    handler = stack.handlers.get(handler_name)
+    if not ok:
+        pass  # the stack's own reason comes first
+    elif handler is None:
+        ok, reason = False, f"handler {handler_name} is not configured for {stack.name}"
+    elif not handler.available:
+        ok, reason = False, handler.reason or f"{handler_name} is unavailable on {stack.name}"
+    if handler is not None and handler.version_cmd:
+        versions = {**versions, handler_name: stacks.command_version(handler.version_cmd)}
+    if ok and handler is not None:
+        problem = preflight(stack, handler, timeout_s)
+        if problem:
+            ok, reason = False, f"preflight pod failed: {problem}"
+    info = TargetInfo(
+        pair,
+        stack.name,
+        stack.kind or stack.name,
+        stack.version,
+        stack.default,
+        handler_name,
+        ok,
+        reason,
+        versions,
+        stack.extra,
+        handler.extra if handler is not None else {},
+    )
+    return info, (Target(stack, handler) if ok and handler is not None else None)
+
+
+def resolve(job: Job, found: list[stacks.Stack], emit: Emit) -> list[Target]:
+    """Match the scenario's targets to the node's stacks; report every one, available or not."""
+    scen = job.scen
+    status = {s.name: stack_status(s, scen.timeout_s) for s in found}
+    infos, usable = [], []
+    for pair, stack, handler_name in match_targets(list(scen.targets), found):
+        info, target = _info(pair, stack, handler_name, status, scen.timeout_s)
+        infos.append(info)
+        if target is not None:
+            usable.append(target)
+    emit(Targets(targets=tuple(infos)))
+    return usable
+
+
+def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
+    """Remove pods a crashed earlier run left on the target's stack (label io.hopbench/managed)."""
+    if target.stack is None:
+        return
+    client = CriClient(target.stack.cri_endpoint, timeout_s)
+    try:
+        for sandbox in client.sandboxes({kubelet.MANAGED_LABEL: "true"}):
+            if kubelet.agent_alive(sandbox.labels.get(kubelet.AGENT_LABEL, "")):
+                continue  # another agent's pod, being measured right now
+            run = sandbox.labels.get(kubelet.RUN_LABEL, "?")
+            errors = client.remove_pod(sandbox.id)
+            emit(
+                Warning(
+                    message=f"removed pod {sandbox.metadata.name} left by run {run} on {target.stack.name}"
+                    + (f" with errors: {'; '.join(errors)}" if errors else "")
+                )
+            )
+    finally:
+        client.close()
+
+
+def check_left(job: Job, emit: Emit) -> None:
+    """Mode "check": what a run (job.check_run_id) left on this node: its pods, per stack."""
+    left: dict[str, int] = {}
+    for stack in stacks.discover(job.stacks_dir):
+        if stack.unavailable:
+            continue
+        client = CriClient(stack.cri_endpoint, 10)
+        try:
+            labels = {kubelet.RUN_LABEL: job.check_run_id, kubelet.NODE_LABEL: job.node}
+            left[stack.name] = len(client.sandboxes(labels))
+        except Exception as exc:  # noqa: BLE001 - a stack that does not answer is reported, not fatal
+            emit(Warning(message=f"check on {stack.name}: {type(exc).__name__}: {exc}"))
+        finally:
+            client.close()
+    emit(Left(run_id=job.check_run_id, pods=left))
+
+
+def oci_handlers(wanted: list[str], found: list[stacks.Stack]) -> list[stacks.Handler]:
+    """The OCI runtimes the oci level measures: every probed, working handler the scenario names."""
+    every = "all" in wanted or "all@*" in wanted
+    names = {pair.split("/")[1] for pair in wanted if "/" in pair}
+    chosen: dict[str, stacks.Handler] = {}
+    for stack in found:
+        for h in stack.handlers.values():
+            if h.available and h.binary and (every or h.name in names):
+                chosen.setdefault(h.name, h)
+    return list(chosen.values())

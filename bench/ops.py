@@ -1,0 +1,50 @@
+"""The names of what is timed at each level, and of the parts of the in-situ split.
+
+Plain tuples shared by the node (which times these ops) and the controller (which orders and
+maps them): importing them costs nothing, no gRPC and no pandas.
+"""
+
+from __future__ import annotations
+
+# One pod lifecycle through CRI, in order: the kubelet's requests (bench.node.cri).
+POD_LIFECYCLE_OPS = (
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+)
+# What kubelet waits for to start a pod, and to tear it down.
+POD_START_OPS = POD_LIFECYCLE_OPS[:3]
+POD_TEARDOWN_OPS = POD_LIFECYCLE_OPS[3:]
+
+# The Docker Engine API requests cri-dockerd makes for one pod (bench.node.levels.engine).
+ENGINE_LIFECYCLE_OPS = (
+    "PauseCreate",
+    "PauseStart",
+    "ContainerCreate",
+    "ContainerStart",
+    "ContainerStop",
+    "ContainerDelete",
+    "PauseStop",
+    "PauseDelete",
+)
+
+# containerd's API calls for one container (bench.node.levels.containerd).
+CONTAINERD_LIFECYCLE_OPS = (
+    "ContainerCreate",
+    "TaskCreate",
+    "TaskStart",
+    "TaskKill",
+    "TaskWait",
+    "TaskDelete",
+    "ContainerDelete",
+)
+
+# The OCI runtime binary's commands for one container (bench.node.levels.oci).
+OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")
+
+# The parts one CRI op is cut into by the in-situ split (bench.node.split).
+PARTS = ("before", "network", "runtime", "between", "after")

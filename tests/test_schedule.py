@@ -1,0 +1,252 @@
+"""The node's scheduler driven by a fake level: plan, failures, abandon, stop, clean-up. No root, no daemon.
+
+The fake level implements the written protocol (bench.node.levels.Level); what it does is
+scripted per iteration, and what the scheduler emits is read back as typed events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from bench import stacks
+from bench.messages import Check, Error, Event, Info, Job, Lifecycle, Plan, Sample, Warning, decode_event
+from bench.node import schedule
+from bench.node.levels import REGISTRY, Context, Level, Outcome, Target, Timed, Turn
+from bench.node.protocol import Emitter
+from bench.scenario import Density, Scenario
+
+
+class Recorder:
+    """An Emit that keeps the events; `closed` like the real Emitter's."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def make_target(name: str = "containerd", handler: str = "runc", extra: dict[str, object] | None = None) -> Target:
+    h = stacks.Handler(handler, handler, f"/usr/bin/{handler}")
+    s = stacks.Stack(
+        name=f"{name}@1.0",
+        cri_endpoint="unix:///nonexistent.sock",
+        daemons=(),
+        handlers={handler: h},
+        pause_image="pause",
+        workload_image="workload",
+        description_path="/dev/null",
+        extra=dict(extra or {}),
+        kind=name,
+        version="1.0",
+    )
+    return Target(s, h)
+
+
+def make_ctx(tmp_path: Path, targets: list[Target], **scen: object) -> tuple[Context, Recorder]:
+    scenario = Scenario(name="t", path="t.yaml", sha256="", text="", **scen)  # type: ignore[arg-type]
+    rec = Recorder()
+    ctx = Context(Job(run_id="run-1", node="n1", scenario=scenario), rec, threading.Event(), tmp_path, [], targets)
+    return ctx, rec
+
+
+class FakeLevel(Level):
+    """Two ops per lifecycle; `script[i]` says what iteration i does: ok, fail (2nd op), check, raise."""
+
+    name = "fake"
+    ops = ("Make", "Unmake")
+    script: ClassVar[dict[int, str]] = {}
+    opened: ClassVar[list[str]] = []
+    closed: ClassVar[list[str]] = []
+    on_lifecycle: ClassVar[list[object]] = []
+
+    def __init__(self, target: Target | None) -> None:
+        self.target = target
+
+    @classmethod
+    def applies(cls, target: Target) -> str:
+        return "" if target.handler.name == "runc" else f"level fake: {target.name} is not runc"
+
+    @classmethod
+    def open(cls, target: Target | None, ctx: Context) -> FakeLevel:
+        if target is not None and target.stack is not None and target.stack.extra.get("broken"):
+            raise RuntimeError("cannot open")
+        cls.opened.append(target.name if target else "node")
+        return cls(target)
+
+    def sweep(self) -> None:
+        self.notes.append("swept 1 leftover")
+
+    def lifecycle(self, turn: Turn) -> Outcome:
+        for hook in self.on_lifecycle:
+            hook(turn)  # type: ignore[operator]
+        what = self.script.get(turn.iteration, "ok")
+        if what == "raise":
+            raise RuntimeError("driver bug")
+        first = Timed("Make", 1000 * turn.iteration, 10, "id", None)
+        if what == "fail":
+            return Outcome([first, Timed("Unmake", 0, 5, None, "boom")])
+        second = Timed("Unmake", 0, 7, None, None)
+        return Outcome([first, second], "no ready line" if what == "check" else "")
+
+    def close(self) -> None:
+        self.closed.append(self.target.name if self.target else "node")
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake():
+    FakeLevel.script, FakeLevel.opened, FakeLevel.closed, FakeLevel.on_lifecycle = {}, [], [], []
+
+
+def test_every_registered_level_implements_the_protocol():
+    from bench.node.levels import load
+    from bench.scenario import LEVELS
+
+    assert tuple(REGISTRY) == LEVELS
+    for name in REGISTRY:
+        cls = load(name)
+        assert issubclass(cls, Level) and cls.name == name and cls.per in ("target", "handler", "node")
+        assert not getattr(cls, "__abstractmethods__", None), f"{name} leaves {cls.__abstractmethods__} abstract"
+
+
+def test_plan_skips_targets_a_level_does_not_apply_to_and_says_why(tmp_path):
+    runc, crun = make_target(), make_target(handler="crun")
+    ctx, rec = make_ctx(tmp_path, [runc, crun], levels=("fake",), iterations=3, warmup=1, concurrency=(1, 2))
+    units = schedule.plan(ctx, {"fake": FakeLevel})
+    assert [(u.level, u.target) for u in units] == [(FakeLevel, runc)]
+    (info,) = rec.of(Info)
+    assert isinstance(info, Info) and info.target == crun.name and "not runc" in info.message
+    (plan,) = rec.of(Plan)
+    assert isinstance(plan, Plan) and plan.lifecycles == 2 * (3 + 1) and plan.levels == (f"{runc.name} fake",)
+
+
+def test_samples_checks_and_warmup_flags_of_good_lifecycles(tmp_path):
+    t = make_target()
+    ctx, rec = make_ctx(tmp_path, [t], levels=("fake",), iterations=3, warmup=1, concurrency=(1,))
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    samples = [e for e in rec.of(Sample) if isinstance(e, Sample)]
+    assert len(samples) == 2 * 4
+    assert {(s.stack, s.handler, s.level) for s in samples} == {(t.stack.name, "runc", "fake")}  # type: ignore[union-attr]
+    assert sorted(s.iteration for s in samples if s.warmup) == [0, 0]
+    checks = [e for e in rec.of(Check) if isinstance(e, Check)]
+    assert len(checks) == 4 and all(c.ok and c.check == "workload-ran" for c in checks)
+    assert FakeLevel.opened == FakeLevel.closed == [t.name]
+    assert any(isinstance(w, Warning) and w.message == "swept 1 leftover" for w in rec.events)
+
+
+def test_a_failed_op_is_a_failed_sample_and_a_failed_check_is_reported(tmp_path):
+    FakeLevel.script = {0: "fail", 1: "check"}
+    ctx, rec = make_ctx(tmp_path, [make_target()], levels=("fake",), iterations=3, warmup=0, concurrency=(1,))
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    failed = [s for s in rec.of(Sample) if isinstance(s, Sample) and not s.ok]
+    assert [(s.iteration, s.op, s.error) for s in failed] == [(0, "Unmake", "boom")]
+    bad = [c for c in rec.of(Check) if isinstance(c, Check) and not c.ok]
+    assert [(c.iteration, c.detail) for c in bad] == [(1, "no ready line")]
+    life = {e.iteration: e.ok for e in rec.of(Lifecycle) if isinstance(e, Lifecycle)}
+    assert life == {0: False, 1: False, 2: True}
+
+
+def test_a_target_is_abandoned_after_max_failures_and_the_next_concurrency_is_not_run(tmp_path):
+    FakeLevel.script = dict.fromkeys(range(100), "fail")
+    ctx, rec = make_ctx(
+        tmp_path, [make_target()], levels=("fake",), iterations=50, warmup=0, concurrency=(1, 4), max_failures=3
+    )
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    lifecycles = rec.of(Lifecycle)
+    assert len(lifecycles) == 3, "a single worker stops at the third failure"
+    (err,) = rec.of(Error)
+    assert isinstance(err, Error) and "target abandoned" in err.message and "concurrency 1" in err.message
+    assert FakeLevel.closed == FakeLevel.opened
+
+
+def test_concurrent_workers_share_the_iterations_once_each(tmp_path):
+    ctx, rec = make_ctx(tmp_path, [make_target()], levels=("fake",), iterations=40, warmup=2, concurrency=(4,))
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    iterations = sorted(e.iteration for e in rec.of(Lifecycle) if isinstance(e, Lifecycle))
+    assert iterations == list(range(42))
+    workers = {s.worker for s in rec.of(Sample) if isinstance(s, Sample)}
+    assert workers <= {0, 1, 2, 3}
+
+
+def test_stop_ends_the_schedule_after_the_lifecycles_in_flight_and_closes_the_level(tmp_path):
+    a, b = make_target("containerd"), make_target("crio")
+    ctx, rec = make_ctx(tmp_path, [a, b], levels=("fake",), iterations=100, warmup=0, concurrency=(2,))
+    FakeLevel.on_lifecycle = [lambda turn: ctx.stop.set() if turn.iteration == 5 else None]
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    assert FakeLevel.opened == FakeLevel.closed == [a.name], "the second target never starts"
+    done = rec.of(Lifecycle)
+    assert 6 <= len(done) <= 8, len(done)
+    # Every lifecycle that started was reported with its samples: nothing taken is lost.
+    assert len(rec.of(Sample)) == 2 * len(done)
+
+
+def test_a_closed_event_stream_stops_like_a_stop_order(tmp_path):
+    ctx, rec = make_ctx(tmp_path, [make_target()], levels=("fake",), iterations=100, warmup=0, concurrency=(1,))
+    FakeLevel.on_lifecycle = [lambda turn: rec.closed.set() if turn.iteration == 2 else None]
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    assert len(rec.of(Lifecycle)) == 3
+
+
+def test_a_level_that_raises_fails_its_lifecycles_and_one_that_cannot_open_spares_the_others(tmp_path):
+    FakeLevel.script = {1: "raise"}
+    broken, good = make_target("docker", extra={"broken": True}), make_target("containerd")
+    ctx, rec = make_ctx(tmp_path, [broken, good], levels=("fake",), iterations=3, warmup=0, concurrency=(1,))
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    errors = [e for e in rec.of(Error) if isinstance(e, Error)]
+    assert [(e.target, e.message) for e in errors] == [(broken.name, "level fake: RuntimeError: cannot open")]
+    assert FakeLevel.opened == [good.name]
+    life = {e.iteration: e.ok for e in rec.of(Lifecycle) if isinstance(e, Lifecycle)}
+    assert life == {0: True, 1: False, 2: True}
+    assert any(isinstance(w, Warning) and "driver bug" in w.message for w in rec.events)
+
+
+def test_before_target_runs_once_per_target_before_its_first_level(tmp_path):
+    class Second(FakeLevel):
+        name = "second"
+
+    t = make_target()
+    ctx, _ = make_ctx(tmp_path, [t], levels=("fake", "second"), iterations=1, warmup=0, concurrency=(1,))
+    seen: list[tuple[str, list[str]]] = []
+    units = schedule.plan(ctx, {"fake": FakeLevel, "second": Second})
+    schedule.run(units, ctx, before_target=lambda target, _t, _e: seen.append((target.name, list(FakeLevel.opened))))
+    assert seen == [(t.name, [])]
+    assert FakeLevel.opened == [t.name, t.name]
+
+
+def test_density_plans_its_pod_count_and_events_cross_the_wire_unchanged(tmp_path):
+    from bench.node.levels.density import DensityLevel
+
+    ctx, rec = make_ctx(
+        tmp_path, [make_target()], levels=("density",), iterations=5, density=Density(steps=(2, 7), hold_s=0)
+    )
+    schedule.plan(ctx, {"density": DensityLevel})
+    (plan,) = rec.of(Plan)
+    out = io.StringIO()
+    Emitter(out)(plan)
+    assert decode_event(out.getvalue()) == plan
+    assert json.loads(out.getvalue())["lifecycles"] == 7
+
+
+def test_job_round_trip_keeps_the_typed_scenario():
+    scen = Scenario(name="q", path="q.yaml", sha256="x", text="", iterations=7, concurrency=(1, 2))
+    job = Job(run_id="r", node="n", scenario=scen, heartbeat_s=2.5)
+    back = Job.decode(job.encode())
+    assert back == job and back.scen.concurrency == (1, 2)
+    with pytest.raises(ValueError, match="job.scenario.iterations"):
+        Job.decode(job.encode().replace('"iterations": 7', '"iterations": "7"'))
+    with pytest.raises(ValueError, match="unknown field"):
+        Job.decode(json.dumps({**json.loads(job.encode()), "extra": 1}))
+    assert dataclasses.replace(job, mode="check").mode == "check"
