@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.controller import stats
+
 GROUPS = {"daemon": "daemons", "shim": "shims", "pause": "pods", "workload": "pods"}
 MB = 1e6
 
@@ -47,15 +49,16 @@ def slope_ci(x: np.ndarray, y: np.ndarray, rounds: int = 4000, seed: int = 0) ->
     if len(np.unique(x)) < 2:
         return float("nan"), float("nan"), float("nan"), float("nan")
     slope, intercept = np.polyfit(x, y, 1)
-    rng = np.random.default_rng(seed)
-    slopes = []
-    for _ in range(rounds):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) < 2:
-            continue
-        slopes.append(np.polyfit(x[idx], y[idx], 1)[0])
-    lo, hi = np.percentile(slopes, [2.5, 97.5])
-    return float(slope), float(lo), float(hi), float(intercept)
+
+    def slopes(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        # Least-squares slope of every resample at once; a resample with one distinct x has none (NaN).
+        dx = xs - xs.mean(axis=1, keepdims=True)
+        sxx = (dx * dx).sum(axis=1)
+        sxy = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1)
+        return np.asarray(np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), np.nan))
+
+    lo, hi = stats.bootstrap_ci(slopes, x, y, rounds=rounds, seed=seed, paired=True)
+    return float(slope), lo, hi, float(intercept)
 
 
 def overhead(memory: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.controller import stats
 from bench.ops import PARTS
 from bench.stacks import kind_of
 
@@ -129,17 +130,16 @@ def per_lifecycle_ms(samples: pd.DataFrame, ops: tuple[str, ...]) -> np.ndarray:
 def bootstrap_median_diff(
     a: np.ndarray, b: np.ndarray, confidence: float = 0.95, rounds: int = 4000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """median(a) - median(b) with a percentile-bootstrap confidence interval."""
-    rng = np.random.default_rng(seed)
-    ra = np.median(rng.choice(a, size=(rounds, len(a)), replace=True), axis=1)
-    rb = np.median(rng.choice(b, size=(rounds, len(b)), replace=True), axis=1)
-    diffs = ra - rb
-    tail = (1 - confidence) / 2 * 100
-    return (
-        float(np.median(a) - np.median(b)),
-        float(np.percentile(diffs, tail)),
-        float(np.percentile(diffs, 100 - tail)),
+    """median(a) - median(b) with a percentile-bootstrap confidence interval (each side resampled on its own)."""
+    lo, hi = stats.bootstrap_ci(
+        lambda da, db: np.median(da, axis=1) - np.median(db, axis=1),
+        a,
+        b,
+        confidence=confidence,
+        rounds=rounds,
+        seed=seed,
     )
+    return (float(np.median(a) - np.median(b)), lo, hi)
 
 
 def level_samples(samples: pd.DataFrame, stack: str, handler: str, level: str) -> pd.DataFrame:

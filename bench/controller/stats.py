@@ -27,7 +27,7 @@ bounds are left missing.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,22 +52,61 @@ def binom_cdf(k: int, n: int, q: float) -> float:
     return min(1.0, sum(math.exp(_log_binom_pmf(i, n, q)) for i in range(k + 1)))
 
 
+def binom_cdfs(n: int, q: float) -> np.ndarray:
+    """P(B <= k) for every k in 0..n, B ~ Binomial(n, q): one pass over the log pmf, O(n)."""
+    k = np.arange(n + 1)
+    log_pmf = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in range(n + 1)])
+        + k * math.log(q)
+        + (n - k) * math.log1p(-q)
+    )
+    cdf: np.ndarray = np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
+    return cdf
+
+
 def quantile_ci(values: Sequence[float] | np.ndarray, q: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free confidence interval of the q-quantile (NaN where n is too small)."""
+    """Distribution-free confidence interval of the q-quantile (NaN where n is too small).
+
+    The k-th order statistic is the lower bound for the largest k with P(B < k) <= alpha/2, the
+    upper bound for the smallest k with P(B < k) >= 1 - alpha/2 (B ~ Binomial(n, q))."""
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
     if n == 0 or not 0 < q < 1:
         return (math.nan, math.nan)
     alpha = 1 - confidence
-    lo = hi = math.nan
-    cdf = [binom_cdf(k - 1, n, q) for k in range(1, n + 2)]  # cdf[k-1] = P(B < k)
-    lows = [k for k in range(1, n + 1) if cdf[k - 1] <= alpha / 2]
-    if lows:
-        lo = float(x[max(lows) - 1])
-    highs = [k for k in range(1, n + 1) if cdf[k - 1] >= 1 - alpha / 2]
-    if highs:
-        hi = float(x[min(highs) - 1])
+    below = binom_cdfs(n, q)[:n]  # below[k-1] = P(B < k) = P(B <= k-1), k = 1..n
+    lows = np.flatnonzero(below <= alpha / 2)
+    highs = np.flatnonzero(below >= 1 - alpha / 2)
+    lo = float(x[lows[-1]]) if len(lows) else math.nan
+    hi = float(x[highs[0]]) if len(highs) else math.nan
     return (lo, hi)
+
+
+def bootstrap_ci(
+    statistic: Callable[..., np.ndarray],
+    *groups: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    rounds: int = 4000,
+    seed: int = 0,
+    paired: bool = False,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of `statistic` over `groups`: the one resampler of hopbench.
+
+    Each group is resampled with replacement `rounds` times at once (each on its own, or with the
+    same indices when `paired`, for (x, y) points); `statistic` gets one (rounds, n) array per
+    group and returns one value per round (NaN rounds are left out)."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    if paired:
+        idx = rng.integers(0, len(arrays[0]), size=(rounds, len(arrays[0])))
+        draws = [a[idx] for a in arrays]
+    else:
+        draws = [a[rng.integers(0, len(a), size=(rounds, len(a)))] for a in arrays]
+    values = statistic(*draws)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(values, [tail, 100 - tail])
+    return (float(lo), float(hi))
 
 
 def bootstrap_percentile_ci(
@@ -77,11 +116,7 @@ def bootstrap_percentile_ci(
     x = np.asarray(values, dtype=float)
     if len(x) == 0 or len(x) * (1 - q / 100) < 5:
         return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    stats_ = np.percentile(rng.choice(x, size=(rounds, len(x)), replace=True), q, axis=1)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(stats_, [tail, 100 - tail])
-    return (float(lo), float(hi))
+    return bootstrap_ci(lambda d: np.percentile(d, q, axis=1), x, confidence=confidence, rounds=rounds, seed=seed)
 
 
 def summarize(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -128,13 +163,13 @@ def ratio_of_medians(
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
         return (math.nan, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    ma = np.median(rng.choice(xa, size=(rounds, len(xa)), replace=True), axis=1)
-    mb = np.median(rng.choice(xb, size=(rounds, len(xb)), replace=True), axis=1)
-    ratios = mb / np.where(ma > 0, ma, np.nan)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
-    return (float(np.median(xb) / np.median(xa)), float(lo), float(hi))
+
+    def ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        ma = np.median(da, axis=1)
+        return np.asarray(np.median(db, axis=1) / np.where(ma > 0, ma, np.nan))
+
+    lo, hi = bootstrap_ci(ratio, xa, xb, confidence=confidence, rounds=rounds, seed=seed)
+    return (float(np.median(xb) / np.median(xa)), lo, hi)
 
 
 def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
