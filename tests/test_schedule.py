@@ -250,3 +250,12 @@ def test_job_round_trip_keeps_the_typed_scenario():
     with pytest.raises(ValueError, match="unknown field"):
         Job.decode(json.dumps({**json.loads(job.encode()), "extra": 1}))
     assert dataclasses.replace(job, mode="check").mode == "check"
+
+
+def test_a_level_without_lifecycles_raises_unsupported_op_never_a_zero(tmp_path):
+    from bench.node.levels import UnsupportedOp
+    from bench.node.levels.cli import CliLevel
+
+    ctx, _ = make_ctx(tmp_path, [], levels=("cli",))
+    with pytest.raises(UnsupportedOp), CliLevel.open(None, ctx) as level:
+        level.lifecycle(Turn(0))

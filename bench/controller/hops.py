@@ -36,7 +36,7 @@ StopContainer returns once the process has exited; the runtime's `kill` returns 
 signal is sent: the wait for the exit is part of the hop above the runtime.
 
 What the levels below CRI run is the same image and workload, but not the same OCI spec: the
-engine level sends the host config cri-dockerd sends (bench/levels/engine.py), while the
+engine level sends the host config cri-dockerd sends (bench/node/levels/engine.py), while the
 containerd and oci levels use hopbench's minimal spec (bench.node.ociprobe.spec: no seccomp filter,
 as kubelet's Unconfined; fewer mounts, no capability list, no pod cgroup parent). A hop cost
 into those levels therefore also holds what the stack's fuller spec costs the runtime. The

@@ -29,7 +29,7 @@ from bench.messages import Artifact, Error, Lifecycle, PlanAdd, Tool
 from bench.node import hyperfine, kubelet, ociprobe
 from bench.node.cri import CriClient, remove_pod_files
 from bench.node.hyperfine import Benchmark
-from bench.node.levels import Context, Level, Outcome, Target, Timed, Turn
+from bench.node.levels import Context, Level, Outcome, Target, Timed, Turn, UnsupportedOp
 from bench.node.schedule import sample as schedule_sample
 from bench.node.targets import sweep_pods
 from bench.scenario import Scenario
@@ -180,7 +180,7 @@ class CliLevel(Level):
         return self.commands
 
     def lifecycle(self, turn: Turn) -> Outcome:
-        raise NotImplementedError("level cli times whole commands with hyperfine; it has no lifecycle of its own")
+        raise UnsupportedOp("level cli times whole commands with hyperfine; it has no lifecycle of its own")
 
     def run(self, schedule: Any) -> None:
         """Time each command with hyperfine."""

@@ -15,7 +15,7 @@ from typing import Any
 from bench.messages import Check, Error, Info, Lifecycle, Memory, SamplerStats, Warning
 from bench.node import memory
 from bench.node.cri import CheckFailed, remove_pod_files
-from bench.node.levels import Context, Level, Outcome, StopLifecycle, Target, Timed, Turn, need_stack
+from bench.node.levels import Context, Level, Outcome, StopLifecycle, Target, Timed, Turn, UnsupportedOp, need_stack
 from bench.node.levels.cri import CriLevel
 from bench.node.schedule import sample
 from bench.scenario import Scenario
@@ -58,7 +58,7 @@ class DensityLevel(CriLevel):
             return ""
 
     def lifecycle(self, turn: Turn) -> Outcome:
-        raise NotImplementedError("level density fills the node; it has no lifecycle of its own")
+        raise UnsupportedOp("level density fills the node with pods that keep running; it has no lifecycle of its own")
 
     def run(self, schedule: Callable[[Level], None]) -> None:
         ctx, dens = self.ctx, self.ctx.scen.density

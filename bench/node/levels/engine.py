@@ -4,7 +4,7 @@ What cri-dockerd asks dockerd for, without cri-dockerd: a pod is a pause contain
 (network "none": cri-dockerd sets the pod network up itself through CNI, so no network
 happens at this level) and the workload container joining its network and IPC
 namespaces. The host configs are the ones cri-dockerd derives from the kubelet requests of
-bench/kubelet.py (read back from dockerd with `docker inspect`): pod cgroup parent, CPU
+bench/node/kubelet.py (read back from dockerd with `docker inspect`): pod cgroup parent, CPU
 shares 2, oom_score_adj -998 for the pause container and 1000 for the BestEffort workload,
 no-new-privileges on the pause container, seccomp unconfined on the workload, the pod's
 /etc/hosts and termination-log bind mounts, 64 MiB /dev/shm. Leaving one out changes the
