@@ -8,7 +8,10 @@ module, version and build settings, so a second run (or a second clone) skips th
 A module whose go.mod has replace directives cannot be built by `go install
 module@version`. So the build happens in a throwaway main module of ours that requires
 the target module and repeats its replace lines; `go build` then builds the target's
-package from the module cache.
+package from the module cache. A replacement by a relative path points into the target's
+own tree, which its module zip does not hold; k8s.io/kubernetes replaces each of its staging
+modules (k8s.io/api, k8s.io/kubelet, ...) so, and with --staging-version those become the
+published releases of the same staging modules (v0.36.3 for kubernetes v1.36.3).
 
 Prints one JSON object: changed (built now), path (the cached binary), version.
 Standard library only: it runs on the node.
@@ -26,8 +29,11 @@ import sys
 import tempfile
 
 
-def replaces(gomod: str) -> list[str]:
-    """The replace directives of a go.mod, one 'old [v] => new [v]' string each."""
+def replaces(gomod: str, staging_version: str = "", staging_prefix: str = "") -> list[str]:
+    """The replace directives of a go.mod, one 'old [v] => new [v]' string each. A relative one
+    becomes `old => old staging_version` when a staging version is given and old starts with
+    `staging_prefix`; the others are left out (etcd also replaces modules it forbids by paths
+    that do not exist)."""
     found: list[str] = []
     block = False
     for raw in gomod.splitlines():
@@ -41,8 +47,14 @@ def replaces(gomod: str) -> list[str]:
             block = True
         elif line.startswith("replace ") and "=>" in line:
             found.append(line[len("replace ") :].strip())
-    # A relative replacement (./x) points into the target's own tree, which is not ours.
-    return [r for r in found if not r.split("=>", 1)[1].strip().startswith(".")]
+    out = []
+    for r in found:
+        old, new = (s.strip() for s in r.split("=>", 1))
+        if not new.startswith("."):
+            out.append(r)
+        elif staging_version and old.startswith(staging_prefix):
+            out.append(f"{old.split()[0]} => {old.split()[0]} {staging_version}")
+    return out
 
 
 def go_directive(gomod: str) -> str:
@@ -70,6 +82,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--go", default="go")
     p.add_argument("--tags", default="")
     p.add_argument("--ldflags", default="-s -w")
+    p.add_argument(
+        "--staging-version",
+        default="",
+        help="version of the published modules that replace the target's relative (staging) replacements",
+    )
+    p.add_argument("--staging-prefix", default="", help="only relative replacements of modules with this prefix")
     p.add_argument("--cgo", choices=["0", "1"], default="0")
     p.add_argument(
         "--test-binary",
@@ -80,6 +98,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     fields = [args.module, args.version, args.package, args.tags, args.ldflags, args.cgo]
+    if args.staging_version:
+        fields.append(f"staging={args.staging_prefix}{args.staging_version}")
     test_binary = args.test_binary == "1"
     settings = json.dumps([*fields, "test"] if test_binary else fields)
     key = hashlib.sha256(settings.encode()).hexdigest()[:12]
@@ -107,7 +127,7 @@ def main(argv: list[str]) -> int:
         with open(info["GoMod"]) as fh:
             dep_mod = fh.read()
         lines = [f"module hopbench.local/build/{args.name}", "", f"go {go_directive(dep_mod)}", ""]
-        reps = replaces(dep_mod)
+        reps = replaces(dep_mod, args.staging_version, args.staging_prefix)
         if reps:
             lines += ["replace (", *[f"\t{r}" for r in reps], ")", ""]
         with open(os.path.join(work, "go.mod"), "w") as fh:
