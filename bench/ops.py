@@ -43,6 +43,9 @@ CONTAINERD_LIFECYCLE_OPS = (
     "ContainerDelete",
 )
 
+# One static pod through a standalone kubelet, phase by phase (bench.node.levels.kube).
+KUBE_LIFECYCLE_OPS = ("SandboxReady", "PodReady", "PodDelete")
+
 # The OCI runtime binary's commands for one container (bench.node.levels.oci).
 OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")
 

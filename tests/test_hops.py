@@ -126,3 +126,16 @@ def test_split_table_medians_and_the_add_up_check():
     assert stop["sum of parts (ms)"] == pytest.approx(58)
     assert stop["gap %"] == pytest.approx(100 * (58 - 32) / 32)
     assert not bool(stop["adds up"])
+
+
+def test_the_kubelet_hop_is_pod_start_through_kube_minus_the_cri_start_ops():
+    n = 20
+    data = []
+    for op, ms in (("RunPodSandbox", 100.0), ("CreateContainer", 10.0), ("StartContainer", 50.0)):
+        data += rows("containerd@2.4.2", "runc", "cri", op, [ms] * n)
+    data += rows("containerd@2.4.2", "runc", "kube", "SandboxReady", [150.0] * n)
+    data += rows("containerd@2.4.2", "runc", "kube", "PodReady", [70.0] * n)
+    table = differential(pd.DataFrame(data))
+    (row,) = table[table["cri op"] == "pod start"].to_dict("records")
+    assert row["hop"] == "kubelet" and row["hop cost (ms)"] == pytest.approx(60.0)
+    assert row["upper"] == "kube: SandboxReady + PodReady"

@@ -259,3 +259,29 @@ def test_a_level_without_lifecycles_raises_unsupported_op_never_a_zero(tmp_path)
     ctx, _ = make_ctx(tmp_path, [], levels=("cli",))
     with pytest.raises(UnsupportedOp), CliLevel.open(None, ctx) as level:
         level.lifecycle(Turn(0))
+
+
+def test_the_kubelet_config_is_loopback_only_and_refuses_cgroup_v1_only_where_the_node_has_v2(tmp_path):
+    from bench.node.levels.kube import config
+
+    stack = make_target().stack
+    assert stack is not None
+    conf = config(stack, tmp_path / "root", 10350, 10348, "/hopbench-kube-x", cgroup_v1=True)
+    assert conf["failCgroupV1"] is False and conf["cgroupRoot"] == "/hopbench-kube-x"
+    assert conf["address"] == conf["healthzBindAddress"] == "127.0.0.1" and conf["readOnlyPort"] == 0
+    assert conf["containerRuntimeEndpoint"] == stack.cri_endpoint
+    assert conf["authorization"] == {"mode": "AlwaysAllow"} and conf["imageGCHighThresholdPercent"] == 100
+    assert config(stack, tmp_path / "root", 1, 2, "/x", cgroup_v1=False)["failCgroupV1"] is True
+
+
+def test_level_kube_applies_to_the_default_handler_of_a_stack_with_a_kubelet(tmp_path):
+    from bench.node.levels.kube import KubeLevel
+
+    (tmp_path / "stacks").mkdir()
+    runc, crun = make_target(), make_target(handler="crun")
+    for t in (runc, crun):
+        object.__setattr__(t.stack, "description_path", str(tmp_path / "stacks" / "containerd.json"))
+    assert "hopbench provision --playbook kube.yml" in KubeLevel.applies(runc)
+    (tmp_path / "kube.json").write_text("{}")
+    assert KubeLevel.applies(runc) == ""
+    assert "no RuntimeClass" in KubeLevel.applies(crun)

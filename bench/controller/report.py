@@ -189,7 +189,7 @@ class Analysis:
 
 def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
     levels = set(samples["level"]) if not samples.empty else set()
-    has_lower = "cri" in levels and bool(levels & {"engine", "containerd", "oci"})
+    has_lower = "cri" in levels and bool(levels & {"kube", "engine", "containerd", "oci"})
     splits = load_splits(run_dir)
     memory = load_memory(run_dir)
     return Analysis(
@@ -358,7 +358,7 @@ def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[Section]:
     """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
     out: list[Section] = []
     levels = set(samples["level"]) if not samples.empty else set()
-    if "cri" in levels and levels & {"engine", "containerd", "oci"}:
+    if "cri" in levels and levels & {"kube", "engine", "containerd", "oci"}:
         lat = hops.latencies(samples)
         if not lat.empty:
             wide = lat.pivot_table(index=["target", "cri op"], columns="level", values="p50 (ms)", sort=False)

@@ -52,6 +52,7 @@ REGISTRY: dict[str, str] = {
     "engine": "bench.node.levels.engine:EngineLevel",
     "containerd": "bench.node.levels.containerd:ContainerdLevel",
     "density": "bench.node.levels.density:DensityLevel",
+    "kube": "bench.node.levels.kube:KubeLevel",
     "oci": "bench.node.levels.oci:OciLevel",
     "cli": "bench.node.levels.cli:CliLevel",
 }
