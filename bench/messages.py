@@ -224,10 +224,9 @@ class Error(Event):
 
 
 @dataclass(frozen=True)
-class Split(Event):
-    """One CRI op of level split cut into parts (ns); the parts sum to duration_ns."""
+class Traced(Event):
+    """Where a traced lifecycle of level split ran: the fields Split and Call share."""
 
-    kind: ClassVar[str] = "split"
     run_id: str
     node: str
     stack: str
@@ -236,6 +235,13 @@ class Split(Event):
     concurrency: int
     worker: int
     warmup: bool
+
+
+@dataclass(frozen=True)
+class Split(Traced):
+    """One CRI op of level split cut into parts (ns); the parts sum to duration_ns."""
+
+    kind: ClassVar[str] = "split"
     op: str
     start_ns: int
     duration_ns: int
@@ -248,18 +254,10 @@ class Split(Event):
 
 
 @dataclass(frozen=True)
-class Call(Event):
+class Call(Traced):
     """One runtime or CNI call the wrapper recorded during a level-split lifecycle."""
 
     kind: ClassVar[str] = "call"
-    run_id: str
-    node: str
-    stack: str
-    handler: str
-    iteration: int
-    concurrency: int
-    worker: int
-    warmup: bool
     op: str
     call_kind: str
     command: str
