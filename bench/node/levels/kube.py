@@ -29,7 +29,6 @@ CRI op, kubelet_pod_start_sli_duration_seconds) is scraped from its metrics befo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -56,7 +55,6 @@ from bench.ops import KUBE_LIFECYCLE_OPS
 POLL_S = 0.01
 # A container waiting for one of these will not start by waiting longer: the lifecycle fails at once.
 FATAL_WAITING = ("CreateContainerError", "CreateContainerConfigError", "ErrImageNeverPull", "RunContainerError")
-PR_SET_PDEATHSIG = 1
 VAR_LIB_KUBELET = "/var/lib/kubelet"
 
 
@@ -76,9 +74,11 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # In the child before exec: SIGTERM when the agent goes away, however it goes.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """argv run so that it gets SIGTERM when the agent goes away, however it goes: util-linux's
+    setpriv sets the parent-death signal and execs it (no Python code between fork and exec)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def config(
@@ -203,7 +203,7 @@ class KubeLevel(Level):
         argv += ["--cert-dir", str(self.root / "pki"), "--hostname-override", self.node_name, "--v=1"]
         log = open(self.dir / "kubelet.log", "wb")  # noqa: SIM115 - the kubelet writes it while it runs
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, preexec_fn=_die_with_parent
+            with_parent_death_signal(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
         log.close()
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
