@@ -66,8 +66,6 @@ STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
 # The levels a scenario may name: the registry of bench.node.levels, in the order a target runs them.
 LEVELS = tuple(REGISTRY)
-# Levels with a place in the design but no driver in this build, and why.
-PLANNED_LEVELS: dict[str, str] = {}
 
 
 class ScenarioError(InputError):
@@ -273,10 +271,6 @@ def load_scenario(path: str | Path) -> Scenario:
     if not levels:
         raise ScenarioError(path, "levels", f"a non-empty list among {', '.join(LEVELS)}", [])
     for i, level in enumerate(levels):
-        if level in PLANNED_LEVELS:
-            raise ScenarioError(
-                path, f"levels[{i}]", f"a level among {', '.join(LEVELS)} ({PLANNED_LEVELS[level]})", level
-            )
         if level not in LEVELS:
             raise ScenarioError(path, f"levels[{i}]", f"a level among {', '.join(LEVELS)}", level)
 

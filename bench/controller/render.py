@@ -91,7 +91,7 @@ def inline_html(text: str) -> markupsafe.Markup:
     return markupsafe.Markup("").join(out)
 
 
-def cell(value: Any, digits: int) -> str:
+def cell(value: Any, digits: int = 1) -> str:
     """One table cell as text: floats with `digits`, missing values as an en dash."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"

@@ -23,15 +23,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.controller import density, hops, stats, upgrade  # noqa: E402
-from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, to_html, to_markdown  # noqa: E402
+from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.ops import PARTS, POD_START_OPS  # noqa: E402
-
-
-def _fmt(x: Any, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "–"
-    return f"{x:.{digits}f}"
 
 
 def _png(fig: Any) -> str:
@@ -235,7 +229,7 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     s["target"] = s["stack"] + "/" + s["handler"]
     if s["node"].nunique() > 1:
         s["target"] = s["node"] + " " + s["target"]
-    s["cell"] = [f"{r.p50_ms:.1f} [{_fmt(r.p50_lo_ms)}, {_fmt(r.p50_hi_ms)}]" if r.n else "–" for r in s.itertuples()]
+    s["cell"] = [f"{r.p50_ms:.1f} [{cell(r.p50_lo_ms)}, {cell(r.p50_hi_ms)}]" if r.n else "–" for r in s.itertuples()]
     wide = s.pivot_table(index="op", columns="target", values="cell", aggfunc="first")
     order = stats.op_order(list(wide.index))
     return wide.loc[order].reset_index().rename(columns={"op": f"op ({level}, p50 ms [95% CI])"})
@@ -268,7 +262,7 @@ def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary.assign(_o=summary["op"].map(order)).sort_values(["stack", "handler", "level", "concurrency", "_o"])
     nan = pd.Series(np.nan, index=s.index)
     lo, hi = s.get("p50_lo_ms", nan), s.get("p50_hi_ms", nan)
-    ci = [f"{_fmt(a)} – {_fmt(b)}" for a, b in zip(lo, hi, strict=True)]
+    ci = [f"{cell(a)} – {cell(b)}" for a, b in zip(lo, hi, strict=True)]
     return pd.DataFrame(
         {
             "target": s["stack"] + "/" + s["handler"],

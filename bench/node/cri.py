@@ -138,10 +138,16 @@ def remove_pod_files(pod: kubelet.Pod) -> None:
     """Remove what kubelet would remove after a pod: its log dir, state dir and cgroups."""
     shutil.rmtree(pod.log_directory, ignore_errors=True)
     shutil.rmtree(pod.state_directory, ignore_errors=True)
+    remove_cgroup_tree(pod.cgroup_parent)
+
+
+def remove_cgroup_tree(path: str) -> None:
+    """Remove cgroup `path` and the cgroups below it, deepest first, in every hierarchy; one
+    that still holds a process stays."""
     root = Path("/sys/fs/cgroup")
     if root.is_dir():
         for hierarchy in root.iterdir():
-            target = hierarchy / pod.cgroup_parent.lstrip("/")
+            target = hierarchy / path.lstrip("/")
             if target.is_dir():
                 for sub in sorted(target.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                     with contextlib.suppress(OSError):  # not empty: a process still in it

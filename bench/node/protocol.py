@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from bench import __version__, messages
+from bench import __version__, messages, stacks
 from bench.errors import ComponentError
 from bench.messages import Done, Error, Event, Heartbeat, Hello, Job, Meta, MetaEnd, Warning
 from bench.node import kubelet, nodeinfo, schedule, targets
@@ -101,7 +101,7 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
         return
     with node_lock(job.lock_path):
         emit(Meta(node=nodeinfo.collect()))
-        found = targets.discover(job.stacks_dir)
+        found = stacks.discover(job.stacks_dir)
         available = targets.resolve(job, found, emit)
         if job.mode == "targets":
             return

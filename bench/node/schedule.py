@@ -41,8 +41,8 @@ def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[U
     """The scenario's levels on the node's available targets, in the registry's order per target;
     per-handler levels (oci) after them, per-node levels (cli) last. Emits the plan."""
     scen = ctx.scen
-    classes = registry or {name: load(name) for name in REGISTRY if name in scen.levels}
-    classes = {n: c for n, c in classes.items() if n in scen.levels}
+    known = registry or {name: load(name) for name in REGISTRY if name in scen.levels}
+    classes = {n: c for n, c in known.items() if n in scen.levels}
     units: list[Unit] = []
     for target in ctx.targets:
         for cls in classes.values():

@@ -19,10 +19,6 @@ from bench.node.levels import Emit, Target
 from bench.scenario import HANDLERS
 
 
-def discover(stacks_dir: str) -> list[stacks.Stack]:
-    return stacks.discover(stacks_dir)
-
-
 def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict[str, str]]:
     """Is the stack usable now? (available, reason, component versions)."""
     versions: dict[str, str] = {}

@@ -28,12 +28,12 @@ class CriLevel(Level):
 
     def __init__(self, target: Target, ctx: Context) -> None:
         self.target, self.ctx, self.pair = target, ctx, target.name
-        _, stack = need_stack(target, self.name)
+        _, self.stack = need_stack(target, self.name)
         self.handler = target.handler
         self.run_id = ctx.job.run_id
         self.workload = ctx.scen.workload
-        self.client = CriClient(stack.cri_endpoint, ctx.scen.timeout_s)
-        self.image_ref = stack.workload_image
+        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
+        self.image_ref = self.stack.workload_image
         self.image_id = self.client.image_id(self.image_ref)
         self.live: dict[str, kubelet.Pod] = {}
         self.lock = threading.Lock()

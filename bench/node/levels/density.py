@@ -15,7 +15,7 @@ from typing import Any
 from bench.messages import Check, Error, Info, Lifecycle, Memory, SamplerStats, Warning
 from bench.node import memory
 from bench.node.cri import CheckFailed, remove_pod_files
-from bench.node.levels import Context, Level, Outcome, StopLifecycle, Target, Timed, Turn, UnsupportedOp, need_stack
+from bench.node.levels import Level, Outcome, StopLifecycle, Timed, Turn, UnsupportedOp
 from bench.node.levels.cri import CriLevel
 from bench.node.schedule import sample
 from bench.scenario import Scenario
@@ -23,10 +23,6 @@ from bench.scenario import Scenario
 
 class DensityLevel(CriLevel):
     name = "density"
-
-    def __init__(self, target: Target, ctx: Context) -> None:
-        super().__init__(target, ctx)
-        _, self.stack = need_stack(target, self.name)
 
     @classmethod
     def planned(cls, scen: Scenario) -> int:

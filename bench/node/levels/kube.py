@@ -48,7 +48,7 @@ from bench import stacks
 from bench.errors import ComponentError
 from bench.messages import Artifact, Info
 from bench.node import kubelet, nodeinfo
-from bench.node.cri import CriClient
+from bench.node.cri import CriClient, remove_cgroup_tree
 from bench.node.levels import READY_MARK, Context, Level, Outcome, Target, Timed, Turn, need_stack
 from bench.ops import KUBE_LIFECYCLE_OPS
 
@@ -380,10 +380,7 @@ class KubeLevel(Level):
             self._remove_pods()
             self._unmount()
             shutil.rmtree(self.dir, ignore_errors=True)
-            for d in self._cgroup_dirs():
-                for sub in sorted(d.glob("**/"), key=lambda p: len(p.parts), reverse=True) if d.is_dir() else []:
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
+            remove_cgroup_tree(self.cgroup_root)
             self.pidfile.unlink(missing_ok=True)
             self.cri.close()
             if self.made_var_lib:
