@@ -309,6 +309,18 @@ class Tool(Event):
 
 
 @dataclass(frozen=True)
+class Setting(Event):
+    """A setting a level chose for this node (not the scenario's), kept in meta.json under
+    settings[target][name]: e.g. the kubelet's failCgroupV1 on a cgroup v1 node."""
+
+    kind: ClassVar[str] = "setting"
+    target: str
+    name: str
+    value: Any
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class MetaEnd(Event):
     kind: ClassVar[str] = "meta_end"
     clock: dict[str, Any]

@@ -43,8 +43,14 @@ CONTAINERD_LIFECYCLE_OPS = (
     "ContainerDelete",
 )
 
-# One static pod through a standalone kubelet, phase by phase (bench.node.levels.kube).
-KUBE_LIFECYCLE_OPS = ("SandboxReady", "PodReady", "PodDelete")
+# One pod through the API server, scheduler and kubelet, phase by phase as a watch sees it
+# (bench.node.levels.kube).
+KUBE_LIFECYCLE_OPS = ("PodScheduled", "SandboxReady", "PodReady", "PodDelete")
+# One static pod through a standalone kubelet, phase by phase (bench.node.levels.kubelet).
+KUBELET_LIFECYCLE_OPS = ("SandboxReady", "PodReady", "PodDelete")
+# The same static pod through a kubelet 1.23 with its in-tree dockershim, which has no sandbox
+# condition to observe (bench.node.levels.kubelet.DockershimLevel).
+DOCKERSHIM_LIFECYCLE_OPS = ("PodReady", "PodDelete")
 
 # The OCI runtime binary's commands for one container (bench.node.levels.oci).
 OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")

@@ -128,14 +128,31 @@ def test_split_table_medians_and_the_add_up_check():
     assert not bool(stop["adds up"])
 
 
-def test_the_kubelet_hop_is_pod_start_through_kube_minus_the_cri_start_ops():
+def test_pod_start_hops_run_api_path_then_kubelet_then_cri():
     n = 20
     data = []
     for op, ms in (("RunPodSandbox", 100.0), ("CreateContainer", 10.0), ("StartContainer", 50.0)):
         data += rows("containerd@2.4.2", "runc", "cri", op, [ms] * n)
-    data += rows("containerd@2.4.2", "runc", "kube", "SandboxReady", [150.0] * n)
-    data += rows("containerd@2.4.2", "runc", "kube", "PodReady", [70.0] * n)
+    data += rows("containerd@2.4.2", "runc", "kubelet", "SandboxReady", [150.0] * n)
+    data += rows("containerd@2.4.2", "runc", "kubelet", "PodReady", [70.0] * n)
+    for op, ms in (("PodScheduled", 15.0), ("SandboxReady", 180.0), ("PodReady", 75.0)):
+        data += rows("containerd@2.4.2", "runc", "kube", op, [ms] * n)
+    table = differential(pd.DataFrame(data))
+    start = table[table["cri op"] == "pod start"].set_index("hop")
+    assert list(start.index) == ["API server + scheduler", "kubelet"]
+    assert start.loc["API server + scheduler", "hop cost (ms)"] == pytest.approx(270.0 - 220.0)
+    assert start.loc["kubelet", "hop cost (ms)"] == pytest.approx(60.0)
+    assert start.loc["kubelet", "upper"] == "kubelet: SandboxReady + PodReady"
+    assert start.loc["API server + scheduler", "upper"] == "kube: PodScheduled + SandboxReady + PodReady"
+
+
+def test_without_level_kubelet_the_kube_hop_is_control_plane_and_kubelet():
+    n = 20
+    data = []
+    for op, ms in (("RunPodSandbox", 100.0), ("CreateContainer", 10.0), ("StartContainer", 50.0)):
+        data += rows("docker@29.8.1-dev", "runc", "cri", op, [ms] * n)
+    for op, ms in (("PodScheduled", 15.0), ("SandboxReady", 180.0), ("PodReady", 75.0)):
+        data += rows("docker@29.8.1-dev", "runc", "kube", op, [ms] * n)
     table = differential(pd.DataFrame(data))
     (row,) = table[table["cri op"] == "pod start"].to_dict("records")
-    assert row["hop"] == "kubelet" and row["hop cost (ms)"] == pytest.approx(60.0)
-    assert row["upper"] == "kube: SandboxReady + PodReady"
+    assert row["hop"] == "control plane + kubelet" and row["hop cost (ms)"] == pytest.approx(110.0)

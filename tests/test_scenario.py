@@ -55,7 +55,11 @@ def test_good_scenario_fields(tmp_path):
         ("targets: [containerd@/runc]", "targets[0]", "STACK@VERSION/HANDLER"),
         ("targets: ['containerd@1 6/runc']", "targets[0]", "VERSION: letters, digits"),
         ("targets: [podman@1.0/runc]", "targets[0]", "a stack among"),
-        ("levels: [engines]", "levels[0]", "a level among cri, split, engine, containerd, density, kube, oci, cli"),
+        (
+            "levels: [engines]",
+            "levels[0]",
+            "a level among cri, split, engine, containerd, density, kube, kubelet, oci, cli",
+        ),
         ("timeout_s: -1", "timeout_s", "a positive, finite number"),
         ("iteration: 3", "iteration", "unknown field"),
         ("workload: {cmd: [x]}", "workload.cmd", "unknown field"),

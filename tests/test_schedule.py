@@ -262,7 +262,7 @@ def test_a_level_without_lifecycles_raises_unsupported_op_never_a_zero(tmp_path)
 
 
 def test_the_kubelet_config_is_loopback_only_and_refuses_cgroup_v1_only_where_the_node_has_v2(tmp_path):
-    from bench.node.levels.kube import config
+    from bench.node.kubeletd import config
 
     stack = make_target().stack
     assert stack is not None
@@ -274,14 +274,20 @@ def test_the_kubelet_config_is_loopback_only_and_refuses_cgroup_v1_only_where_th
     assert config(stack, tmp_path / "root", 1, 2, "/x", cgroup_v1=False)["failCgroupV1"] is True
 
 
-def test_level_kube_applies_to_the_default_handler_of_a_stack_with_a_kubelet(tmp_path):
+def test_levels_kube_and_kubelet_apply_to_the_default_handler_of_a_stack_with_what_they_need(tmp_path):
     from bench.node.levels.kube import KubeLevel
+    from bench.node.levels.kubelet import KubeletLevel
 
     (tmp_path / "stacks").mkdir()
     runc, crun = make_target(), make_target(handler="crun")
     for t in (runc, crun):
         object.__setattr__(t.stack, "description_path", str(tmp_path / "stacks" / "containerd.json"))
-    assert "hopbench provision --playbook kube.yml" in KubeLevel.applies(runc)
+    for level in (KubeLevel, KubeletLevel):
+        assert "hopbench provision --playbook kube.yml" in level.applies(runc)
     (tmp_path / "kube.json").write_text("{}")
+    assert KubeletLevel.applies(runc) == ""
+    # Level kube also needs the control plane.
+    assert "control plane" in KubeLevel.applies(runc)
+    (tmp_path / "control-plane.json").write_text("{}")
     assert KubeLevel.applies(runc) == ""
-    assert "no RuntimeClass" in KubeLevel.applies(crun)
+    assert "no RuntimeClass" in KubeLevel.applies(crun) and "no RuntimeClass" in KubeletLevel.applies(crun)

@@ -58,15 +58,23 @@ from bench.controller import stats
 from bench.ops import PARTS
 from bench.stacks import kind_of
 
-LEVEL_ORDER = ("kube", "cri", "engine", "containerd", "oci")
+LEVEL_ORDER = ("kube", "kubelet", "cri", "engine", "containerd", "oci")
 
-# Level kube times phases of a whole pod, not CRI calls: its pod start (sandbox ready, then
-# containers running and Ready) is what kubelet asks RunPodSandbox, CreateContainer and
-# StartContainer for; its deletion (until the runtime has no ready sandbox) is StopContainer and
-# StopPodSandbox. The difference is the kubelet hop (its sync loop, status manager, the poll).
+# Levels kube and kubelet time phases of a whole pod, not CRI calls. Level kube's pod start
+# (create request -> scheduled -> sandbox ready -> containers running and Ready, seen by a
+# watch) and level kubelet's (manifest written -> sandbox ready -> Ready, polled) are what
+# kubelet asks RunPodSandbox, CreateContainer and StartContainer for; a deletion (until the
+# pod is gone from the API, or the runtime has no ready sandbox of a static pod) is
+# StopContainer and StopPodSandbox. kube - kubelet is the API path (API server, scheduler, the
+# kubelet's API source and its status writes); kubelet - cri is the kubelet itself (sync loop,
+# status manager, the poll).
 KUBE_MAPPING: dict[str, dict[str, tuple[str, ...]]] = {
-    "pod start": {"kube": ("SandboxReady", "PodReady"), "cri": ("RunPodSandbox", "CreateContainer", "StartContainer")},
-    "pod stop": {"kube": ("PodDelete",), "cri": ("StopContainer", "StopPodSandbox")},
+    "pod start": {
+        "kube": ("PodScheduled", "SandboxReady", "PodReady"),
+        "kubelet": ("SandboxReady", "PodReady"),
+        "cri": ("RunPodSandbox", "CreateContainer", "StartContainer"),
+    },
+    "pod stop": {"kube": ("PodDelete",), "kubelet": ("PodDelete",), "cri": ("StopContainer", "StopPodSandbox")},
 }
 
 MAPPING: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
@@ -129,7 +137,9 @@ HOP_NAMES: dict[str, dict[tuple[str, str], str]] = {
     "crio": {("cri", "oci"): "CRI-O + conmon"},
 }
 for _names in HOP_NAMES.values():
-    _names[("kube", "cri")] = "kubelet"
+    _names[("kube", "kubelet")] = "API server + scheduler"
+    _names[("kubelet", "cri")] = "kubelet"
+    _names[("kube", "cri")] = "control plane + kubelet"
 
 
 def per_lifecycle_ms(samples: pd.DataFrame, ops: tuple[str, ...]) -> np.ndarray:

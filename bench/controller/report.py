@@ -22,7 +22,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import density, hops, stats, upgrade  # noqa: E402
+from bench.controller import density, hops, kube, stats, upgrade  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.ops import PARTS, POD_START_OPS  # noqa: E402
@@ -179,13 +179,23 @@ class Analysis:
     memory_per_pod: pd.DataFrame
     nightly: dict[str, Any]
     upgrade: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kube_startup: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kubelet_view: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kubelet_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kubelet_slis: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kubelet_memory: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dockershim: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
     levels = set(samples["level"]) if not samples.empty else set()
-    has_lower = "cri" in levels and bool(levels & {"kube", "engine", "containerd", "oci"})
+    has_lower = "cri" in levels and bool(levels & {"kube", "kubelet", "engine", "containerd", "oci"})
     splits = load_splits(run_dir)
-    memory = load_memory(run_dir)
+    every = load_memory(run_dir)
+    # Levels kube and kubelet sample memory too (phase = their name): the density figures use
+    # the density level's sweeps only.
+    memory = every[~every["phase"].isin(kube.KUBE_LEVELS)] if not every.empty else every
+    on_kube = bool(levels & set(kube.KUBE_LEVELS))
     return Analysis(
         hop_costs=hops.differential(samples) if has_lower else pd.DataFrame(),
         split=hops.split_table(splits) if not splits.empty else pd.DataFrame(),
@@ -193,6 +203,12 @@ def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
         memory_per_pod=density.overhead(memory) if not memory.empty else pd.DataFrame(),
         nightly=_load_nightly(run_dir),
         upgrade=upgrade.version_changes(samples),
+        kube_startup=kube.startup(samples) if "kube" in levels else pd.DataFrame(),
+        kubelet_view=kube.kubelet_view(run_dir, samples) if on_kube else pd.DataFrame(),
+        kubelet_calls=kube.kubelet_calls(run_dir, samples) if on_kube else pd.DataFrame(),
+        kubelet_slis=kube.kubelet_slis(run_dir, samples) if on_kube else pd.DataFrame(),
+        kubelet_memory=kube.kubelet_memory(every) if on_kube else pd.DataFrame(),
+        dockershim=kube.dockershim(samples) if on_kube else pd.DataFrame(),
     )
 
 
@@ -352,7 +368,7 @@ def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[Section]:
     """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
     out: list[Section] = []
     levels = set(samples["level"]) if not samples.empty else set()
-    if "cri" in levels and levels & {"kube", "engine", "containerd", "oci"}:
+    if "cri" in levels and levels & {"kube", "kubelet", "engine", "containerd", "oci"}:
         lat = hops.latencies(samples)
         if not lat.empty:
             wide = lat.pivot_table(index=["target", "cri op"], columns="level", values="p50 (ms)", sort=False)
@@ -446,6 +462,114 @@ def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[Section]:
                     level=3,
                 )
             )
+    return out
+
+
+KUBE_TEXT = (
+    "Level `kube` creates each pod through the API server (loopback control plane: etcd, kube-apiserver, "
+    "kube-scheduler) and watches it: **PodScheduled** is the create request until the watch shows the scheduler's "
+    "binding, **SandboxReady** until the kubelet reports the sandbox and its network up "
+    "(PodReadyToStartContainers), **PodReady** until every container runs and the pod is Ready, **PodDelete** the "
+    "delete request until the watch shows the pod gone. Their sum to Ready is the pod startup the upstream SLI "
+    "measures (creation to containers started, seen by a watch; SLO p99 ≤ 5 s per cluster-day). Level `kubelet` "
+    "runs the same pod as a static pod on a standalone kubelet (no API server), polled every 10 ms. One kubelet "
+    "v1.36 per stack, started by the agent for the level and stopped after it; pods are the `cri` level's "
+    "(same image, workload, BestEffort, no service account token)."
+)
+
+
+def kube_sections(a: Analysis) -> list[Section]:
+    """Pod startup through Kubernetes, the kubelet's own view of the CRI ops, its memory."""
+    out: list[Section] = []
+    if not a.kube_startup.empty:
+        t = a.kube_startup
+        out.append(
+            Section(
+                "Pod startup through the API server (level kube; creation to Ready, ms, 95% CI)",
+                [Para(KUBE_TEXT), Table(t, 0)],
+                summary=True,
+            )
+        )
+    if not a.dockershim.empty:
+        out.append(
+            Section(
+                "What moving dockershim out of kubelet costs per pod (concurrency 1, ms, 95% bootstrap CI)",
+                [
+                    Para(
+                        "The same static pod on the same dockerd through level `dockershim` (kubelet 1.23, the last "
+                        "with dockershim inside it, talking to dockerd itself) and level `kubelet` (kubelet 1.36 over "
+                        "CRI to cri-dockerd, which talks to dockerd): manifest written until Ready, and manifest "
+                        "removed until the pod is gone. Both kubelets run standalone (a 1.23 kubelet is too old "
+                        "for a 1.36 API server) with the same pod network (the stack's CNI config) and pause image. "
+                        "The difference holds the extra hop and thirteen minor versions of kubelet."
+                    ),
+                    Table(a.dockershim),
+                ],
+                summary=True,
+            )
+        )
+    if not a.kubelet_view.empty:
+        out.append(
+            Section(
+                "The kubelet's own view of each CRI op beside the cri level's",
+                [
+                    Para(
+                        "From `kubelet_runtime_operations_duration_seconds`, scraped from each kubelet's loopback "
+                        "port before and after the level (its growth in between: every pod the kubelet ran, warm-up "
+                        "and every concurrency included); the p50 is read from the histogram's buckets. The `cri` "
+                        "level's figures are its measured lifecycles at every concurrency. A kubelet removes "
+                        "sandboxes lazily (garbage collection), so RemovePodSandbox may show no calls."
+                    ),
+                    Table(a.kubelet_view),
+                ],
+                level=3,
+            )
+        )
+    if not a.kubelet_calls.empty:
+        out.append(
+            Section(
+                "Every CRI call a kubelet made, per pod",
+                [
+                    Para(
+                        "A kubelet asks far more than the seven lifecycle calls the `cri` level sends: status, list "
+                        "and version calls of its sync loop, PLEG and status manager, all of which the runtime serves "
+                        "while pods start."
+                    ),
+                    Table(a.kubelet_calls),
+                ],
+                level=3,
+            )
+        )
+    if not a.kubelet_slis.empty:
+        out.append(
+            Section(
+                "The kubelet's pod start histograms",
+                [
+                    Para(
+                        "`kubelet_pod_start_sli_duration_seconds` starts at the pod's creationTimestamp, which "
+                        "the API server stores in whole seconds: its mean runs up to a second above the watched "
+                        "startup. `kubelet_pod_start_duration_seconds` starts when the kubelet first sees the pod."
+                    ),
+                    Table(a.kubelet_slis),
+                ],
+                level=3,
+            )
+        )
+    if not a.kubelet_memory.empty:
+        out.append(
+            Section(
+                "Kubelet memory while the level ran (MiB)",
+                [
+                    Para(
+                        "Sampled every second on the node (psutil, smaps) while the level's pods started, ran and "
+                        "went. Beside them the node e2e density tests' limits (kubelet 50-100 MiB RSS, runtime "
+                        "500 MiB, at 35-100 pods per node): this run held at most the pods in the last column."
+                    ),
+                    Table(a.kubelet_memory),
+                ],
+                summary=True,
+            )
+        )
     return out
 
 
@@ -626,6 +750,7 @@ def model(run_dir: Path) -> Report:
             *latency_sections(samples, summary),
             *upgrade_sections(a),
             *hop_sections(a, samples),
+            *kube_sections(a),
             *density_sections(a, samples, meta),
             *nightly_sections(a, run_dir, meta),
             *cli_sections(samples),

@@ -150,8 +150,9 @@ MEMORY_COLUMNS = {
     "node": "string",
     "target": "string",
     "handler": "string",
-    "step": "int64",
-    "pods_running": "int64",
+    # Nullable: a level's sampler may leave them out (a row is never dropped for it).
+    "step": "Int64",
+    "pods_running": "Int64",
     "phase": "string",
     "t_ns": "int64",
     "sweep": "int64",

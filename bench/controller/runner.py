@@ -40,6 +40,7 @@ from bench.messages import (
     PlanAdd,
     Sample,
     SamplerStats,
+    Setting,
     Split,
     Targets,
     Tool,
@@ -261,6 +262,10 @@ def _handle(
             progress.update(task, total=total + ev.lifecycles)
         case Artifact():
             store.add_artifact(ev.name, ev.content)
+        case Setting():
+            settings = store.meta.get("settings", {})
+            settings.setdefault(ev.target, {})[ev.name] = {"value": ev.value, "why": ev.why}
+            store.update_meta(settings=settings)
         case Tool():
             store.update_meta(tools={**store.meta.get("tools", {}), ev.name: ev.version})
         case Meta():

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.ops import KUBE_LIFECYCLE_OPS, OCI_LIFECYCLE_OPS, POD_LIFECYCLE_OPS
+from bench.ops import KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS, OCI_LIFECYCLE_OPS, POD_LIFECYCLE_OPS
 
 GROUP = ["node", "stack", "handler", "level", "op", "concurrency"]
 # What two runs are compared by: the same op of the same target, level and concurrency.
@@ -241,5 +241,9 @@ def compare_runs(
 
 def op_order(ops: Sequence[str]) -> list[str]:
     """Ops in lifecycle order where known, others after them alphabetically."""
-    known = [op for op in (*POD_LIFECYCLE_OPS, *KUBE_LIFECYCLE_OPS, *OCI_LIFECYCLE_OPS) if op in set(ops)]
+    known = [
+        op
+        for op in (*POD_LIFECYCLE_OPS, *KUBE_LIFECYCLE_OPS, *KUBELET_LIFECYCLE_OPS, *OCI_LIFECYCLE_OPS)
+        if op in set(ops)
+    ]
     return known + sorted(set(ops) - set(known))

@@ -1,47 +1,88 @@
-"""Level kube: a real kubelet v1.36 per stack (standalone, static pods), built and installed by kube.yml.
+"""Levels kube and kubelet: a real control plane (etcd, kube-apiserver, kube-scheduler on
+loopback) and a real kubelet v1.36 per stack, built, started and configured by kube.yml.
 
-Provisioning runs the playbook for real (the build is cached by version: minutes the first
-time on 2 cores, seconds after). crio/runc is left out: under kubelet 1.36 on this hybrid-cgroup
+Provisioning runs the playbook for real (builds are cached by version: minutes the first time
+on 2 cores, seconds after). crio/runc is left out: under kubelet 1.36 on this hybrid-cgroup
 node runc refuses the hugetlb limits kubelet asks for through CRI-O ("cannot set hugetlb limit:
 container could not join or create cgroup": hugetlb is bound to the cgroup v2 hierarchy here);
-the level reports that as CreateContainerError at once.
+the levels report that as CreateContainerError at once.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
-from bench.controller.results import load_run, read_jsonl
-from bench.ops import KUBE_LIFECYCLE_OPS
+from bench.controller.results import load_memory, load_run, read_jsonl
+from bench.node.apiserver import ApiClient, ControlPlane
+from bench.ops import KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
 from .conftest import no_pods_left, playbook, run_hopbench
 
 pytestmark = pytest.mark.integration
 KUBE_JSON = Path("/etc/hopbench/kube.json")
+CONTROL_PLANE_JSON = Path("/etc/hopbench/control-plane.json")
+STACKS = ("containerd", "docker")
 
 
 @pytest.fixture(scope="module")
-def kubelet_installed(provisioned):
+def kube_installed(provisioned):
     playbook("kube.yml")
     desc = json.loads(KUBE_JSON.read_text())
     out = subprocess.run([desc["kubelet"], "--version"], capture_output=True, text=True, check=True).stdout
     assert desc["version"] in out and desc["version"].startswith("1.36.")
-    return desc
+    return desc, ControlPlane.load(CONTROL_PLANE_JSON)
 
 
-def test_kube_yml_installs_the_kubelet_and_changes_nothing_the_second_time(kubelet_installed):
+def test_kube_yml_installs_kubelet_and_control_plane_and_changes_nothing_the_second_time(kube_installed):
     again = playbook("kube.yml")
     assert all(h["changed"] == 0 for h in again.values()), again
+    _, cp = kube_installed
+    for name, argv in cp.version_cmds.items():
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        assert (cp.etcd_version if name == "etcd" else cp.version) in out, (name, out)
 
 
-def test_pods_through_a_kubelet_per_stack_reach_ready_and_go_away(kubelet_installed, tmp_path):
+def test_the_control_plane_listens_on_loopback_only_and_wants_a_client_certificate(kube_installed):
+    _, cp = kube_installed
+    desc = json.loads(CONTROL_PLANE_JSON.read_text())
+    for daemon in desc["daemons"]:
+        pid = int(Path(daemon["pidfile"]).read_text().split()[0])
+        proc = psutil.Process(pid)
+        assert proc.exe() == daemon["exec"]
+        listening = [c.laddr for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert listening and all(addr.ip in ("127.0.0.1", "::1") for addr in listening), (daemon["exec"], listening)
+    # Without a client certificate the API server answers 401 (anonymous requests are off).
+    host, port = cp.host_port
+    conn = http.client.HTTPSConnection(host, port, timeout=10, context=ssl.create_default_context(cafile=cp.ca))
+    conn.request("GET", "/api/v1/namespaces")
+    assert conn.getresponse().status == 401
+    conn.close()
+    api = ApiClient(cp)
+    names = {n["metadata"]["name"] for n in api.request("GET", "/api/v1/namespaces")["items"]}
+    assert {"default", "kube-system"} <= names
+    api.close()
+
+
+def assert_nothing_left(meta, samples):
+    no_pods_left(meta["run_id"], STACKS)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert "--hostname-override hb-kube-" not in ps
+    assert "/kube-" not in Path("/proc/self/mountinfo").read_text()
+    assert not list(Path("/sys/fs/cgroup").glob("*/hopbench-kube-*"))
+
+
+def test_pods_through_the_api_server_and_a_kubelet_per_stack_run_their_workload_and_go_away(kube_installed, tmp_path):
+    _, cp = kube_installed
     scen = tmp_path / "kube.yaml"
     scen.write_text(
-        "schema: 1\nname: itkube\ntargets: [containerd/runc, docker/runc]\nlevels: [kube]\n"
+        "schema: 1\nname: itkube\ntargets: [containerd/runc, docker/runc]\nlevels: [cri, kube]\n"
         "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n"
     )
     results = tmp_path / "results"
@@ -50,24 +91,66 @@ def test_pods_through_a_kubelet_per_stack_reach_ready_and_go_away(kubelet_instal
     (run,) = list(results.iterdir())
     meta, samples = load_run(run)
     assert meta["status"] == "complete"
-    assert set(samples["level"]) == {"kube"}
-    assert {s.split("@")[0] for s in samples["stack"]} == {"containerd", "docker"}
+    kube = samples[samples["level"] == "kube"]
+    assert {s.split("@")[0] for s in kube["stack"]} == set(STACKS)
+    assert kube["ok"].all() and (kube["duration_ns"] >= 0).all()
+    for _, life in kube.groupby(["stack", "concurrency", "iteration"]):
+        assert list(life.sort_values("start_ns")["op"]) == list(KUBE_LIFECYCLE_OPS)
+    # Every pod ran its workload: the ready line is in its container log (checked per lifecycle).
+    checks = [c for c in read_jsonl(run / "checks.jsonl") if c["level"] == "kube"]
+    assert len(checks) == 2 * 2 * 4 and all(c["ok"] and c["check"] == "workload-ran" for c in checks), checks
+    events = read_jsonl(run / "events.jsonl")
+    for stack in {s.replace("@", "-") for s in kube["stack"]}:
+        assert any(f"node hb-kube-{stack} Ready on API server" in e.get("message", "") for e in events)
+    assert {"kube-apiserver", "kube-scheduler", "etcd"} <= set(meta.get("tools", {}))
+    # The kubelet's own view, before and after; its memory; the report's sections.
+    names = {p.name for p in (run / "kube").iterdir()}
+    for ident in {s.replace("@", "-") for s in kube["stack"]}:
+        assert {f"kube-{ident}-config.json", f"kube-{ident}-metrics-before.txt"} <= names
+        after = (run / "kube" / f"kube-{ident}-metrics-after.txt").read_text()
+        assert 'kubelet_runtime_operations_duration_seconds_count{operation_type="run_podsandbox"}' in after
+        assert "kubelet_pod_start_sli_duration_seconds_count" in after
+    memory = load_memory(run)
+    kubelets = memory[(memory["phase"] == "kube") & (memory["role"] == "kubelet")]
+    assert set(kubelets["stack"]) == set(kube["stack"]) and (kubelets["rss"] > 10 * 2**20).all()
+    html = (run / "report.html").read_text()
+    for title in ("Pod startup through the API server", "The kubelet&#39;s own view", "Kubelet memory"):
+        assert title in html, title
+    assert "control plane + kubelet" in html  # the kube -> cri hop
+    # The API server has no pods and no nodes of the run left.
+    api = ApiClient(cp)
+    pods = api.request("GET", f"/api/v1/namespaces/hopbench/pods?labelSelector=io.hopbench/run={meta['run_id']}")
+    assert pods["items"] == []
+    nodes = {n["metadata"]["name"] for n in api.request("GET", "/api/v1/nodes")["items"]}
+    assert not {n for n in nodes if n.startswith("hb-kube-")}
+    api.close()
+    assert_nothing_left(meta, samples)
+
+
+def test_static_pods_through_a_standalone_kubelet_per_stack_reach_ready_and_go_away(kube_installed, tmp_path):
+    scen = tmp_path / "kubelet.yaml"
+    scen.write_text(
+        "schema: 1\nname: itkubelet\ntargets: [containerd/runc, docker/runc]\nlevels: [kubelet]\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n"
+    )
+    results = tmp_path / "results"
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["status"] == "complete"
+    assert set(samples["level"]) == {"kubelet"}
+    assert {s.split("@")[0] for s in samples["stack"]} == set(STACKS)
     assert samples["ok"].all() and (samples["duration_ns"] >= 0).all()
     for _, life in samples.groupby(["stack", "concurrency", "iteration"]):
-        assert list(life.sort_values("start_ns")["op"]) == list(KUBE_LIFECYCLE_OPS)
+        assert list(life.sort_values("start_ns")["op"]) == list(KUBELET_LIFECYCLE_OPS)
     checks = read_jsonl(run / "checks.jsonl")
     assert len(checks) == 2 * 2 * 4 and all(c["ok"] for c in checks), checks
     events = read_jsonl(run / "events.jsonl")
     assert any("failCgroupV1 false" in e.get("message", "") for e in events)
-    # The kubelet's own view, before and after, and its config.
-    names = {p.name for p in (run / "kube").iterdir()}
+    for target in {f"{s}/runc" for s in samples["stack"]}:
+        assert meta["settings"][target]["kubelet.failCgroupV1"]["value"] is False
     for ident in {s.replace("@", "-") for s in samples["stack"]}:
-        assert {f"{ident}-config.json", f"{ident}-metrics-before.txt", f"{ident}-metrics-after.txt"} <= names
-        after = (run / "kube" / f"{ident}-metrics-after.txt").read_text()
+        after = (run / "kube" / f"kubelet-{ident}-metrics-after.txt").read_text()
         assert 'kubelet_runtime_operations_duration_seconds_count{operation_type="run_podsandbox"}' in after
-    # Nothing left: pods, kubelets, mounts, cgroups.
-    no_pods_left(meta["run_id"], ("containerd", "docker"))
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert "--hostname-override hb-kube-" not in ps
-    assert "/kube-" not in Path("/proc/self/mountinfo").read_text()
-    assert not list(Path("/sys/fs/cgroup").glob("*/hopbench-kube-*"))
+    assert_nothing_left(meta, samples)

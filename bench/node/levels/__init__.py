@@ -53,6 +53,8 @@ REGISTRY: dict[str, str] = {
     "containerd": "bench.node.levels.containerd:ContainerdLevel",
     "density": "bench.node.levels.density:DensityLevel",
     "kube": "bench.node.levels.kube:KubeLevel",
+    "kubelet": "bench.node.levels.kubelet:KubeletLevel",
+    "dockershim": "bench.node.levels.kubelet:DockershimLevel",
     "oci": "bench.node.levels.oci:OciLevel",
     "cli": "bench.node.levels.cli:CliLevel",
 }

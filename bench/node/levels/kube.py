@@ -1,120 +1,66 @@
-"""The `kube` level: pods through a real kubelet (v1.36) on each stack, standalone.
+"""The `kube` level: pods through a real API server, scheduler and kubelet (v1.36) per stack.
 
-While the level runs on a target, the agent starts a kubelet for that stack (its own root
-dir, node name, cgroup root and loopback ports; the stack's CRI socket) and stops it by its
-PID at the end; the kubelet also dies with the agent (parent-death signal), and one a crashed
-agent left is stopped by its pid file before the next. Standalone means no API server: pods
-are static pods, a manifest per pod in the kubelet's manifest folder; without an API server
-there is no RuntimeClass, so only the stack's default handler (runc) applies. This node has
-cgroup v1 (hybrid): kubelet >= 1.35 refuses it unless failCgroupV1 is false, which the level
-sets there and records with the kubelet's config (artifact kube/<stack>-config.json).
+The control plane (etcd, kube-apiserver, kube-scheduler on loopback; control_plane role) runs
+as the stacks' daemons do. While the level runs on a target the agent starts a kubelet for
+that stack (bench.node.kubeletd) with its own node identity: a client certificate
+system:node:hb-kube-<stack>, made with the control plane's CA, so the Node authorizer and
+NodeRestriction apply as on a real node. Pods of one stack go to its node through the
+scheduler (a nodeSelector on kubernetes.io/hostname, not a nodeName that would skip it).
+Without RuntimeClass objects only the stack's default handler (runc) runs.
 
-One lifecycle: the pod the `cri` level asks for (same image and workload, BestEffort,
-imagePullPolicy Never, grace period from the scenario), written as a manifest; the kubelet's
-own pod API (https on loopback, its self-signed certificate pinned) is polled every 10 ms:
+One lifecycle, the pod of bench.node.kubepod in namespace hopbench, each phase observed by a
+pod watch (the way clusterloader2 and kube-burner observe pod startup: what a client of the
+API sees, not the seconds-resolution timestamps in the status):
 
-  SandboxReady  manifest written -> condition PodReadyToStartContainers true (the sandbox and
-                its network are up)
-  PodReady      -> every container running and condition Ready true (kubelet sets both in one
-                status update when the pod has no readiness probe, so they are one phase)
-  PodDelete     manifest removed -> the kubelet no longer has the pod and the runtime has no
-                ready sandbox of it (read through CRI)
+  PodScheduled  before the create request -> the watch shows spec.nodeName (API server
+                admission and storage, the scheduler's binding, the watch's delivery)
+  SandboxReady  -> condition PodReadyToStartContainers true (kubelet saw the pod, the
+                runtime's sandbox and network are up, kubelet's status reached the API)
+  PodReady      -> every container running and condition Ready true
+  PodDelete     before the delete request -> the watch shows the pod DELETED (kubelet
+                stopped the containers within the grace period and finished the deletion)
 
-Each phase is known to the poll interval (10 ms). Untimed: after PodReady the workload's ready
-line must be in its log. Kubelet's own view (kubelet_runtime_operations_duration_seconds per
-CRI op, kubelet_pod_start_sli_duration_seconds) is scraped from its metrics before and after
-(artifacts kube/<stack>-metrics-{before,after}.txt).
+The upstream pod startup SLI (creation to all containers started, observed by a watch) is
+the sum of the first three. Untimed: after PodReady the workload's ready line must be in its
+container log. The kubelet's own view is scraped as for level kubelet.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
-import os
 import shutil
-import signal
-import socket
-import ssl
-import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cri_api.v1 import api_pb2 as cri
-
 from bench import stacks
-from bench.errors import ComponentError
-from bench.messages import Artifact, Info
-from bench.node import kubelet, nodeinfo
-from bench.node.cri import CriClient, remove_cgroup_tree
-from bench.node.levels import READY_MARK, Context, Level, Outcome, Target, Timed, Turn, need_stack
+from bench.messages import Info, Tool
+from bench.node import kubepod
+from bench.node.apiserver import ApiClient, ApiError, ControlPlane, PodWatch, description_path, issue_node_cert
+from bench.node.apiserver import kubeconfig as make_kubeconfig
+from bench.node.kubeletd import ident_of, kube_description, node_name_of
+from bench.node.levels import READY_MARK, Context, Outcome, Target, Timed, Turn, need_stack
+from bench.node.levels.kubelet import KubeletLevelBase
 from bench.ops import KUBE_LIFECYCLE_OPS
 
-POLL_S = 0.01
-# A container waiting for one of these will not start by waiting longer: the lifecycle fails at once.
-FATAL_WAITING = ("CreateContainerError", "CreateContainerConfigError", "ErrImageNeverPull", "RunContainerError")
-VAR_LIB_KUBELET = "/var/lib/kubelet"
+NAMESPACE = "hopbench"
+NODE_READY_TIMEOUT_S = 60.0
+START_PHASES = KUBE_LIFECYCLE_OPS[:3]
 
 
-class KubeletFailed(ComponentError):
-    pass
+@dataclass
+class Track:
+    """What the watch has seen of one pod: the first time of each phase, and its end."""
+
+    marks: dict[str, int] = field(default_factory=dict)
+    problem: str = ""
+    pending: str = ""
+    gone_ns: int = 0
 
 
-def kube_description(stack: stacks.Stack) -> Path:
-    """/etc/hopbench/kube.json, beside the stack descriptions (written by the kubelet role)."""
-    return Path(stack.description_path).parent.parent / "kube.json"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def with_parent_death_signal(argv: list[str]) -> list[str]:
-    """argv run so that it gets SIGTERM when the agent goes away, however it goes: util-linux's
-    setpriv sets the parent-death signal and execs it (no Python code between fork and exec)."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
-
-
-def config(
-    stack: stacks.Stack, root: Path, port: int, healthz: int, cgroup_root: str, cgroup_v1: bool
-) -> dict[str, Any]:
-    """The kubelet's configuration for one stack: loopback only, standalone, static pods."""
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "failCgroupV1": not cgroup_v1,
-        "cgroupDriver": "cgroupfs",
-        "cgroupRoot": cgroup_root,
-        "containerRuntimeEndpoint": stack.cri_endpoint,
-        "staticPodPath": str(root.parent / "manifests"),
-        "podLogsDir": str(root.parent / "logs"),
-        "fileCheckFrequency": "1s",
-        "syncFrequency": "10s",
-        "address": "127.0.0.1",
-        "port": port,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": healthz,
-        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-        "authorization": {"mode": "AlwaysAllow"},
-        "failSwapOn": False,
-        "enforceNodeAllocatable": [],
-        "resolvConf": "",
-        # Never collect the images every level uses, never evict the measured pods.
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-        "maxPods": 1000,
-    }
-
-
-class KubeLevel(Level):
+class KubeLevel(KubeletLevelBase):
     name = "kube"
     ops = KUBE_LIFECYCLE_OPS
 
@@ -122,12 +68,11 @@ class KubeLevel(Level):
     def applies(cls, target: Target) -> str:
         if target.stack is None:
             return f"level kube runs inside a stack: {target.name}"
-        if not kube_description(target.stack).exists():
-            return "level kube: no kubelet provisioned (hopbench provision --playbook kube.yml)"
+        if not kube_description(target.stack).exists() or not description_path(target.stack).exists():
+            return "level kube: no kubelet and control plane provisioned (hopbench provision --playbook kube.yml)"
         if target.handler.name != "runc":
             return (
-                f"level kube: {target.name}: a standalone kubelet has no RuntimeClass (that needs an API server), "
-                "so only the stack's default handler, runc, runs"
+                f"level kube: {target.name}: no RuntimeClass is set up, so only the stack's default handler, runc, runs"
             )
         return ""
 
@@ -137,285 +82,198 @@ class KubeLevel(Level):
         return cls(t, stack, ctx)
 
     def __init__(self, target: Target, stack: stacks.Stack, ctx: Context) -> None:
-        self.target, self.stack, self.ctx, self.pair = target, stack, ctx, target.name
-        desc = json.loads(kube_description(stack).read_text())
-        self.binary = str(desc["kubelet"])
-        self.ident = stack.name.replace("@", "-")
-        self.node_name = f"hb-kube-{self.ident}".lower()
-        self.dir = ctx.workdir / f"kube-{self.ident}"
-        self.root = self.dir / "root"
-        self.manifests = self.dir / "manifests"
-        self.pidfile = Path(f"/run/hopbench/kubelet-{self.ident}.pid")
-        self.cgroup_root = f"/hopbench-kube-{self.ident}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.local = threading.local()
-        self.live: set[Path] = set()
-        self.lock = threading.Lock()
-        self.run_id = ctx.job.run_id
-        self.cri = CriClient(stack.cri_endpoint, ctx.scen.timeout_s)
-        # The device manager's socket folder is fixed (/var/lib/kubelet/device-plugins): removed
-        # at the end when the kubelet made it.
-        self.made_var_lib = not Path(VAR_LIB_KUBELET).exists()
+        self.cp = ControlPlane.load(description_path(stack))
+        self.api = ApiClient(self.cp, ctx.scen.timeout_s)
+        self.tracks: dict[str, Track] = {}
+        self.changed = threading.Condition()
+        self.watch: PodWatch | None = None
+        self.client_dir = ctx.workdir / f"kube-client-{ident_of(stack)}"
+        super().__init__(target, stack, ctx)
         try:
-            self.start()
+            self._prepare()
         except BaseException:
             self.close()
             raise
 
-    # --- the kubelet process ----------------------------------------------------------------
-    def _stop_left_kubelet(self) -> None:
-        try:
-            pid = int(self.pidfile.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            return
-        if cmdline and cmdline[0].endswith(b"kubelet") and self.node_name.encode() in cmdline:
-            os.kill(pid, signal.SIGTERM)
-            self.notes.append(f"stopped kubelet {pid} a crashed run left for {self.pair}")
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.1)
+    def kubeconfig(self) -> Path:
+        node = node_name_of(self.stack)
+        cert, key = issue_node_cert(self.cp, node, self.client_dir)
+        path = self.client_dir / "kubelet.kubeconfig"
+        path.write_text(make_kubeconfig(self.cp, cert, key, f"system:node:{node}"))
+        path.chmod(0o600)
+        return path
 
-    def _cgroup_dirs(self) -> list[Path]:
-        base = Path("/sys/fs/cgroup")
-        if (base / "cgroup.controllers").exists():  # cgroup v2: one hierarchy
-            return [base / self.cgroup_root.lstrip("/")]
-        return [h / self.cgroup_root.lstrip("/") for h in sorted(base.iterdir()) if h.is_dir()]
-
-    def start(self) -> None:
-        self._stop_left_kubelet()
-        for d in (self.root, self.manifests, self.dir / "logs"):
-            d.mkdir(parents=True, exist_ok=True)
-        for d in self._cgroup_dirs():
-            with contextlib.suppress(OSError):
-                d.mkdir(parents=True, exist_ok=True)
-        cgroup_v1 = nodeinfo.cgroups().get("mode") in ("legacy", "hybrid")
-        self.port, healthz = free_port(), free_port()
-        conf = config(self.stack, self.root, self.port, healthz, self.cgroup_root, cgroup_v1)
-        (self.dir / "config.json").write_text(json.dumps(conf, indent=2))
-        self.ctx.emit(Artifact(name=f"kube/{self.ident}-config.json", content=json.dumps(conf, indent=2)))
-        if cgroup_v1:
-            self.ctx.emit(
-                Info(message=f"kube: {self.pair}: failCgroupV1 false (this node has cgroup v1)", target=self.pair)
-            )
-        argv = [self.binary, "--config", str(self.dir / "config.json"), "--root-dir", str(self.root)]
-        argv += ["--cert-dir", str(self.root / "pki"), "--hostname-override", self.node_name, "--v=1"]
-        log = open(self.dir / "kubelet.log", "wb")  # noqa: SIM115 - the kubelet writes it while it runs
-        self.proc = subprocess.Popen(
-            with_parent_death_signal(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+    def _prepare(self) -> None:
+        api, node = self.api, self.node_name
+        for tool, version in (
+            ("kube-apiserver", self.cp.version),
+            ("kube-scheduler", self.cp.version),
+            ("etcd", self.cp.etcd_version),
+        ):
+            self.ctx.emit(Tool(name=tool, version=version))
+        api.ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        # No controller-manager makes the namespace's default service account: the level does.
+        api.ensure(
+            f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts",
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default"},
+                "automountServiceAccountToken": False,
+            },
         )
-        log.close()
-        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-        self.pidfile.write_text(f"{self.proc.pid}\n")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise KubeletFailed(f"kubelet for {self.pair} exited {self.proc.returncode}: {self._log_tail()}")
+        self._remove_left_pods()
+        selector = f"{kubepod.KUBE_NODE_LABEL}={node}"
+        self.watch = PodWatch(api, NAMESPACE, selector, self._on_event)
+        self.watch.start()
+        self.start_kubelet()
+        why = self._wait_node_ready()
+        if why:
+            raise ApiError(f"kube: node {node} of {self.pair}: {why}; kubelet: {self.kubelet.log_tail()}")
+        self.ctx.emit(
+            Info(message=f"kube: {self.pair}: node {node} Ready on API server {self.cp.server}", target=self.pair)
+        )
+
+    def _remove_left_pods(self) -> None:
+        """Pods an earlier (crashed) run bound to this stack's node: deleted at once."""
+        sel = f"{kubepod.KUBE_NODE_LABEL}={self.node_name}"
+        out = self.api.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={sel}")
+        for pod in out.get("items") or []:
+            name = pod["metadata"]["name"]
+            with contextlib.suppress(ApiError):
+                self.api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}?gracePeriodSeconds=0")
+                self.notes.append(f"kube: removed pod {name} an earlier run left on {self.node_name}")
+
+    def _wait_node_ready(self) -> str:
+        end = time.monotonic() + NODE_READY_TIMEOUT_S
+        last = "not registered"
+        while time.monotonic() < end:
             try:
-                self.pods()
-                break
-            except (OSError, http.client.HTTPException, ssl.SSLError, ValueError):
-                time.sleep(0.2)
-        else:
-            raise KubeletFailed(f"kubelet for {self.pair} did not answer within 60 s: {self._log_tail()}")
-        self.ctx.emit(Artifact(name=f"kube/{self.ident}-metrics-before.txt", content=self.get("/metrics").decode()))
+                node = self.api.request("GET", f"/api/v1/nodes/{self.node_name}")
+                cond = {c.get("type"): c for c in node.get("status", {}).get("conditions", [])}
+                ready = cond.get("Ready") or {}
+                if ready.get("status") == "True":
+                    self._untaint(node)
+                    return ""
+                last = f"Ready {ready.get('status')}: {ready.get('message', '')}"
+            except ApiError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        return f"not Ready within {NODE_READY_TIMEOUT_S:g} s ({last})"
 
-    def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return " | ".join((self.dir / "kubelet.log").read_text(errors="replace").splitlines()[-5:])[-1500:]
-        return ""
+    def _untaint(self, node: dict[str, Any]) -> None:
+        """Kubelet registers its node with the not-ready taint; the node lifecycle controller of
+        kube-controller-manager (not run here) takes it off once the node is Ready. The level
+        does that one step, so the scheduler places pods on the node."""
+        taints = node.get("spec", {}).get("taints") or []
+        keep = [t for t in taints if t.get("key") != "node.kubernetes.io/not-ready"]
+        if len(keep) != len(taints):
+            patch = {"spec": {"taints": keep or None}}
+            path = f"/api/v1/nodes/{self.node_name}"
+            self.api.request("PATCH", path, patch, content_type="application/merge-patch+json")
 
-    # --- the kubelet's API on loopback --------------------------------------------------------
-    def _conn(self) -> http.client.HTTPSConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            # The kubelet's self-signed serving certificate, pinned: trusted as its own CA.
-            tls = ssl.create_default_context(cafile=str(self.root / "pki" / "kubelet.crt"))
-            tls.check_hostname = False
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=tls)
-            self.local.conn = conn
-        return conn
+    # --- the watch ---------------------------------------------------------------------------
+    def _on_event(self, kind: str, pod: dict[str, Any], now: int) -> None:
+        name = pod["metadata"]["name"]
+        with self.changed:
+            track = self.tracks.get(name)
+            if track is None:
+                return
+            if kind in ("DELETED", "GONE"):
+                track.gone_ns = track.gone_ns or now
+            else:
+                seen, problem = kubepod.reached(pod)
+                for op in seen:
+                    track.marks.setdefault(op, now)
+                track.problem = track.problem or problem
+                track.pending = kubepod.pending(pod)
+            self.changed.notify_all()
 
-    def get(self, path: str) -> bytes:
-        conn = self._conn()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            self.local.conn = None
-            raise
-        if resp.status != 200:
-            raise KubeletFailed(f"kubelet GET {path}: HTTP {resp.status}")
-        return body
-
-    def pods(self) -> dict[str, dict[str, Any]]:
-        items = json.loads(self.get("/pods")).get("items") or []
-        return {str(p["metadata"]["name"]): p for p in items}
+    def _wait(self, track: Track, done: Any, deadline_s: float) -> bool:
+        with self.changed:
+            return bool(self.changed.wait_for(lambda: done(track), timeout=deadline_s))
 
     # --- one lifecycle -----------------------------------------------------------------------
-    def manifest(self, name: str) -> dict[str, Any]:
-        workload = self.ctx.scen.workload
-        container: dict[str, Any] = {
-            "name": kubelet.CONTAINER_NAME,
-            "image": self.stack.workload_image,
-            "imagePullPolicy": "Never",
-        }
-        if workload.command:
-            container["command"] = list(workload.command)
-        if workload.args:
-            container["args"] = list(workload.args)
-        labels = {
-            kubelet.MANAGED_LABEL: "true",
-            kubelet.RUN_LABEL: self.run_id,
-            kubelet.NODE_LABEL: self.ctx.job.node,
-            kubelet.AGENT_LABEL: str(os.getpid()),
-        }
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default", "labels": labels},
-            "spec": {
-                "containers": [container],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": workload.stop_timeout_s,
-            },
-        }
-
-    def lifecycle(self, turn: Turn) -> Outcome:
+    def one_pod(self, turn: Turn) -> Outcome:
         name = f"hb-{self.run_id[-8:]}-{turn.tag}".lower()
-        key = f"{name}-{self.node_name}"  # a static pod's name on its node
-        path = self.manifests / f"{name}.json"
-        done: list[Timed[Any]] = []
+        body = kubepod.manifest(
+            self.ctx.scen, self.stack.workload_image, name, NAMESPACE, self.run_id, self.ctx.job.node,
+            {kubepod.KUBE_NODE_LABEL: self.node_name},
+        )  # fmt: skip
+        body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": self.node_name}
+        track = Track()
+        with self.changed:
+            self.tracks[name] = track
         deadline_s = self.ctx.scen.timeout_s
-        with self.lock:
-            self.live.add(path)
-        start = time.monotonic_ns()
-        path.write_text(json.dumps(self.manifest(name)))
-        marks: dict[str, int] = {}
+        done: list[Timed[Any]] = []
         problem = ""
+        created = False
+        start = time.monotonic_ns()
         try:
-            end = time.monotonic() + deadline_s
-            while "PodReady" not in marks and time.monotonic() < end:
-                pod = self.pods().get(key)
-                now = time.monotonic_ns()
-                if pod is not None:
-                    status = pod.get("status", {})
-                    cond = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
-                    running = [c for c in status.get("containerStatuses", []) if "running" in c.get("state", {})]
-                    if cond.get("PodReadyToStartContainers") == "True":
-                        marks.setdefault("SandboxReady", now)
-                    if cond.get("Ready") == "True" and len(running) == len(pod["spec"]["containers"]):
-                        marks.setdefault("SandboxReady", now)
-                        marks["PodReady"] = now
-                    if status.get("phase") in ("Failed", "Succeeded"):
-                        problem = f"pod {key} phase {status.get('phase')}: {status.get('message', '')}"
-                        break
-                    waiting = [
-                        c["state"]["waiting"]
-                        for c in status.get("containerStatuses", [])
-                        if "waiting" in c.get("state", {})
-                    ]
-                    fatal = [w for w in waiting if w.get("reason") in FATAL_WAITING]
-                    if fatal:
-                        problem = f"{fatal[0]['reason']}: {' '.join(str(fatal[0].get('message', '')).split())[:400]}"
-                        break
-                time.sleep(POLL_S)
+            try:
+                self.api.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", body)
+                created = True
+            except ApiError as exc:
+                done.append(Timed(START_PHASES[0], start, time.monotonic_ns() - start, None, str(exc)))
+                return Outcome(done, "", "workload-ran")
+            self._wait(track, lambda t: "PodReady" in t.marks or t.problem or t.gone_ns, deadline_s)
+            with self.changed:
+                marks, problem, last = dict(track.marks), track.problem, track.pending
             prev = start
-            for op in ("SandboxReady", "PodReady"):
+            for op in START_PHASES:
                 if op not in marks:
-                    why = problem or f"no {op} within {deadline_s:g} s"
+                    why = problem or f"no {op} within {deadline_s:g} s" + (f" ({last})" if last else "")
                     done.append(Timed(op, prev, time.monotonic_ns() - prev, None, why))
                     break
-                done.append(Timed(op, prev, marks[op] - prev, None, None))
-                prev = marks[op]
-            if len(done) == 2 and done[-1].ok and READY_MARK not in self._log(name):
-                problem = f"pod {key}: no {READY_MARK!r} in its container log"
+                # A status update can show two phases at once: never a negative phase.
+                at = max(marks[op], prev)
+                done.append(Timed(op, prev, at - prev, None, None))
+                prev = at
+            if len(done) == len(START_PHASES) and done[-1].ok:
+                problem = ""
+                if READY_MARK not in self.kubelet.container_log(NAMESPACE, name):
+                    problem = f"pod {name}: no {READY_MARK!r} in its container log"
         finally:
-            gone = self._delete(path, key)
-        if len(done) == 2 and all(t.ok for t in done):
+            gone = self._delete(name, track) if created else None
+            with self.changed:
+                self.tracks.pop(name, None)
+        if gone is not None and len(done) == len(START_PHASES) and all(t.ok for t in done):
             done.append(gone)
         return Outcome(done, problem, "workload-running" if problem else "workload-ran")
 
-    def _log(self, name: str) -> str:
-        for log in (self.dir / "logs").glob(f"default_{name}-{self.node_name}_*/{kubelet.CONTAINER_NAME}/*.log"):
-            with contextlib.suppress(OSError):
-                return log.read_text(errors="replace")
-        return ""
-
-    def _delete(self, path: Path, key: str) -> Timed[None]:
+    def _delete(self, name: str, track: Track, grace: int | None = None) -> Timed[None]:
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
+        if grace is not None:
+            path += f"?gracePeriodSeconds={grace}"
         start = time.monotonic_ns()
-        path.unlink(missing_ok=True)
-        end = time.monotonic() + self.ctx.scen.workload.stop_timeout_s + self.ctx.scen.timeout_s
-        while time.monotonic() < end:
-            if key not in self.pods() and not self._ready_sandboxes(key):
-                with self.lock:
-                    self.live.discard(path)
-                return Timed("PodDelete", start, time.monotonic_ns() - start, None, None)
-            time.sleep(POLL_S)
-        return Timed("PodDelete", start, time.monotonic_ns() - start, None, f"pod {key} still on the kubelet")
+        try:
+            self.api.request("DELETE", path)
+        except ApiError as exc:
+            if exc.status != 404:
+                return Timed("PodDelete", start, time.monotonic_ns() - start, None, str(exc))
+        deadline_s = self.ctx.scen.workload.stop_timeout_s + self.ctx.scen.timeout_s
+        if not self._wait(track, lambda t: t.gone_ns, deadline_s):
+            return Timed(
+                "PodDelete", start, time.monotonic_ns() - start, None, f"pod {name} not gone in {deadline_s:g} s"
+            )
+        return Timed("PodDelete", start, max(track.gone_ns - start, 0), None, None)
 
-    def _ready_sandboxes(self, key: str) -> int:
-        ready = cri.PodSandboxState.SANDBOX_READY
-        return sum(1 for s in self.cri.sandboxes({"io.kubernetes.pod.name": key}) if s.state == ready)
-
-    # --- the end ---------------------------------------------------------------------------------
+    # --- the end -------------------------------------------------------------------------------
     def close(self) -> None:
         try:
-            with self.lock:
-                left = list(self.live)
-            for path in left:
-                self._delete(path, f"{path.stem}-{self.node_name}")
-            with contextlib.suppress(OSError, http.client.HTTPException, ssl.SSLError, KubeletFailed):
-                self.ctx.emit(
-                    Artifact(name=f"kube/{self.ident}-metrics-after.txt", content=self.get("/metrics").decode())
-                )
+            if self.watch is not None:
+                if self.watch.relists:
+                    self.notes.append(
+                        f"kube: the pod watch of {self.pair} broke and listed again {self.watch.relists} time(s)"
+                    )
+                with contextlib.suppress(ApiError):
+                    self._remove_left_pods()
+                self.watch.stop()
         finally:
-            self._stop()
-            with contextlib.suppress(OSError):
-                log = (self.dir / "kubelet.log").read_bytes()[-200_000:].decode(errors="replace")
-                self.ctx.emit(Artifact(name=f"kube/{self.ident}-kubelet.log", content=log))
-            self._remove_pods()
-            self._unmount()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            remove_cgroup_tree(self.cgroup_root)
-            self.pidfile.unlink(missing_ok=True)
-            self.cri.close()
-            if self.made_var_lib:
-                shutil.rmtree(VAR_LIB_KUBELET, ignore_errors=True)
-
-    def _stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.notes.append(f"kubelet for {self.pair} did not stop on SIGTERM within 20 s: killed")
-
-    def _remove_pods(self) -> None:
-        """Sandboxes of this run the kubelet left in the runtime (it removes them lazily)."""
-        client = CriClient(self.stack.cri_endpoint, self.ctx.scen.timeout_s)
-        try:
-            mine = {kubelet.RUN_LABEL: self.run_id, kubelet.NODE_LABEL: self.ctx.job.node}
-            for sandbox in client.sandboxes(mine):
-                errors = client.remove_pod(sandbox.id)
-                if errors:
-                    self.notes.append(f"kube: clean-up of pod {sandbox.id[:12]} on {self.pair}: {'; '.join(errors)}")
-        finally:
-            client.close()
-
-    def _unmount(self) -> None:
-        """The kubelet mounts its root dir (and pods' volumes) under itself: unmount, deepest first."""
-        root = str(self.root)
-        points = []
-        with contextlib.suppress(OSError), open("/proc/self/mountinfo") as fh:
-            points = [line.split()[4] for line in fh if line.split()[4].startswith(root)]
-        for point in sorted(points, key=len, reverse=True):
-            proc = subprocess.run(["umount", point], capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                self.notes.append(f"kube: umount {point}: {proc.stderr.strip()[-200:]}")
+            try:
+                self.close_kubelet()
+            finally:
+                with contextlib.suppress(ApiError):
+                    self.api.request("DELETE", f"/api/v1/nodes/{self.node_name}")
+                self.api.close()
+                shutil.rmtree(self.client_dir, ignore_errors=True)
