@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -166,7 +167,7 @@ def test_the_dockershim_answer_is_kubelet_and_cri_dockerd_minus_dockershim_on_th
     assert kube.dockershim(samples_of([r for r in rows if r["level"] == "kubelet"])).empty
 
 
-def test_a_dockershim_kubelet_gets_no_field_it_does_not_know_and_the_stacks_network():
+def test_a_dockershim_kubelet_gets_no_field_it_does_not_know_and_the_stacks_network(tmp_path):
     from pathlib import Path
 
     from bench import stacks
@@ -176,12 +177,20 @@ def test_a_dockershim_kubelet_gets_no_field_it_does_not_know_and_the_stacks_netw
         name="docker@20.10.24", description_path="/etc/hopbench/stacks/docker-distro.json",
         cri_endpoint="unix:///run/x/cri-dockerd.sock", daemons=(), handlers={}, pause_image="localhost/p:1",
         workload_image="localhost/w:1", kind="docker",
-        extra={"docker_endpoint": "unix:///run/x/docker.sock", "cni": {"conf_dir": "/etc/x/cni"}},
+        extra={"docker_endpoint": "unix:///run/x/docker.sock", "cni": {"conf_dir": str(tmp_path / "cni")}},
     )  # fmt: skip
     conf = kubeletd.config(stack, Path("/nonexistent/r"), 1, 2, "/cg", cgroup_v1=True, legacy=True)
     assert not {"failCgroupV1", "containerRuntimeEndpoint", "podLogsDir"} & set(conf)
-    args = kubeletd.dockershim_args(stack, Path("/nonexistent/r"))
-    assert "--docker-endpoint=unix:///run/x/docker.sock" in args and "--cni-conf-dir=/etc/x/cni" in args
+    (tmp_path / "cni").mkdir()
+    with pytest.raises(kubeletd.KubeletFailed, match="no CNI network list"):
+        kubeletd.dockershim_args(stack, tmp_path / "root")
+    conflist = {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge", "cniVersion": "1.0.0"}]}
+    (tmp_path / "cni" / "10-n.conflist").write_text(json.dumps(conflist))
+    args = kubeletd.dockershim_args(stack, tmp_path / "root")
+    assert "--docker-endpoint=unix:///run/x/docker.sock" in args
+    assert f"--cni-conf-dir={tmp_path / 'root' / 'cni-conf'}" in args
+    legacy = json.loads((tmp_path / "root" / "cni-conf" / "10-n.conflist").read_text())
+    assert legacy == {**conflist, "cniVersion": "0.4.0", "plugins": [{"type": "bridge", "cniVersion": "0.4.0"}]}
     assert "--pod-infra-container-image=localhost/p:1" in args and "--network-plugin=cni" in args
     import dataclasses
 

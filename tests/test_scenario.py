@@ -58,7 +58,7 @@ def test_good_scenario_fields(tmp_path):
         (
             "levels: [engines]",
             "levels[0]",
-            "a level among cri, split, engine, containerd, density, kube, kubelet, oci, cli",
+            "a level among cri, split, engine, containerd, density, kube, kubelet, dockershim, oci, cli",
         ),
         ("timeout_s: -1", "timeout_s", "a positive, finite number"),
         ("iteration: 3", "iteration", "unknown field"),

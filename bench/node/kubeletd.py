@@ -114,20 +114,47 @@ def config(
     return conf
 
 
+LEGACY_CNI_VERSION = "0.4.0"
+
+
+def legacy_cni_config(conf_dir: Path, out: Path) -> list[str]:
+    """The stack's CNI network lists, written to `out` with cniVersion 0.4.0: a 1.23 kubelet's
+    libcni (0.8) refuses results of version 1.0.0, the plugins speak both. Same network, bridge,
+    subnet and IPAM state. Returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(conf_dir.glob("*.conflist")):
+        try:
+            conf = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KubeletFailed(f"dockershim: {path}: not a CNI network list ({exc})") from exc
+        conf["cniVersion"] = LEGACY_CNI_VERSION
+        for plugin in conf.get("plugins", []):
+            if "cniVersion" in plugin:
+                plugin["cniVersion"] = LEGACY_CNI_VERSION
+        (out / path.name).write_text(json.dumps(conf, indent=2))
+        written.append(path.name)
+    if not written:
+        raise KubeletFailed(f"dockershim: no CNI network list (*.conflist) in {conf_dir}")
+    return written
+
+
 def dockershim_args(stack: stacks.Stack, root: Path) -> list[str]:
     """A 1.23 kubelet's flags for its in-tree dockershim on the stack's dockerd, with the pod
-    network and pause image the stack's cri-dockerd has (same CNI config and plugins)."""
+    network (the stack's CNI config, at CNI version 0.4.0) and pause image of its cri-dockerd."""
     endpoint = str(stack.extra.get("docker_endpoint") or "")
     cni = stack.extra.get("cni") or {}
     if not endpoint or not cni.get("conf_dir"):
         raise KubeletFailed(f"dockershim: {stack.name} names no docker_endpoint or CNI config in its description")
+    conf_dir = root / "cni-conf"
+    legacy_cni_config(Path(cni["conf_dir"]), conf_dir)
     return [
         "--container-runtime=docker",
         f"--docker-endpoint={endpoint}",
         f"--experimental-dockershim-root-directory={root / 'dockershim'}",
         f"--pod-infra-container-image={stack.pause_image}",
         "--network-plugin=cni",
-        f"--cni-conf-dir={cni['conf_dir']}",
+        f"--cni-conf-dir={conf_dir}",
         f"--cni-bin-dir={stack.extra.get('cni_bin_dir') or '/usr/local/lib/hopbench/cni'}",
         f"--cni-cache-dir={root / 'cni-cache'}",
     ]

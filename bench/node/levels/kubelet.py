@@ -91,7 +91,7 @@ class KubeletLevelBase(Level):
         k.notes.clear()
         self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-config.json", content=json.dumps(k.conf, indent=2)))
         self.ctx.emit(Info(message=f"{self.name}: {self.pair}: kubelet {k.version} ({k.binary})", target=self.pair))
-        if k.cgroup_v1:
+        if k.cgroup_v1 and not k.dockershim:
             why = "this node has cgroup v1 (hybrid); kubelet >= 1.35 refuses it otherwise"
             self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.failCgroupV1", value=False, why=why))
             self.ctx.emit(Info(message=f"{self.name}: {self.pair}: failCgroupV1 false ({why})", target=self.pair))
