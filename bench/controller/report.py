@@ -478,7 +478,16 @@ KUBE_TEXT = (
 )
 
 
-def kube_sections(a: Analysis) -> list[Section]:
+def sampler_cost(sampler: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{t}: {s.get('sweeps')} sweeps, {s.get('sweep_cpu_ms_mean') or 0:.1f} ms CPU each, "
+        f"{100 * (s.get('cpu_share_of_one_core') or 0):.1f}% of one core, interval kept p50 "
+        f"{s.get('interval_kept_ms_p50') or 0:.0f} ms (max {s.get('interval_kept_ms_max') or 0:.0f})"
+        for t, s in sampler.items()
+    )
+
+
+def kube_sections(a: Analysis, meta: dict[str, Any]) -> list[Section]:
     """Pod startup through Kubernetes, the kubelet's own view of the CRI ops, its memory."""
     out: list[Section] = []
     if not a.kube_startup.empty:
@@ -566,6 +575,14 @@ def kube_sections(a: Analysis) -> list[Section]:
                         "500 MiB, at 35-100 pods per node): this run held at most the pods in the last column."
                     ),
                     Table(a.kubelet_memory),
+                    Para(
+                        "Sampler's own cost (it runs while pods are timed): "
+                        + (
+                            sampler_cost({t: s for t, s in meta.get("sampler", {}).items() if " " in t})
+                            or "not recorded"
+                        )
+                        + "."
+                    ),
                 ],
                 summary=True,
             )
@@ -582,13 +599,8 @@ def density_sections(a: Analysis, samples: pd.DataFrame, meta: dict[str, Any]) -
         return [Section("Memory per pod (level density)", [Para("No hold sweep was recorded.", "bad")])]
     steps = density.by_step(memory)
     starts = density.start_latency(samples) if not samples.empty else pd.DataFrame()
-    sampler = meta.get("sampler", {})
-    cost = "; ".join(
-        f"{t}: {s.get('sweeps')} sweeps, {s.get('sweep_cpu_ms_mean') or 0:.1f} ms CPU each, "
-        f"{100 * (s.get('cpu_share_of_one_core') or 0):.1f}% of one core, interval kept p50 "
-        f"{s.get('interval_kept_ms_p50') or 0:.0f} ms (max {s.get('interval_kept_ms_max') or 0:.0f})"
-        for t, s in sampler.items()
-    )
+    # Levels kube, kubelet and dockershim keep theirs as "<level> <target>".
+    cost = sampler_cost({t: s for t, s in meta.get("sampler", {}).items() if " " not in t})
     cols = [
         "target",
         "daemons at 0 pods PSS (MB)",
@@ -750,7 +762,7 @@ def model(run_dir: Path) -> Report:
             *latency_sections(samples, summary),
             *upgrade_sections(a),
             *hop_sections(a, samples),
-            *kube_sections(a),
+            *kube_sections(a, meta),
             *density_sections(a, samples, meta),
             *nightly_sections(a, run_dir, meta),
             *cli_sections(samples),

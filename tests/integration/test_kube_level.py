@@ -21,7 +21,7 @@ import pytest
 
 from bench.controller.results import load_memory, load_run, read_jsonl
 from bench.node.apiserver import ApiClient, ControlPlane
-from bench.ops import KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
+from bench.ops import DOCKERSHIM_LIFECYCLE_OPS, KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
 from .conftest import no_pods_left, playbook, run_hopbench
 
@@ -154,3 +154,37 @@ def test_static_pods_through_a_standalone_kubelet_per_stack_reach_ready_and_go_a
         after = (run / "kube" / f"kubelet-{ident}-metrics-after.txt").read_text()
         assert 'kubelet_runtime_operations_duration_seconds_count{operation_type="run_podsandbox"}' in after
     assert_nothing_left(meta, samples)
+
+
+def test_dockershim_and_kubelet_with_cri_dockerd_run_the_same_pod_on_the_same_dockerd(kube_installed, tmp_path):
+    desc, _ = kube_installed
+    out = subprocess.run([desc["dockershim"]["kubelet"], "--version"], capture_output=True, text=True, check=True)
+    assert "v1.23." in out.stdout
+    scen = tmp_path / "dockershim.yaml"
+    scen.write_text(
+        "schema: 1\nname: itdockershim\ntargets: [docker/runc, containerd/runc]\nlevels: [dockershim, kubelet]\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1]\ntimeout_s: 60\nmax_failures: 2\n"
+    )
+    results = tmp_path / "results"
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["status"] == "complete"
+    shim = samples[samples["level"] == "dockershim"]
+    # Only a docker stack has a dockerd for dockershim; containerd says why it is left out.
+    assert {s.split("@")[0] for s in shim["stack"]} == {"docker"} and shim["ok"].all()
+    for _, life in shim.groupby(["stack", "iteration"]):
+        assert list(life.sort_values("start_ns")["op"]) == list(DOCKERSHIM_LIFECYCLE_OPS)
+    events = read_jsonl(run / "events.jsonl")
+    assert any(
+        e.get("level") == "dockershim"
+        and e["target"].startswith("containerd@")
+        and "only a docker stack" in e["message"]
+        for e in events
+    )
+    checks = [c for c in read_jsonl(run / "checks.jsonl") if c["level"] == "dockershim"]
+    assert len(checks) == 4 and all(c["ok"] for c in checks), checks
+    assert "What moving dockershim out of kubelet costs per pod" in (run / "report.md").read_text()
+    assert_nothing_left(meta, samples)
+    assert not list(Path("/var/log/pods").glob("*_hb-*-hb-kube-*"))

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from cri_api.v1 import api_pb2 as cri
 
 from bench import stacks
-from bench.messages import Artifact, Info, Memory, Setting
+from bench.messages import Artifact, Info, Memory, SamplerStats, Setting
 from bench.node import kubepod, memory
 from bench.node.cri import CriClient
 from bench.node.kubeletd import Kubelet, KubeletFailed, kube_description
@@ -116,6 +116,7 @@ class KubeletLevelBase(Level):
             super().run(schedule)
         finally:
             self.sampler.stop()
+            self.ctx.emit(SamplerStats(target=f"{self.name} {self.pair}", stats=self.sampler.stats()))
 
     def in_flight(self, change: int, concurrency: int = 0) -> None:
         """Pods being started or running now: a label of the memory rows (phase = the level's name)."""
