@@ -196,3 +196,23 @@ def test_a_dockershim_kubelet_gets_no_field_it_does_not_know_and_the_stacks_netw
 
     with pytest.raises(kubeletd.KubeletFailed, match="docker_endpoint"):
         kubeletd.dockershim_args(dataclasses.replace(stack, extra={}), Path("/nonexistent/r"))
+
+
+def test_a_bad_control_plane_description_names_the_file_and_a_bad_node_name_is_refused(tmp_path):
+    from bench.errors import InputError
+    from bench.node import apiserver
+
+    path = tmp_path / "control-plane.json"
+    path.write_text('{"server": "https://127.0.0.1:16443"}')
+    with pytest.raises(InputError, match=f"{path}: not a control plane description"):
+        apiserver.ControlPlane.load(path)
+    good = {"server": "https://127.0.0.1:16443", "version": "1.36.3", "ca": "c", "ca_key": "k", "client_cert": "a",
+            "client_key": "b"}  # fmt: skip
+    path.write_text(json.dumps(good))
+    cp = apiserver.ControlPlane.load(path)
+    assert cp.host_port == ("127.0.0.1", 16443)
+    with pytest.raises(InputError, match="DNS-1123"):
+        apiserver.issue_node_cert(cp, "Bad_Name/../x", tmp_path)
+    config = json.loads(apiserver.kubeconfig(cp, tmp_path / "c.crt", tmp_path / "c.key", "system:node:n"))
+    assert config["clusters"][0]["cluster"] == {"server": cp.server, "certificate-authority": "c"}
+    assert config["users"][0]["user"]["client-key"] == str(tmp_path / "c.key")

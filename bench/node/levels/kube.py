@@ -31,6 +31,7 @@ import contextlib
 import shutil
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ class KubeLevel(KubeletLevelBase):
 
     def _remove_left_pods(self) -> None:
         """Pods an earlier (crashed) run bound to this stack's node: deleted at once."""
-        sel = f"{kubepod.KUBE_NODE_LABEL}={self.node_name}"
+        sel = urllib.parse.quote(f"{kubepod.KUBE_NODE_LABEL}={self.node_name}")
         out = self.api.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={sel}")
         for pod in out.get("items") or []:
             name = pod["metadata"]["name"]

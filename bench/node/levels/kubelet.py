@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from cri_api.v1 import api_pb2 as cri
 
 from bench import stacks
-from bench.messages import Artifact, Info, Memory, SamplerStats, Setting
+from bench.messages import Artifact, Info, Memory, SamplerStats, Setting, Tool
 from bench.node import kubepod, memory
 from bench.node.cri import CriClient
 from bench.node.kubeletd import Kubelet, KubeletFailed, kube_description
@@ -91,6 +91,7 @@ class KubeletLevelBase(Level):
         k.notes.clear()
         self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-config.json", content=json.dumps(k.conf, indent=2)))
         self.ctx.emit(Info(message=f"{self.name}: {self.pair}: kubelet {k.version} ({k.binary})", target=self.pair))
+        self.ctx.emit(Tool(name="kubelet (dockershim)" if k.dockershim else "kubelet", version=k.version))
         if k.cgroup_v1 and not k.dockershim:
             why = "this node has cgroup v1 (hybrid); kubelet >= 1.35 refuses it otherwise"
             self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.failCgroupV1", value=False, why=why))
