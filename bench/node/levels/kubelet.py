@@ -24,6 +24,7 @@ CRI op, kubelet_pod_start_sli_duration_seconds) is scraped from its metrics befo
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import http.client
 import json
@@ -62,7 +63,7 @@ class KubeletMemory(memory.Classifier):
 
 
 class KubeletLevelBase(Level):
-    """What levels kube and kubelet share: a kubelet per stack, its metrics, its memory."""
+    """What levels kube, kubelet and dockershim share: a kubelet per stack, its metrics, its memory."""
 
     per = "target"
     dockershim: ClassVar[bool] = False
@@ -133,8 +134,9 @@ class KubeletLevelBase(Level):
         finally:
             self.in_flight(-1, turn.concurrency)
 
+    @abc.abstractmethod
     def one_pod(self, turn: Turn) -> Outcome:
-        raise NotImplementedError
+        """One pod's lifecycle (the memory rows count it while it runs)."""
 
     def _ready_sandboxes(self, key: str) -> int:
         ready = cri.PodSandboxState.SANDBOX_READY
