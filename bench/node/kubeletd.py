@@ -42,6 +42,7 @@ from bench.node.cri import CriClient, remove_cgroup_tree
 VAR_LIB_KUBELET = "/var/lib/kubelet"
 LEGACY_POD_LOGS = Path("/var/log/pods")
 START_TIMEOUT_S = 60
+LOG_WAIT_S = 10.0
 
 
 class KubeletFailed(ComponentError):
@@ -322,6 +323,17 @@ class Kubelet:
             with contextlib.suppress(OSError):
                 return log.read_text(errors="replace")
         return ""
+
+    def ready_line(self, namespace: str, name: str, mark: str, deadline_s: float = LOG_WAIT_S) -> str:
+        """Wait (untimed) until the pod's workload log holds `mark`: '' or why not. The runtime
+        writes the log on its own schedule, so a pod can be Ready a moment before its line is there."""
+        end = time.monotonic() + deadline_s
+        while True:
+            if mark in self.container_log(namespace, name):
+                return ""
+            if time.monotonic() >= end:
+                return f"pod {name}: no {mark!r} in its container log within {deadline_s:g} s of Ready"
+            time.sleep(0.02)
 
     # --- the end ------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -231,9 +231,7 @@ class KubeLevel(KubeletLevelBase):
                 done.append(Timed(op, prev, at - prev, None, None))
                 prev = at
             if len(done) == len(START_PHASES) and done[-1].ok:
-                problem = ""
-                if READY_MARK not in self.kubelet.container_log(NAMESPACE, name):
-                    problem = f"pod {name}: no {READY_MARK!r} in its container log"
+                problem = self.kubelet.ready_line(NAMESPACE, name, READY_MARK)
         finally:
             gone = self._delete(name, track) if created else None
             with self.changed:

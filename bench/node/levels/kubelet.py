@@ -224,12 +224,8 @@ class KubeletLevel(KubeletLevelBase):
                     break
                 done.append(Timed(op, prev, marks[op] - prev, None, None))
                 prev = marks[op]
-            if (
-                len(done) == len(self.ops) - 1
-                and done[-1].ok
-                and READY_MARK not in self.kubelet.container_log("default", key)
-            ):
-                problem = f"pod {key}: no {READY_MARK!r} in its container log"
+            if len(done) == len(self.ops) - 1 and done[-1].ok:
+                problem = self.kubelet.ready_line("default", key, READY_MARK)
         finally:
             gone = self._delete(path, key)
         if len(done) == len(self.ops) - 1 and all(t.ok for t in done):
