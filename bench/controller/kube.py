@@ -286,3 +286,20 @@ def dockershim(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def dockershim_ops(view: pd.DataFrame) -> pd.DataFrame:
+    """From the kubelets' own histograms (kubelet_view): each CRI op's mean through dockershim
+    (in-process in kubelet 1.23) and through cri-dockerd (a gRPC hop from kubelet 1.36), per
+    docker stack; the part of the difference that is the runtime call itself."""
+    if view.empty or "dockershim" not in set(view["level"]):
+        return pd.DataFrame()
+    mean = "kubelet mean (ms)"
+    shim = view[view["level"] == "dockershim"].set_index(["stack", "cri op"])
+    out = view[view["level"] == "kubelet"].set_index(["stack", "cri op"])
+    both = shim[[mean, "kubelet calls"]].join(
+        out[[mean, "kubelet calls"]], lsuffix=" dockershim", rsuffix=" cri-dockerd"
+    )
+    both = both.dropna(subset=[f"{mean} dockershim", f"{mean} cri-dockerd"])
+    both["cri-dockerd - dockershim (ms)"] = both[f"{mean} cri-dockerd"] - both[f"{mean} dockershim"]
+    return both.reset_index()

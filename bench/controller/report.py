@@ -513,6 +513,12 @@ def kube_sections(a: Analysis, meta: dict[str, Any]) -> list[Section]:
                         "The difference holds the extra hop and thirteen minor versions of kubelet."
                     ),
                     Table(a.dockershim),
+                    Para(
+                        "The hop alone, as each kubelet times its runtime calls "
+                        "(`kubelet_runtime_operations_duration_seconds`, mean per call over the level, every "
+                        "concurrency): the in-process dockershim call against the gRPC call to cri-dockerd."
+                    ),
+                    Table(kube.dockershim_ops(a.kubelet_view)),
                 ],
                 summary=True,
             )
