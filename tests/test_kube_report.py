@@ -216,3 +216,19 @@ def test_a_bad_control_plane_description_names_the_file_and_a_bad_node_name_is_r
     config = json.loads(apiserver.kubeconfig(cp, tmp_path / "c.crt", tmp_path / "c.key", "system:node:n"))
     assert config["clusters"][0]["cluster"] == {"server": cp.server, "certificate-authority": "c"}
     assert config["users"][0]["user"]["client-key"] == str(tmp_path / "c.key")
+
+
+def test_the_dockershim_hop_per_op_compares_the_two_kubelets_own_means():
+    view = pd.DataFrame(
+        [
+            {"level": "dockershim", "stack": "docker@20.10.24", "cri op": "RunPodSandbox", "kubelet calls": 4,
+             "kubelet mean (ms)": 300.0},
+            {"level": "kubelet", "stack": "docker@20.10.24", "cri op": "RunPodSandbox", "kubelet calls": 4,
+             "kubelet mean (ms)": 320.0},
+            {"level": "kubelet", "stack": "docker@20.10.24", "cri op": "RemovePodSandbox", "kubelet calls": 0,
+             "kubelet mean (ms)": math.nan},
+        ]
+    )  # fmt: skip
+    (row,) = kube.dockershim_ops(view).to_dict("records")
+    assert row["cri op"] == "RunPodSandbox" and row["cri-dockerd - dockershim (ms)"] == pytest.approx(20.0)
+    assert kube.dockershim_ops(view[view["level"] == "kubelet"]).empty

@@ -295,11 +295,10 @@ def dockershim_ops(view: pd.DataFrame) -> pd.DataFrame:
     if view.empty or "dockershim" not in set(view["level"]):
         return pd.DataFrame()
     mean = "kubelet mean (ms)"
-    shim = view[view["level"] == "dockershim"].set_index(["stack", "cri op"])
-    out = view[view["level"] == "kubelet"].set_index(["stack", "cri op"])
-    both = shim[[mean, "kubelet calls"]].join(
-        out[[mean, "kubelet calls"]], lsuffix=" dockershim", rsuffix=" cri-dockerd"
-    )
+    cols = ["stack", "cri op", mean, "kubelet calls"]
+    shim = view[view["level"] == "dockershim"][cols]
+    out = view[view["level"] == "kubelet"][cols]
+    both = shim.merge(out, on=["stack", "cri op"], suffixes=(" dockershim", " cri-dockerd"))
     both = both.dropna(subset=[f"{mean} dockershim", f"{mean} cri-dockerd"])
     both["cri-dockerd - dockershim (ms)"] = both[f"{mean} cri-dockerd"] - both[f"{mean} dockershim"]
-    return both.reset_index()
+    return both.reset_index(drop=True)
