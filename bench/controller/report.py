@@ -523,53 +523,33 @@ def kube_sections(a: Analysis, meta: dict[str, Any]) -> list[Section]:
                 summary=True,
             )
         )
-    if not a.kubelet_view.empty:
-        out.append(
-            Section(
-                "The kubelet's own view of each CRI op beside the cri level's",
-                [
-                    Para(
-                        "From `kubelet_runtime_operations_duration_seconds`, scraped from each kubelet's loopback "
-                        "port before and after the level (its growth in between: every pod the kubelet ran, warm-up "
-                        "and every concurrency included); the p50 is read from the histogram's buckets. The `cri` "
-                        "level's figures are its measured lifecycles at every concurrency. A kubelet removes "
-                        "sandboxes lazily (garbage collection), so RemovePodSandbox may show no calls."
-                    ),
-                    Table(a.kubelet_view),
-                ],
-                level=3,
-            )
-        )
-    if not a.kubelet_calls.empty:
-        out.append(
-            Section(
-                "Every CRI call a kubelet made, per pod",
-                [
-                    Para(
-                        "A kubelet asks far more than the seven lifecycle calls the `cri` level sends: status, list "
-                        "and version calls of its sync loop, PLEG and status manager, all of which the runtime serves "
-                        "while pods start."
-                    ),
-                    Table(a.kubelet_calls),
-                ],
-                level=3,
-            )
-        )
-    if not a.kubelet_slis.empty:
-        out.append(
-            Section(
-                "The kubelet's pod start histograms",
-                [
-                    Para(
-                        "`kubelet_pod_start_sli_duration_seconds` starts at the pod's creationTimestamp, which "
-                        "the API server stores in whole seconds: its mean runs up to a second above the watched "
-                        "startup. `kubelet_pod_start_duration_seconds` starts when the kubelet first sees the pod."
-                    ),
-                    Table(a.kubelet_slis),
-                ],
-                level=3,
-            )
-        )
+    kubelet_tables = [
+        (
+            a.kubelet_view,
+            "The kubelet's own view of each CRI op beside the cri level's",
+            "From `kubelet_runtime_operations_duration_seconds`, scraped from each kubelet's loopback port before "
+            "and after the level (its growth in between: every pod the kubelet ran, warm-up and every concurrency "
+            "included); the p50 is read from the histogram's buckets. The `cri` level's figures are its measured "
+            "lifecycles at every concurrency. A kubelet removes sandboxes lazily (garbage collection), so "
+            "RemovePodSandbox may show no calls.",
+        ),
+        (
+            a.kubelet_calls,
+            "Every CRI call a kubelet made, per pod",
+            "A kubelet asks far more than the seven lifecycle calls the `cri` level sends: status, list and version "
+            "calls of its sync loop, PLEG and status manager, all of which the runtime serves while pods start.",
+        ),
+        (
+            a.kubelet_slis,
+            "The kubelet's pod start histograms",
+            "`kubelet_pod_start_sli_duration_seconds` starts at the pod's creationTimestamp, which the API server "
+            "stores in whole seconds: its mean runs up to a second above the watched startup. "
+            "`kubelet_pod_start_duration_seconds` starts when the kubelet first sees the pod.",
+        ),
+    ]
+    for frame, title, text in kubelet_tables:
+        if not frame.empty:
+            out.append(Section(title, [Para(text), Table(frame)], level=3))
     if not a.kubelet_memory.empty:
         out.append(
             Section(
