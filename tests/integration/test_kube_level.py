@@ -16,6 +16,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -70,6 +71,19 @@ def test_the_control_plane_listens_on_loopback_only_and_wants_a_client_certifica
     api.close()
 
 
+def run_scenario(tmp_path: Path, name: str, body: str) -> tuple[Path, dict, pd.DataFrame]:
+    """Run a scenario through `hopbench run`; its run folder, meta and samples, complete."""
+    scen = tmp_path / f"{name}.yaml"
+    scen.write_text(f"schema: 1\nname: {name}\n{body}")
+    results = tmp_path / "results"
+    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["status"] == "complete"
+    return run, meta, samples
+
+
 def assert_nothing_left(meta, samples):
     no_pods_left(meta["run_id"], STACKS)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
@@ -80,17 +94,12 @@ def assert_nothing_left(meta, samples):
 
 def test_pods_through_the_api_server_and_a_kubelet_per_stack_run_their_workload_and_go_away(kube_installed, tmp_path):
     _, cp = kube_installed
-    scen = tmp_path / "kube.yaml"
-    scen.write_text(
-        "schema: 1\nname: itkube\ntargets: [containerd/runc, docker/runc]\nlevels: [cri, kube]\n"
-        "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n"
+    run, meta, samples = run_scenario(
+        tmp_path,
+        "itkube",
+        "targets: [containerd/runc, docker/runc]\nlevels: [cri, kube]\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n",
     )
-    results = tmp_path / "results"
-    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
-    meta, samples = load_run(run)
-    assert meta["status"] == "complete"
     kube = samples[samples["level"] == "kube"]
     assert {s.split("@")[0] for s in kube["stack"]} == set(STACKS)
     assert kube["ok"].all() and (kube["duration_ns"] >= 0).all()
@@ -128,17 +137,12 @@ def test_pods_through_the_api_server_and_a_kubelet_per_stack_run_their_workload_
 
 
 def test_static_pods_through_a_standalone_kubelet_per_stack_reach_ready_and_go_away(kube_installed, tmp_path):
-    scen = tmp_path / "kubelet.yaml"
-    scen.write_text(
-        "schema: 1\nname: itkubelet\ntargets: [containerd/runc, docker/runc]\nlevels: [kubelet]\n"
-        "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n"
+    run, meta, samples = run_scenario(
+        tmp_path,
+        "itkubelet",
+        "targets: [containerd/runc, docker/runc]\nlevels: [kubelet]\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1, 2]\ntimeout_s: 60\nmax_failures: 2\n",
     )
-    results = tmp_path / "results"
-    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
-    meta, samples = load_run(run)
-    assert meta["status"] == "complete"
     assert set(samples["level"]) == {"kubelet"}
     assert {s.split("@")[0] for s in samples["stack"]} == set(STACKS)
     assert samples["ok"].all() and (samples["duration_ns"] >= 0).all()
@@ -160,17 +164,12 @@ def test_dockershim_and_kubelet_with_cri_dockerd_run_the_same_pod_on_the_same_do
     desc, _ = kube_installed
     out = subprocess.run([desc["dockershim"]["kubelet"], "--version"], capture_output=True, text=True, check=True)
     assert "v1.23." in out.stdout
-    scen = tmp_path / "dockershim.yaml"
-    scen.write_text(
-        "schema: 1\nname: itdockershim\ntargets: [docker/runc, containerd/runc]\nlevels: [dockershim, kubelet]\n"
-        "iterations: 3\nwarmup: 1\nconcurrency: [1]\ntimeout_s: 60\nmax_failures: 2\n"
+    run, meta, samples = run_scenario(
+        tmp_path,
+        "itdockershim",
+        "targets: [docker/runc, containerd/runc]\nlevels: [dockershim, kubelet]\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1]\ntimeout_s: 60\nmax_failures: 2\n",
     )
-    results = tmp_path / "results"
-    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
-    meta, samples = load_run(run)
-    assert meta["status"] == "complete"
     shim = samples[samples["level"] == "dockershim"]
     # Only a docker stack has a dockerd for dockershim; containerd says why it is left out.
     assert {s.split("@")[0] for s in shim["stack"]} == {"docker"} and shim["ok"].all()
