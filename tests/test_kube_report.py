@@ -76,15 +76,15 @@ def test_the_kubelets_view_sits_beside_the_cri_levels_for_the_same_stack(tmp_pat
             for i, ms in enumerate((100, 120, 140))
         ]
     )  # fmt: skip
-    view = kube.kubelet_view(run_dir_with(tmp_path), samples)
+    view = kube.kubelet_view(kube.scrapes(run_dir_with(tmp_path)), samples)
     row = view[view["cri op"] == "RunPodSandbox"].iloc[0]
     assert row["stack"] == "containerd@2.4.2" and row["level"] == "kube"
     assert row["kubelet calls"] == 4 and row["kubelet mean (ms)"] == pytest.approx(125.0)
     assert row["cri level n"] == 3 and row["cri level p50 (ms)"] == pytest.approx(120.0)
-    calls = kube.kubelet_calls(tmp_path, samples).iloc[0]
+    calls = kube.kubelet_calls(kube.scrapes(tmp_path), samples).iloc[0]
     assert calls["pods started"] == 4 and calls["CRI calls"] == 12 and calls["calls per pod"] == pytest.approx(3.0)
     assert calls["besides the lifecycle"] == "version 8"
-    slis = kube.kubelet_slis(tmp_path, samples).iloc[0]
+    slis = kube.kubelet_slis(kube.scrapes(tmp_path), samples).iloc[0]
     assert slis["pod_start_sli_duration n"] == 4 and slis["pod_start_sli_duration mean (ms)"] == pytest.approx(1000.0)
 
 

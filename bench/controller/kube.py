@@ -37,13 +37,17 @@ STARTUP_SLO_MS = 5000.0
 KUBELET_LIMIT_MIB = (50, 100)
 RUNTIME_LIMIT_MIB = 500
 
+Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Scrapes = dict[tuple[str, str], tuple[Metrics, Metrics]]
+
+
 LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def parse_prometheus(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def parse_prometheus(text: str) -> Metrics:
     """Prometheus text exposition: (metric name, labels) -> value. Comments and bad lines are skipped."""
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    out: Metrics = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -60,8 +64,8 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], 
 
 
 def histogram_delta(
-    before: dict[tuple[str, frozenset[tuple[str, str]]], float],
-    after: dict[tuple[str, frozenset[tuple[str, str]]], float],
+    before: Metrics,
+    after: Metrics,
     name: str,
     **match: str,
 ) -> tuple[float, float, list[tuple[float, float]]]:
@@ -101,15 +105,15 @@ def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return math.nan
 
 
-def metric_files(run_dir: Path) -> dict[tuple[str, str], tuple[Path, Path]]:
-    """(level, stack ident) -> (before, after) scrapes found in the run."""
+def scrapes(run_dir: Path) -> Scrapes:
+    """(level, stack ident) -> the kubelet's metrics before and after, parsed: read once per report."""
     out = {}
     for after in sorted((run_dir / "kube").glob("*-metrics-after.txt")):
         stem = after.name[: -len("-metrics-after.txt")]
         level, _, ident = stem.partition("-")
         before = after.with_name(f"{stem}-metrics-before.txt")
         if level in KUBE_LEVELS and ident and before.exists():
-            out[(level, ident)] = (before, after)
+            out[(level, ident)] = (parse_prometheus(before.read_text()), parse_prometheus(after.read_text()))
     return out
 
 
@@ -120,12 +124,11 @@ def _stack_of(ident: str, samples: pd.DataFrame) -> str:
     return ident
 
 
-def kubelet_view(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
+def kubelet_view(scraped: Scrapes, samples: pd.DataFrame) -> pd.DataFrame:
     """Per level, stack and CRI op: the kubelet's own latency (mean, bucket p50) beside the cri level's."""
     rows = []
     cri = samples[(samples["level"] == "cri") & samples["ok"] & ~samples["warmup"]] if not samples.empty else samples
-    for (level, ident), (b_path, a_path) in metric_files(run_dir).items():
-        before, after = parse_prometheus(b_path.read_text()), parse_prometheus(a_path.read_text())
+    for (level, ident), (before, after) in scraped.items():
         stack = _stack_of(ident, samples)
         name = "kubelet_runtime_operations_duration_seconds"
         for op, kind in OPERATION_TYPE.items():
@@ -147,11 +150,10 @@ def kubelet_view(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def kubelet_calls(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
+def kubelet_calls(scraped: Scrapes, samples: pd.DataFrame) -> pd.DataFrame:
     """Per level and stack: every CRI call the kubelet made while the level ran, per pod started."""
     rows = []
-    for (level, ident), (b_path, a_path) in metric_files(run_dir).items():
-        before, after = parse_prometheus(b_path.read_text()), parse_prometheus(a_path.read_text())
+    for (level, ident), (before, after) in scraped.items():
         name = "kubelet_runtime_operations_duration_seconds_count"
         grown = {
             dict(lab).get("operation_type", ""): v - before.get((n, lab), 0.0)
@@ -175,11 +177,10 @@ def kubelet_calls(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def kubelet_slis(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
+def kubelet_slis(scraped: Scrapes, samples: pd.DataFrame) -> pd.DataFrame:
     """The kubelet's pod start histograms (mean per pod) beside level kube's watched startup."""
     rows = []
-    for (level, ident), (b_path, a_path) in metric_files(run_dir).items():
-        before, after = parse_prometheus(b_path.read_text()), parse_prometheus(a_path.read_text())
+    for (level, ident), (before, after) in scraped.items():
         row: dict[str, object] = {"level": level, "stack": _stack_of(ident, samples)}
         for metric in ("kubelet_pod_start_sli_duration_seconds", "kubelet_pod_start_duration_seconds"):
             count, total, _ = histogram_delta(before, after, metric)

@@ -196,6 +196,7 @@ def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
     # the density level's sweeps only.
     memory = every[~every["phase"].isin(kube.KUBE_LEVELS)] if not every.empty else every
     on_kube = bool(levels & set(kube.KUBE_LEVELS))
+    scraped = kube.scrapes(run_dir) if on_kube else {}
     return Analysis(
         hop_costs=hops.differential(samples) if has_lower else pd.DataFrame(),
         split=hops.split_table(splits) if not splits.empty else pd.DataFrame(),
@@ -204,9 +205,9 @@ def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
         nightly=_load_nightly(run_dir),
         upgrade=upgrade.version_changes(samples),
         kube_startup=kube.startup(samples) if "kube" in levels else pd.DataFrame(),
-        kubelet_view=kube.kubelet_view(run_dir, samples) if on_kube else pd.DataFrame(),
-        kubelet_calls=kube.kubelet_calls(run_dir, samples) if on_kube else pd.DataFrame(),
-        kubelet_slis=kube.kubelet_slis(run_dir, samples) if on_kube else pd.DataFrame(),
+        kubelet_view=kube.kubelet_view(scraped, samples) if on_kube else pd.DataFrame(),
+        kubelet_calls=kube.kubelet_calls(scraped, samples) if on_kube else pd.DataFrame(),
+        kubelet_slis=kube.kubelet_slis(scraped, samples) if on_kube else pd.DataFrame(),
         kubelet_memory=kube.kubelet_memory(every) if on_kube else pd.DataFrame(),
         dockershim=kube.dockershim(samples) if on_kube else pd.DataFrame(),
     )
