@@ -158,10 +158,7 @@ class ApiClient:
         return out
 
     def ensure(self, path: str, body: dict[str, Any]) -> None:
-        """Create the object unless it exists."""
-        with contextlib.suppress(ApiError):
-            self.request("GET", f"{path}/{body['metadata']['name']}")
-            return
+        """Create the object unless it exists (409 Conflict)."""
         try:
             self.request("POST", path, body)
         except ApiError as exc:

@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench import stacks
 from bench.errors import ComponentError
 from bench.node import kubelet as podspec
@@ -274,15 +272,6 @@ class Kubelet:
         with contextlib.suppress(OSError):
             return (self.dir / "kubelet.log").read_bytes()[-200_000:].decode(errors="replace")
         return ""
-
-    def memory(self) -> dict[str, int]:
-        """The kubelet's RSS and PSS now (bytes); empty when it is not running."""
-        if self.proc is None or self.proc.poll() is not None:
-            return {}
-        with contextlib.suppress(psutil.Error):
-            info = psutil.Process(self.proc.pid).memory_full_info()
-            return {"rss": int(info.rss), "pss": int(getattr(info, "pss", 0))}
-        return {}
 
     # --- its API on loopback ------------------------------------------------------------------
     def _conn(self) -> http.client.HTTPSConnection:
