@@ -240,10 +240,8 @@ class KubeLevel(KubeletLevelBase):
             done.append(gone)
         return Outcome(done, problem, "workload-running" if problem else "workload-ran")
 
-    def _delete(self, name: str, track: Track, grace: int | None = None) -> Timed[None]:
+    def _delete(self, name: str, track: Track) -> Timed[None]:
         path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
-        if grace is not None:
-            path += f"?gracePeriodSeconds={grace}"
         start = time.monotonic_ns()
         try:
             self.api.request("DELETE", path)
