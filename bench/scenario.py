@@ -33,6 +33,10 @@ file must be a regular file of at most 1 MiB.
     concurrency: [1, 2]           # workers running lifecycles at once (cli runs one at a time)
     timeout_s: 60                 # deadline of each CRI call
     max_failures: 5               # failed lifecycles before a target is abandoned
+    schedule: interleaved         # interleaved: every round runs one lifecycle (at concurrency c: c at once)
+                                  #   of every target and level in a freshly shuffled order, so the node's
+                                  #   drift falls on all alike; block: each target's lifecycles in one block
+    seed: 1234                    # the shuffles' seed (default: drawn per run; either way in meta.json)
     workload:
       command: []                 # override the image entrypoint (empty: image default)
       args: []
@@ -115,6 +119,8 @@ class Scenario:
     workload: Workload = field(default_factory=Workload)
     density: Density = field(default_factory=Density)
     regression: Regression = field(default_factory=Regression)
+    schedule: str = "interleaved"
+    seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as stored in a run's meta.json (its text is stored beside it)."""
@@ -135,6 +141,8 @@ MAX_CONCURRENCY = 1024
 MAX_PODS = 10_000
 MAX_HISTORY = 1000
 MAX_SECONDS = 86_400.0
+SCHEDULES = ("interleaved", "block")
+MAX_SEED = 2**63 - 1
 
 
 def _int(path: Path, name: str, value: object, minimum: int, maximum: int = MAX_ITERATIONS) -> int:
@@ -285,6 +293,13 @@ def load_scenario(path: str | Path) -> Scenario:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
         raise ScenarioError(path, "timeout_s", "a positive, finite number of seconds up to 3600", timeout)
 
+    schedule = data.get("schedule", "interleaved")
+    if schedule not in SCHEDULES:
+        raise ScenarioError(path, "schedule", f"one of {', '.join(SCHEDULES)}", schedule)
+    seed = data.get("seed")
+    if seed is not None:
+        seed = _int(path, "seed", seed, 0, MAX_SEED)
+
     return Scenario(
         name=name,
         path=str(path),
@@ -301,4 +316,6 @@ def load_scenario(path: str | Path) -> Scenario:
         workload=_workload(path, data.get("workload", {})),
         density=_density(path, data.get("density", {})),
         regression=_regression(path, data.get("regression", {})),
+        schedule=str(schedule),
+        seed=seed,
     )

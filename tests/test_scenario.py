@@ -70,6 +70,9 @@ def test_good_scenario_fields(tmp_path):
         ("density: {hold_s: -1}", "density.hold_s", "seconds from 0 to"),
         ("density: {interval_s: 0.001}", "density.interval_s", "seconds from 0.05 to"),
         ("density: {pods: 5}", "density.pods", "unknown field"),
+        ("schedule: random", "schedule", "one of interleaved, block"),
+        ("seed: -1", "seed", "an integer from 0 to"),
+        ("seed: 1.5", "seed", "an integer from 0 to"),
     ],
 )
 def test_malformed_scenario_names_file_field_and_expectation(tmp_path, change, field, expected):

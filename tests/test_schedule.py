@@ -183,7 +183,9 @@ def test_concurrent_workers_share_the_iterations_once_each(tmp_path):
 
 def test_stop_ends_the_schedule_after_the_lifecycles_in_flight_and_closes_the_level(tmp_path):
     a, b = make_target("containerd"), make_target("crio")
-    ctx, rec = make_ctx(tmp_path, [a, b], levels=("fake",), iterations=100, warmup=0, concurrency=(2,))
+    ctx, rec = make_ctx(
+        tmp_path, [a, b], levels=("fake",), iterations=100, warmup=0, concurrency=(2,), schedule="block"
+    )
     FakeLevel.on_lifecycle = [lambda turn: ctx.stop.set() if turn.iteration == 5 else None]
     schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
     assert FakeLevel.opened == FakeLevel.closed == [a.name], "the second target never starts"
@@ -191,6 +193,87 @@ def test_stop_ends_the_schedule_after_the_lifecycles_in_flight_and_closes_the_le
     assert 6 <= len(done) <= 8, len(done)
     # Every lifecycle that started was reported with its samples: nothing taken is lost.
     assert len(rec.of(Sample)) == 2 * len(done)
+
+
+def test_interleaved_rounds_run_every_target_once_per_round_in_a_seeded_shuffle(tmp_path):
+    a, b, c = make_target("containerd"), make_target("crio"), make_target("docker")
+    order: list[tuple[int, int, str]] = []
+
+    def run(seed: int) -> list[tuple[int, int, str]]:
+        FakeLevel.opened, FakeLevel.closed = [], []
+        ctx, rec = make_ctx(
+            tmp_path, [a, b, c], levels=("fake",), iterations=9, warmup=1, concurrency=(1, 3), seed=seed
+        )
+        FakeLevel.on_lifecycle = []
+        schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+        assert sorted(FakeLevel.opened) == sorted(FakeLevel.closed) == sorted([a.name, b.name, c.name])
+        life = [e for e in rec.of(Lifecycle) if isinstance(e, Lifecycle)]
+        return [(e.concurrency, e.iteration, e.target.removesuffix(" (fake)")) for e in life]
+
+    order = run(7)
+    assert order == run(7), "the same seed gives the same order"
+    assert order != run(8)
+    # At concurrency 1: 10 rounds, each holds iteration r of every target, one after the other.
+    c1 = [(i, t) for conc, i, t in order if conc == 1]
+    assert len(c1) == 30
+    for r in range(10):
+        assert {t for i, t in c1[3 * r : 3 * r + 3]} == {a.name, b.name, c.name}
+        assert {i for i, _ in c1[3 * r : 3 * r + 3]} == {r}
+    firsts = {c1[3 * r][1] for r in range(10)}
+    assert len(firsts) > 1, "the order is shuffled every round"
+    # At concurrency 3: 4 rounds (10 lifecycles: 3+3+3+1); round r holds iterations 3r..3r+2 of one target at a time.
+    c3 = [(i, t) for conc, i, t in order if conc == 3]
+    assert len(c3) == 30
+    blocks = [c3[k : k + 3] for k in range(0, 27, 3)]
+    assert all(len({t for _, t in blk}) == 1 and {i // 3 for i, _ in blk} == {k // 3} for k, blk in enumerate(blocks))
+    assert sorted(i for i, t in c3 if t == a.name) == list(range(10))
+
+
+def test_interleaved_abandons_a_failing_target_and_goes_on_with_the_others(tmp_path):
+    good, bad = make_target("containerd"), make_target("crio", extra={"fails": True})
+
+    class Failing(FakeLevel):
+        def lifecycle(self, turn: Turn) -> Outcome:
+            if self.target is not None and self.target.stack is not None and self.target.stack.extra.get("fails"):
+                return Outcome([Timed("Make", 0, 1, None, "boom")])
+            return super().lifecycle(turn)
+
+    ctx, rec = make_ctx(tmp_path, [good, bad], levels=("fake",), iterations=20, warmup=0, max_failures=3, seed=1)
+    schedule.run(schedule.plan(ctx, {"fake": Failing}), ctx)
+    life = [e for e in rec.of(Lifecycle) if isinstance(e, Lifecycle)]
+    assert sum(1 for e in life if e.target.startswith("crio")) == 3
+    assert sum(1 for e in life if e.target.startswith("containerd") and e.ok) == 20
+    (err,) = rec.of(Error)
+    assert isinstance(err, Error) and "abandoned" in err.message and err.target.startswith("crio")
+    assert sorted(FakeLevel.closed) == sorted([good.name, bad.name])
+
+
+def test_interleaved_stop_ends_the_rounds_and_closes_every_open_level(tmp_path):
+    a, b = make_target("containerd"), make_target("crio")
+    ctx, rec = make_ctx(tmp_path, [a, b], levels=("fake",), iterations=100, warmup=0, concurrency=(1,), seed=3)
+    FakeLevel.on_lifecycle = [lambda turn: ctx.stop.set() if turn.iteration == 5 else None]
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    assert sorted(FakeLevel.opened) == sorted(FakeLevel.closed) == sorted([a.name, b.name])
+    done = rec.of(Lifecycle)
+    assert 11 <= len(done) <= 12, len(done)
+    assert len(rec.of(Sample)) == 2 * len(done)
+
+
+def test_groups_keep_kubelet_levels_apart_and_own_run_levels_alone():
+    from bench.node.levels import load
+
+    t1, t2 = make_target("containerd"), make_target("docker")
+    names = ["cri", "engine", "split", "density", "kube", "kubelet", "oci"]
+    units = [schedule.Unit(load(n), t) for t in (t1, t2) for n in names]
+    got = [(g, sorted({u.level.name for u in us}), len(us)) for g, us in schedule.groups(units)]
+    assert got == [
+        ("lifecycle", ["cri", "engine", "oci"], 6),
+        ("split", ["split"], 2),
+        (None, ["density"], 1),
+        (None, ["density"], 1),
+        ("kube", ["kube"], 2),
+        ("kubelet", ["kubelet"], 2),
+    ]
 
 
 def test_a_closed_event_stream_stops_like_a_stop_order(tmp_path):

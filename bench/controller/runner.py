@@ -97,6 +97,9 @@ def execute(
     to check that the node's agent removed its pods. The other nodes go on.
     """
     console = console or Console(stderr=True)
+    if scenario.seed is None:
+        # The schedule's shuffles are drawn from this seed: kept in meta.json, the run can be replayed.
+        scenario = dataclasses.replace(scenario, seed=secrets.randbits(63))
     transports = transport if isinstance(transport, list) else [transport]
     names = [t.node for t in transports]
     run_id = new_run_id(scenario.name, names[0] if len(names) == 1 else f"{len(names)}nodes")

@@ -117,12 +117,37 @@ def debian_package_versions(
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
-def clock() -> dict[str, Any]:
+def clock(rounds: int = 20_000) -> dict[str, Any]:
+    """The clock every op is timed with: its stated resolution, the smallest step seen between
+    two readings, and what timing an empty call costs (bench.node.levels.timed around a no-op):
+    the floor under every sample."""
+    from bench.node.levels import timed
+
+    steps = []
+    for _ in range(rounds // 10):
+        a = time.monotonic_ns()
+        b = time.monotonic_ns()
+        while b == a:
+            b = time.monotonic_ns()
+        steps.append(b - a)
+    empty = sorted(timed("empty", _nothing).duration_ns for _ in range(rounds))
     return {
         "monotonic_ns": time.monotonic_ns(),
         "wall_ns": time.time_ns(),
         "monotonic_resolution_ns": int(time.get_clock_info("monotonic").resolution * 1e9),
+        "monotonic_implementation": time.get_clock_info("monotonic").implementation,
+        "observed_step_ns": min(steps),
+        "timer_overhead_ns": {
+            "rounds": rounds,
+            "min": empty[0],
+            "p50": empty[len(empty) // 2],
+            "p99": empty[int(len(empty) * 0.99)],
+        },
     }
+
+
+def _nothing() -> None:
+    return None
 
 
 COLLECTORS: dict[str, Callable[[], Any]] = {

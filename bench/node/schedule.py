@@ -1,12 +1,22 @@
 """The node's schedule: which level runs where, in what order, and the lifecycle workers.
 
 `plan` turns the scenario's levels and the node's available targets into (level, target)
-units, saying once why a level does not apply to a target. `run` opens each unit's level,
-sweeps, runs and closes it; one broken unit is reported and the others go on; a stop
-(signal, "stop" order, controller gone) ends the schedule after the lifecycles in flight.
-`lifecycles` is the default way a level runs: warm-up plus measured lifecycles at each
-concurrency of the scenario, each worker taking the next iteration, every timed op a
-sample, and the target abandoned after `max_failures` failed lifecycles.
+units, saying once why a level does not apply to a target. `run` runs them by the scenario's
+`schedule`:
+
+- **interleaved** (the default): the units of one level group (Level.group: cri, engine,
+  containerd and oci together; split, kube, kubelet, dockershim each with itself) are open
+  together, and every round runs one lifecycle of each of them (at concurrency c: c lifecycles
+  at once) in a freshly shuffled order, so what drifts on the node (a neighbour, the page
+  cache, thermal state) falls on every target alike. Round r at concurrency c holds iterations
+  r*c .. r*c+c-1: a sample's round is iteration // concurrency. The shuffles come from the
+  scenario's seed (meta.json), so a run's order can be replayed.
+- **block**: each unit alone, all its lifecycles, then the next (the earlier behaviour).
+
+Levels with their own `run` (density, cli: group None) run alone in either. One broken unit is
+reported and the others go on; a stop (signal, "stop" order, controller gone) ends the
+schedule after the lifecycles in flight. A target is abandoned at a concurrency after
+`max_failures` failed lifecycles there.
 
 Nothing here needs root or a daemon: the levels do. tests/test_schedule.py drives it with a
 fake level.
@@ -14,7 +24,9 @@ fake level.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,28 +85,135 @@ def run(
     ctx: Context,
     before_target: Callable[[Target, float, Emit], None] | None = None,
 ) -> None:
-    """Each unit in turn: open, sweep, run, close. `before_target` runs once per target before
-    its first level (the agent removes pods a crashed run left)."""
+    """Run the units by the scenario's schedule. `before_target` runs once per target before its
+    first level (the agent removes pods a crashed run left)."""
     prepared: set[str] = set()
-    for unit in units:
+
+    def prepare(unit: Unit) -> None:
+        t = unit.target
+        if t is not None and t.stack is not None and t.name not in prepared:
+            prepared.add(t.name)
+            if before_target is not None:
+                before_target(t, ctx.scen.timeout_s, ctx.emit)
+
+    if ctx.scen.schedule == "block":
+        for unit in units:
+            if ctx.stopped:
+                break
+            prepare(unit)
+            _alone(unit, ctx)
+        return
+    seed = ctx.scen.seed if ctx.scen.seed is not None else 0
+    for group, members in groups(units):
         if ctx.stopped:
             break
-        if unit.target is not None and unit.target.stack is not None and unit.target.name not in prepared:
-            prepared.add(unit.target.name)
-            if before_target is not None:
-                before_target(unit.target, ctx.scen.timeout_s, ctx.emit)
-        level: Level | None = None
-        try:
-            level = unit.level.open(unit.target, ctx)
-            with level:
+        for unit in members:
+            prepare(unit)
+        if group is None:
+            _alone(members[0], ctx)
+        else:
+            interleave(members, ctx, random.Random(f"{seed}/{group}"))  # noqa: S311 - an order, replayable by seed
+
+
+def groups(units: list[Unit]) -> list[tuple[str | None, list[Unit]]]:
+    """The units by level group, groups in the order their first level comes in the registry;
+    a level without a group (its own run) is a group of one."""
+    rank = {name: i for i, name in enumerate(REGISTRY)}
+    ordered = sorted(units, key=lambda u: rank.get(u.level.name, len(rank)))
+    out: list[tuple[str | None, list[Unit]]] = []
+    index: dict[str, int] = {}
+    for unit in ordered:
+        g = unit.level.group
+        if g is None:
+            out.append((None, [unit]))
+        elif g in index:
+            out[index[g]][1].append(unit)
+        else:
+            index[g] = len(out)
+            out.append((g, [unit]))
+    return out
+
+
+def _alone(unit: Unit, ctx: Context) -> None:
+    """One unit on its own: open, sweep, run, close."""
+    level: Level | None = None
+    try:
+        level = unit.level.open(unit.target, ctx)
+        with level:
+            level.sweep()
+            _say(level, ctx.emit)
+            level.run(lambda lv: lifecycles(lv, ctx))
+    except Exception as exc:  # noqa: BLE001 - one broken target or level must not stop the others
+        ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
+    finally:
+        if level is not None:
+            _say(level, ctx.emit)
+
+
+def interleave(units: list[Unit], ctx: Context, rng: random.Random) -> None:
+    """The units open together; round after round, one lifecycle of each (c at concurrency c) in
+    a shuffled order; then each is ended and closed, whatever happened."""
+    with contextlib.ExitStack() as stack:
+        live: list[tuple[Unit, Level]] = []
+        for unit in units:
+            if ctx.stopped:
+                break
+            try:
+                level = unit.level.open(unit.target, ctx)
+            except Exception as exc:  # noqa: BLE001 - one broken unit must not stop the others
+                ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
+                continue
+            stack.callback(_close, unit, level, ctx)
+            try:
                 level.sweep()
+                level.begin()
+            except Exception as exc:  # noqa: BLE001
+                ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
+                continue
+            finally:
                 _say(level, ctx.emit)
-                level.run(lambda lv: lifecycles(lv, ctx))
-        except Exception as exc:  # noqa: BLE001 - one broken target or level must not stop the others
-            ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
-        finally:
-            if level is not None:
-                _say(level, ctx.emit)
+            stack.callback(_end, unit, level, ctx)
+            live.append((unit, level))
+        if not live:
+            return
+        scen = ctx.scen
+        total = scen.warmup + scen.iterations
+        ctx.emit(
+            Info(
+                message=f"schedule interleaved (seed {scen.seed}): {len(live)} target level(s) "
+                f"{', '.join(f'{u.name} {u.level.name}' for u, _ in live)}, one lifecycle each per round, "
+                "shuffled every round"
+            )
+        )
+        for concurrency in scen.concurrency:
+            tallies = {id(lv): Tally(scen.max_failures) for _, lv in live}
+            for r in range(-(-total // concurrency)):
+                order = live[:]
+                rng.shuffle(order)
+                for _, level in order:
+                    if ctx.stopped:
+                        return
+                    iterations = range(r * concurrency, min(total, (r + 1) * concurrency))
+                    if not burst(level, concurrency, list(iterations), ctx, tallies[id(level)]):
+                        live = [(u, lv) for u, lv in live if lv is not level]
+                if not live:
+                    return
+
+
+def _end(unit: Unit, level: Level, ctx: Context) -> None:
+    try:
+        level.end()
+    except Exception as exc:  # noqa: BLE001 - reported; close still runs
+        ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
+
+
+def _close(unit: Unit, level: Level, ctx: Context) -> None:
+    try:
+        level.close()
+    except Exception as exc:  # noqa: BLE001 - reported; the other units still close
+        ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
+    finally:
+        _say(level, ctx.emit)
 
 
 def _say(level: Level, emit: Emit) -> None:
@@ -161,21 +280,43 @@ def lifecycles(level: Level, ctx: Context) -> None:
             break
 
 
+class Tally:
+    """Failed lifecycles of one level at one concurrency; abandoned once `limit` have failed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.failures = limit, 0
+        self.abandoned = threading.Event()
+        self.lock = threading.Lock()
+
+    def fail(self) -> bool:
+        """Count one failure: True the first time the limit is reached."""
+        with self.lock:
+            self.failures += 1
+            if self.failures >= self.limit and not self.abandoned.is_set():
+                self.abandoned.set()
+                return True
+            return False
+
+
 def at_concurrency(level: Level, concurrency: int, ctx: Context) -> bool:
-    """`concurrency` workers share the lifecycles; False when the target was abandoned."""
+    """`concurrency` workers share all the lifecycles (the block schedule); False when the target
+    was abandoned."""
+    scen = ctx.scen
+    return burst(level, concurrency, list(range(scen.warmup + scen.iterations)), ctx, Tally(scen.max_failures))
+
+
+def burst(level: Level, concurrency: int, iterations: list[int], ctx: Context, tally: Tally) -> bool:
+    """`concurrency` workers share `iterations`, one lifecycle each at a time; False when the
+    target was abandoned (now or before)."""
     scen = ctx.scen
     where = level.where()
     name = f"{where[0]}/{where[1]}" + ("" if level.name == "cri" else f" ({level.name})")
     work: queue.Queue[int] = queue.Queue()
-    for i in range(scen.warmup + scen.iterations):
+    for i in iterations:
         work.put(i)
-    abandon = threading.Event()
-    failures = 0
-    lock = threading.Lock()
 
     def worker(wid: int) -> None:
-        nonlocal failures
-        while not (ctx.stopped or abandon.is_set()):
+        while not (ctx.stopped or tally.abandoned.is_set()):
             try:
                 i = work.get_nowait()
             except queue.Empty:
@@ -186,21 +327,19 @@ def at_concurrency(level: Level, concurrency: int, ctx: Context) -> bool:
                 ctx.emit(Warning(message=f"{name} iteration {i}: {type(exc).__name__}: {exc}"))
                 ok = False
             ctx.emit(Lifecycle(target=name, concurrency=concurrency, iteration=i, ok=ok))
-            if not ok:
-                with lock:
-                    failures += 1
-                    if failures >= scen.max_failures and not abandon.is_set():
-                        abandon.set()
-                        ctx.emit(
-                            Error(
-                                message=f"{failures} failed lifecycles at concurrency {concurrency}: target abandoned",
-                                target=name,
-                            )
-                        )
+            if not ok and tally.fail():
+                ctx.emit(
+                    Error(
+                        message=f"{tally.failures} failed lifecycles at concurrency {concurrency}: target abandoned",
+                        target=name,
+                    )
+                )
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(concurrency)]
+    threads = [
+        threading.Thread(target=worker, args=(w,), daemon=True) for w in range(min(concurrency, len(iterations)))
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return not abandon.is_set()
+    return not tally.abandoned.is_set()

@@ -15,8 +15,13 @@ one interface), and the registry the scenario's `levels` and the node's schedule
         def open(cls, target, ctx): ...    # the level for one target, built from its description
         def sweep(self): ...               # remove what a crashed earlier run left (untimed)
         def lifecycle(self, turn): ...     # one lifecycle: its Timed ops and the workload check
-        def run(self, schedule): ...       # default: lifecycles at every concurrency (scheduler)
+        def begin(self): ... / end(self)   # around the level's lifecycles (a sampler, say)
+        def run(self, schedule): ...       # default: begin, lifecycles at every concurrency, end
         def close(self): ...               # remove what this run made; context-managed
+
+    group = "lifecycle"                    # levels of one group run interleaved (bench.node.schedule):
+                                           # every round, one lifecycle of each of their targets in a
+                                           # shuffled order; None: the level runs its own `run` alone
 
 A call returns its result together with the elapsed time and the error (`Timed`), so the
 timing sits right beside the call. An op a level cannot do raises UnsupportedOp; a failed call
@@ -193,6 +198,10 @@ class Level(abc.ABC):
     name: ClassVar[str]
     ops: ClassVar[tuple[str, ...]]
     per: ClassVar[Literal["target", "handler", "node"]] = "target"
+    # Levels of one group are open together and interleaved round by round. A level whose pods a
+    # kubelet drives has a group of its own (a kubelet removes pods it does not know of on its
+    # stack); one with its own `run` (density, cli) has None and runs alone.
+    group: ClassVar[str | None] = "lifecycle"
 
     target: Target | None = None
 
@@ -219,9 +228,19 @@ class Level(abc.ABC):
     def lifecycle(self, turn: Turn) -> Outcome:
         """One lifecycle, every op timed; a failed op ends it (a failed sample, never a zero)."""
 
+    def begin(self) -> None:  # noqa: B027 - an optional hook
+        """Before the level's first lifecycle (after sweep), whichever the schedule."""
+
+    def end(self) -> None:  # noqa: B027 - an optional hook
+        """After its last lifecycle, before close; also when the lifecycles failed."""
+
     def run(self, schedule: Callable[[Level], None]) -> None:
-        """Run the level's part of the scenario: by default `schedule` drives the lifecycles."""
-        schedule(self)
+        """Run the level's part of the scenario alone: by default `schedule` drives the lifecycles."""
+        self.begin()
+        try:
+            schedule(self)
+        finally:
+            self.end()
 
     @classmethod
     def planned(cls, scen: Scenario) -> int:

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.messages import Artifact, Error, Lifecycle, PlanAdd, Tool
 from bench.node import hyperfine, kubelet, ociprobe
@@ -148,6 +148,7 @@ class CliLevel(Level):
     name = "cli"
     ops = ()
     per = "node"
+    group: ClassVar[str | None] = None  # its own run: hyperfine, one command at a time
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

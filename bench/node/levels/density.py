@@ -10,7 +10,7 @@ or a pod fails.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.messages import Check, Error, Info, Lifecycle, Memory, SamplerStats, Warning
 from bench.node import memory
@@ -23,6 +23,7 @@ from bench.scenario import Scenario
 
 class DensityLevel(CriLevel):
     name = "density"
+    group: ClassVar[str | None] = None  # its own run: fills the node step by step
 
     @classmethod
     def planned(cls, scen: Scenario) -> int:

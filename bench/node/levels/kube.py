@@ -34,7 +34,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench import stacks
 from bench.messages import Info, Tool
@@ -63,6 +63,7 @@ class Track:
 
 class KubeLevel(KubeletLevelBase):
     name = "kube"
+    group: ClassVar[str | None] = "kube"
     ops = KUBE_LIFECYCLE_OPS
 
     @classmethod

@@ -67,6 +67,9 @@ class KubeletLevelBase(Level):
 
     per = "target"
     dockershim: ClassVar[bool] = False
+    # A kubelet removes the pods on its runtime that it does not know: each of these levels runs
+    # interleaved across targets only with itself (group = its name).
+    group: ClassVar[str | None] = None
 
     def __init__(self, target: Target, stack: stacks.Stack, ctx: Context) -> None:
         self.target, self.stack, self.ctx, self.pair = target, stack, ctx, target.name
@@ -99,8 +102,8 @@ class KubeletLevelBase(Level):
             self.ctx.emit(Info(message=f"{self.name}: {self.pair}: failCgroupV1 false ({why})", target=self.pair))
         self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-metrics-before.txt", content=k.metrics()))
 
-    def run(self, schedule: Any) -> None:
-        """The lifecycles, with the kubelet's memory (and its stack's) sampled every second."""
+    def begin(self) -> None:
+        """The kubelet's memory (and its stack's) sampled every second while the lifecycles run."""
         where = {
             "run_id": self.run_id,
             "node": self.ctx.job.node,
@@ -114,9 +117,9 @@ class KubeletLevelBase(Level):
         self.sampler = memory.Sampler(KubeletMemory(self.stack, self.kubelet), MEMORY_INTERVAL_S, on_sweep)
         self.in_flight(0)
         self.sampler.start()
-        try:
-            super().run(schedule)
-        finally:
+
+    def end(self) -> None:
+        if self.sampler is not None:
             self.sampler.stop()
             self.ctx.emit(SamplerStats(target=f"{self.name} {self.pair}", stats=self.sampler.stats()))
 
@@ -160,6 +163,7 @@ class KubeletLevelBase(Level):
 
 class KubeletLevel(KubeletLevelBase):
     name = "kubelet"
+    group: ClassVar[str | None] = "kubelet"
     ops: ClassVar[tuple[str, ...]] = KUBELET_LIFECYCLE_OPS
 
     @classmethod
@@ -264,6 +268,7 @@ class DockershimLevel(KubeletLevel):
     equal on the same pod."""
 
     name = "dockershim"
+    group: ClassVar[str | None] = "dockershim"
     ops = DOCKERSHIM_LIFECYCLE_OPS
     dockershim = True
 

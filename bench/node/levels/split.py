@@ -8,7 +8,7 @@ the lifecycle is reported with the op it fell in.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.messages import Call, Event, Split
 from bench.node import split
@@ -18,6 +18,9 @@ from bench.node.levels.cri import CriLevel
 
 class SplitLevel(CriLevel):
     name = "split"
+    # The armed trace records every runtime call on the stack: cri-level pods beside these would
+    # pay for it and fill it, so split interleaves across targets with itself only.
+    group: ClassVar[str | None] = "split"
 
     def __init__(self, target: Target, ctx: Context) -> None:
         _, stack = need_stack(target, self.name)

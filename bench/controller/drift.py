@@ -1,0 +1,145 @@
+"""How much the node drifted during a run, and target comparisons that drift cannot bias.
+
+Under the interleaved schedule (bench.node.schedule) round r at concurrency c holds iteration
+r*c .. r*c+c-1 of every target and level, so a lifecycle's round is iteration // c. Per target,
+level and concurrency the *trend* is the Theil-Sen slope of log(lifecycle time) over the
+rounds (lifecycle time: the sum of its timed ops, complete measured lifecycles only), given as
+the change from the first round to the last with the slope's 95% interval (scipy's
+theilslopes). The *node's* trend is the same estimate on the per-round median, across targets,
+of each lifecycle's time relative to its target's median: what every target shared.
+
+Interleaving puts that drift on every target alike, so two targets compared within a run are
+compared *in pairs*: iteration i of target A ran in the same round as iteration i of target B.
+The ratio of medians keeps its usual point value; its bootstrap interval resamples the pairs
+(the rounds), not each side on its own, so a shared slow spell moves both sides of a draw
+together instead of widening or shifting the interval.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.controller import stats
+
+TARGET = ["node", "stack", "handler", "level", "concurrency"]
+
+
+def lifecycles(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per complete measured lifecycle: TARGET, iteration, round, start_ns, ms (sum of its ops)."""
+    if samples.empty:
+        return pd.DataFrame(columns=[*TARGET, "iteration", "round", "start_ns", "ms"])
+    s = samples[~samples["warmup"].astype(bool) & (samples["level"] != "cli")]
+    keys = [*TARGET, "iteration"]
+    grouped = s.groupby(keys, observed=True)
+    frame = grouped.agg(
+        ok=("ok", "all"), ops=("op", "nunique"), start_ns=("start_ns", "min"), ns=("duration_ns", "sum")
+    ).reset_index()
+    most = frame.groupby(TARGET, observed=True)["ops"].transform("max")
+    frame = frame[frame["ok"] & (frame["ops"] == most)]
+    return frame.assign(round=frame["iteration"].astype(int) // frame["concurrency"].astype(int), ms=frame["ns"] / 1e6)[
+        [*TARGET, "iteration", "round", "start_ns", "ms"]
+    ]
+
+
+def _trend(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Change from the first x to the last of exp(Theil-Sen line of y = log values), with its 95% interval."""
+    from scipy.stats import theilslopes
+
+    if len(np.unique(x)) < 3:
+        return (math.nan, math.nan, math.nan)
+    slope, _, lo, hi = theilslopes(y, x, 0.95)
+    span = float(x.max() - x.min())
+    return tuple(float(math.expm1(v * span)) for v in (slope, lo, hi))  # type: ignore[return-value]
+
+
+def per_target(samples: pd.DataFrame) -> pd.DataFrame:
+    """The trend of every target, level and concurrency: rounds, change over the run and its interval (fractions)."""
+    life = lifecycles(samples)
+    rows = []
+    for key, g in life.groupby(TARGET, sort=True, observed=True):
+        change, lo, hi = _trend(g["round"].to_numpy(float), np.log(g["ms"].to_numpy(float)))
+        rows.append(
+            {
+                **dict(zip(TARGET, key, strict=True)),
+                "rounds": int(g["round"].nunique()),
+                "p50_ms": float(g["ms"].median()),
+                "change": change,
+                "change_lo": lo,
+                "change_hi": hi,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def node_trend(samples: pd.DataFrame) -> dict[str, Any]:
+    """What every target shared: per concurrency, the trend of the per-round median relative time.
+
+    Returns {concurrency: {rounds, targets, change, change_lo, change_hi, spread}} where spread is
+    the largest minus the smallest per-round median relative time (fractions)."""
+    life = lifecycles(samples)
+    out: dict[str, Any] = {}
+    for conc, g in life.groupby("concurrency", sort=True, observed=True):
+        rel = g["ms"] / g.groupby(TARGET, observed=True)["ms"].transform("median")
+        per_round = np.log(rel).groupby(g["round"]).median()
+        change, lo, hi = _trend(per_round.index.to_numpy(float), per_round.to_numpy(float))
+        out[str(int(conc))] = {
+            "rounds": int(len(per_round)),
+            "targets": int(g.groupby(TARGET, observed=True).ngroups),
+            "change": change,
+            "change_lo": lo,
+            "change_hi": hi,
+            "spread": float(math.exp(per_round.max()) - math.exp(per_round.min())) if len(per_round) else math.nan,
+        }
+    return out
+
+
+def paired_ratio(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """B against A on the iterations both have (same round under interleaving): median(b)/median(a),
+    its 95% bootstrap interval over the pairs, and the same interval drawing each side on its own."""
+    pa, pb = a.groupby("iteration")["ms"].first(), b.groupby("iteration")["ms"].first()
+    both = pa.index.intersection(pb.index)
+    xa, xb = pa.loc[both].to_numpy(float), pb.loc[both].to_numpy(float)
+    if len(both) < 2 or np.median(xa) <= 0:
+        return {"pairs": float(len(both)), "ratio": math.nan, "lo": math.nan, "hi": math.nan}
+
+    def ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        ma = np.median(da, axis=1)
+        return np.asarray(np.median(db, axis=1) / np.where(ma > 0, ma, np.nan))
+
+    lo, hi = stats.bootstrap_ci(ratio, xa, xb, paired=True, seed=seed)
+    _, ilo, ihi = stats.ratio_of_medians(xa, xb, seed=seed)
+    return {
+        "pairs": float(len(both)),
+        "ratio": float(np.median(xb) / np.median(xa)),
+        "lo": lo,
+        "hi": hi,
+        "independent_lo": ilo,
+        "independent_hi": ihi,
+    }
+
+
+def side_by_side(samples: pd.DataFrame, level: str, concurrency: int) -> pd.DataFrame:
+    """Every target of `level` at `concurrency` against the first (by name), op by op, in pairs."""
+    m = stats.measured_ms(samples)
+    m = m[(m["level"] == level) & (m["concurrency"] == concurrency)]
+    if m.empty:
+        return pd.DataFrame()
+    m = m.assign(target=m["stack"].astype(str) + "/" + m["handler"].astype(str))
+    names = sorted(m["target"].unique())
+    if len(names) < 2:
+        return pd.DataFrame()
+    ref = names[0]
+    rows = []
+    for other in names[1:]:
+        for op in stats.op_order(list(m["op"].unique())):
+            a = m[(m["target"] == ref) & (m["op"] == op)]
+            b = m[(m["target"] == other) & (m["op"] == op)]
+            if a.empty or b.empty:
+                continue
+            r = paired_ratio(a, b)
+            rows.append({"target": other, "against": ref, "op": op, **r})
+    return pd.DataFrame(rows)
