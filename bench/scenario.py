@@ -46,9 +46,9 @@ file must be a regular file of at most 1 MiB.
       hold_s: 3                   # at each step, how long pods run before and while memory is sampled
       interval_s: 0.5             # the memory sampler's interval
     regression:                   # hopbench nightly only
-      threshold_pct: 10           # a clear change counts as a regression beyond this ratio change
+      threshold_pct: 10           # a rejected row counts as a regression beyond this ratio change
       history: 7                  # complete earlier runs of this scenario and node in the baseline
-      alpha: 0.05                 # Mann-Whitney significance level
+      alpha: 0.05                 # the gate's false-alarm rate per night (Holm over the rows; bench/controller/gate.py)
 """
 
 from __future__ import annotations

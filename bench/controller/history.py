@@ -1,29 +1,23 @@
 """Run history under results/: listing, comparing two runs, and the nightly regression check.
 
-The nightly check compares tonight's run with a rolling baseline: the samples of the last
-`history` complete runs of the same scenario (by name) on the same node, pooled, so one odd
-night does not become the reference. Each stack/handler/level/op/concurrency gets
-bench.controller.stats.compare: a regression is a clear change (bootstrap interval of the ratio of
-medians excludes 1, Mann-Whitney p < alpha) whose ratio is above 1 + threshold.
-
-That test treats the lifecycles of a night as independent samples, but nights also differ
-as a whole (the machine's state drifts): two runs of the same code a minute apart on the
-2-core development machine gave 8 "clear" changes of 10-37% out of 70. So a verdict is
-confirmed only against the spread between nights: a regression also needs tonight's median
-above every baseline night's median, an improvement below every one, and at least
-MIN_BASELINE_RUNS baseline nights; otherwise it is reported as "unconfirmed" and does not
-count (no exit status 3).
+The nightly check sets tonight's run against the last `history` complete runs of the same
+scenario (by name) on the same node, row by row (stack, handler, level, op, concurrency), with
+the gate of bench.controller.gate: each row's night summarised by its log median, the node's
+night-to-night drift estimated from all rows of the baseline, a single-night and a two-night
+look, Holm's correction across the night's rows, and the threshold on the ratio. A row with
+fewer than MIN_BASELINE_RUNS earlier nights is "too few nights" and never a regression.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.controller import stats
+from bench.controller import gate, stats
 from bench.controller.results import load_run, write_json_atomic
 from bench.errors import InputError
 from bench.stacks import kind_of, version_of
@@ -107,50 +101,68 @@ def baseline_runs(root: Path, candidate: dict[str, Any], history: int) -> list[P
 def nightly_check(
     run_dir: Path, root: Path, history: int = 7, threshold: float = 0.10, alpha: float = 0.05
 ) -> dict[str, Any]:
-    """Compare a run with its rolling baseline; writes and returns nightly.json's content."""
+    """Tonight's run against the earlier nights (bench.controller.gate); writes and returns nightly.json's content.
+
+    The last `history` complete runs of the scenario on the node are the single-night baseline; one
+    more is read for the two-night look (the previous night and tonight against the `history` before)."""
     meta, samples = load_run(run_dir)
-    base = baseline_runs(root, meta, history)
+    base = baseline_runs(root, meta, history + 1)
     result: dict[str, Any] = {
         "run_id": meta["run_id"],
-        "baseline_runs": [p.name for p in base],
+        "baseline_runs": [p.name for p in base[:history]],
+        "previous_run": base[0].name if base else "",
         "history": history,
         "threshold": threshold,
         "alpha": alpha,
+        "method": "gate",
         "rows": [],
         "regressions": 0,
         "improvements": 0,
     }
     if base:
-        nights = [load_run(p)[1].assign(_night=p.name) for p in base]
-        pooled = pd.concat(nights, ignore_index=True)
-        table = stats.compare_runs(pooled, samples, threshold, alpha)
-        if not table.empty:
-            table = confirm_between_nights(table, pooled, len(base))
-        result["rows"] = json.loads(table.to_json(orient="records"))
-        result["regressions"] = int((table["verdict"] == "regression").sum()) if not table.empty else 0
-        result["improvements"] = int((table["verdict"] == "improvement").sum()) if not table.empty else 0
+        nights = [_by_key(load_run(p)[1]) for p in reversed(base)]  # oldest first
+        tonight = _by_key(samples)
+        rows: dict[Any, tuple[list[gate.Night], gate.Night | None, gate.Night]] = {}
+        for key, values in tonight.items():
+            t = gate.night(values)
+            earlier = [n for n in (gate.night(nt[key]) for nt in nights if key in nt) if n is not None]
+            if t is None or not earlier:
+                continue
+            prev_values = nights[-1].get(key)
+            previous = earlier[-1] if prev_values is not None and gate.night(prev_values) is not None else None
+            rows[key] = (earlier, previous, t)
+        verdicts = gate.decide(rows, history, threshold, alpha, MIN_BASELINE_RUNS)
+        table = []
+        for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0])):
+            earlier, _, t = rows[k]
+            base_nights = earlier[-history:]
+            table.append(
+                {
+                    **dict(zip(KEY, k, strict=True)),  # type: ignore[call-overload]
+                    "n_b": t.n,
+                    "nights": len(base_nights),
+                    "p50_a_ms": math.exp(sum(n.log_median for n in base_nights) / len(base_nights)),
+                    "p50_b_ms": math.exp(t.log_median),
+                    "ratio": v.ratio,
+                    "ratio_lo": v.ratio_lo,
+                    "ratio_hi": v.ratio_hi,
+                    "ratio_tonight": v.ratio_tonight,
+                    "p_value": v.p_value,
+                    "look": v.look,
+                    "verdict": v.verdict,
+                }
+            )
+        result["rows"] = json.loads(pd.DataFrame(table).to_json(orient="records")) if table else []
+        result["regressions"] = sum(1 for r in table if r["verdict"] == "regression")
+        result["improvements"] = sum(1 for r in table if r["verdict"] == "improvement")
     write_json_atomic(run_dir / "nightly.json", result)
     return result
 
 
-def confirm_between_nights(table: pd.DataFrame, pooled: pd.DataFrame, nights: int) -> pd.DataFrame:
-    """Add each key's spread of per-night medians and confirm (or not) its verdict against it."""
-    per_night = stats.measured_ms(pooled).groupby([*KEY, "_night"], observed=True)["ms"].median()
-    spread = per_night.groupby(level=KEY, observed=True).agg(["min", "max", "count"]).reset_index()
-    spread = spread.rename(columns={"min": "night_p50_min_ms", "max": "night_p50_max_ms", "count": "nights"})
-    out = table.merge(spread, on=KEY, how="left")
-    verdicts = []
-    for r in out.itertuples():
-        v = str(r.verdict)
-        if v in ("regression", "improvement"):
-            if nights < MIN_BASELINE_RUNS:
-                v = f"unconfirmed {v}"
-            elif (v == "regression" and r.p50_b_ms <= r.night_p50_max_ms) or (
-                v == "improvement" and r.p50_b_ms >= r.night_p50_min_ms
-            ):
-                v = "within night-to-night spread"
-        verdicts.append(v)
-    return out.assign(verdict=verdicts)
+def _by_key(samples: pd.DataFrame) -> dict[tuple[Any, ...], Any]:
+    """Measured ms per compare key."""
+    m = stats.measured_ms(samples)
+    return {k: g["ms"].to_numpy() for k, g in m.groupby(KEY, observed=True)}
 
 
 def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:

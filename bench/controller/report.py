@@ -735,11 +735,14 @@ def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[S
         [
             Para(
                 f"Rolling baseline: the {len(nightly['baseline_runs'])} most recent complete run(s) of this scenario "
-                f"on this node, pooled ({', '.join(nightly['baseline_runs']) or 'none yet'}). A regression is a "
-                f"clear change (bootstrap interval of the ratio of medians excludes 1, Mann-Whitney p < "
-                f"{nightly['alpha']:g}) whose ratio is above {1 + nightly['threshold']:.2f}, confirmed against the "
-                "spread between nights: tonight's median beyond every baseline night's, with at least 3 baseline "
-                "nights (else *unconfirmed*)."
+                f"on this node ({', '.join(nightly['baseline_runs']) or 'none yet'}). Each row's night is its log "
+                "median; its noise is its own sampling noise plus the node's night-to-night drift, estimated from "
+                "every row of the baseline. Two looks: tonight against the baseline, and tonight with the night "
+                "before against the nights before those (persistence). Holm's correction over the night's rows at "
+                f"alpha {nightly['alpha']:g} (a quiet night alarms with probability at most alpha); a rejected row "
+                f"is a regression when its ratio is above {1 + nightly['threshold']:.2f} and its interval above 1. "
+                "Rows with fewer than 3 earlier nights: *too few nights*. Method and simulated rates: "
+                "bench/controller/gate.py."
             ),
             Para(
                 f"{nightly['regressions']} regression(s), {nightly['improvements']} improvement(s) against "
@@ -750,10 +753,11 @@ def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[S
         summary=True,
     )
     if not rows.empty:
-        order = {"regression": 0, "improvement": 1, "clear but small": 3, "no clear change": 4}
+        order = {"regression": 0, "improvement": 1, "clear but small": 3, "too few nights": 4, "no clear change": 5}
         rows = rows.assign(_o=rows["verdict"].map(order).fillna(2)).sort_values("_o").drop(columns="_o")
         flagged = rows[rows["verdict"] != "no clear change"]
         cols = ["stack", "handler", "level", "op", "concurrency", "p50_a_ms", "p50_b_ms", "ratio", "ratio_lo"]
+        cols += [c for c in ("look",) if c in rows]
         section.blocks.append(Table(rows, 3, summary=flagged[[*cols, "ratio_hi", "p_value", "verdict"]]))
     history = trend(run_dir.parent, str(meta.get("scenario", {}).get("name")), str(meta.get("node")))
     if not history.empty and history["run_id"].nunique() > 1:
