@@ -12,6 +12,7 @@ from bench import __version__
 from bench.errors import HopbenchError
 
 DEFAULT_SCENARIO = "scenarios/quick.yaml"
+CROSSCHECK_SCENARIO = "scenarios/crosscheck.yaml"
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -116,12 +117,16 @@ def _verdict_table(title: str, frame: Any) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("target", "level", "conc", "op", "n A", "n B", "p50 A", "p50 B", "B/A [95% CI]", "p", "verdict"):
+    cols = ["target", "level", "conc", "op", "n A", "n B", "p50 A", "p50 B", "B/A [95% CI]", "p", "verdict"]
+    relative = "ratio_vs_control" in frame
+    if relative:
+        cols.insert(9, "B/A / control")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("target", "level", "op", "verdict") else "right")
     colour = {"regression": "red", "improvement": "green"}
     for r in frame.itertuples():
         v = str(r.verdict)
-        table.add_row(
+        cells = [
             f"{r.stack}/{r.handler}",
             str(r.level),
             str(r.concurrency),
@@ -133,7 +138,10 @@ def _verdict_table(title: str, frame: Any) -> Any:
             f"{r.ratio:.3f} [{r.ratio_lo:.3f}, {r.ratio_hi:.3f}]",
             f"{r.p_value:.3g}",
             f"[{colour[v]}]{v}[/]" if v in colour else v,
-        )
+        ]
+        if relative:
+            cells.insert(9, f"{r.ratio_vs_control:.3f}")
+        table.add_row(*cells)
     return table
 
 
@@ -148,8 +156,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         hint = "" if args.across_versions else " (targets name their versions: --across-versions matches them by stack)"
         print(f"error: the two runs have no target/level/op/concurrency in common{hint}", file=sys.stderr)
         return 2
+    from bench.controller import control
+    from bench.controller.results import load_run
+
+    idx = control.index(load_run(a)[1], load_run(b)[1])
+    frame = control.relative(frame, idx)
     title = f"B = {b.name} against A = {a.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
-    Console(width=None if sys.stdout.isatty() else 160).print(_verdict_table(title, frame))
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(_verdict_table(title, frame))
+    console.print(control.sentence(idx, f"A ({a.name})", f"B ({b.name})"))
     return 0
 
 
@@ -203,14 +218,25 @@ def parser() -> argparse.ArgumentParser:
     prov.add_argument("--extra-vars", "-e", action="append", default=[], help="passed to ansible-playbook -e")
     prov.set_defaults(fn=cmd_provision)
 
-    run = sub.add_parser("run", help="run a scenario and write results/<run-id>/ with a report")
-    run.add_argument("--scenario", "-s", default=DEFAULT_SCENARIO, help=f"scenario file (default {DEFAULT_SCENARIO})")
-    run.add_argument("--results", default="results", help="results folder (default results/)")
-    run.add_argument(
-        "--inventory", "-i", help="Ansible inventory naming the nodes and their SSH settings (default: this machine)"
-    )
-    run.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
-    run.set_defaults(fn=cmd_run)
+    for name, scenario, text in (
+        ("run", DEFAULT_SCENARIO, "run a scenario and write results/<run-id>/ with a report"),
+        (
+            "crosscheck",
+            CROSSCHECK_SCENARIO,
+            "run critest, hopbench with critest's requests and with kubelet's, interleaved on every stack, "
+            "with the daemons' own clocks and the null CRI server: the report's crosscheck section",
+        ),
+    ):
+        run = sub.add_parser(name, help=text)
+        run.add_argument("--scenario", "-s", default=scenario, help=f"scenario file (default {scenario})")
+        run.add_argument("--results", default="results", help="results folder (default results/)")
+        run.add_argument(
+            "--inventory",
+            "-i",
+            help="Ansible inventory naming the nodes and their SSH settings (default: this machine)",
+        )
+        run.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
+        run.set_defaults(fn=cmd_run)
 
     tg = sub.add_parser("targets", help="list every stack/handler pair on the node, available or not and why")
     tg.add_argument("--json", action="store_true", help="machine-readable output")

@@ -17,11 +17,17 @@ file must be a regular file of at most 1 MiB.
                                   # "all@*": every handler of every instance
     levels: [cri]                 # where measurements enter the path, top down:
                                   #   cri         CRI gRPC, the kubelet's requests
+                                  #   cri-critest CRI gRPC, critest's requests (hopbench crosscheck)
+                                  #   critest     cri-tools' critest -benchmark itself, one sample a round
                                   #   split       the same CRI lifecycles with every runtime and CNI
                                   #               call timed by the wrapper (the in-situ split)
                                   #   engine      Docker Engine API (docker stack)
                                   #   containerd  containerd's API (containerd and docker stacks)
                                   #   oci         the OCI runtime binary on a bundle of the same image
+                                  #   control     the node's own speed: CPU loop, syscall loop, runc on a
+                                  #               bundle (added to every run unless control: false)
+                                  #   nullcri     critest and cri-critest against a CRI server that answers
+                                  #               at once: the harness's own cost, the null-target limit
                                   #   cli         whole commands (crictl, ctr, docker, runc) through hyperfine
                                   #   density     fill the node with running pods in steps, sampling the
                                   #               memory of daemons, shims and pods (section density)
@@ -37,6 +43,8 @@ file must be a regular file of at most 1 MiB.
                                   #   of every target and level in a freshly shuffled order, so the node's
                                   #   drift falls on all alike; block: each target's lifecycles in one block
     seed: 1234                    # the shuffles' seed (default: drawn per run; either way in meta.json)
+    control: true                 # level control (CPU loop, syscall loop, runc on a bundle) interleaved with
+                                  #   the targets in every run: the node's speed, for comparisons across runs
     workload:
       command: []                 # override the image entrypoint (empty: image default)
       args: []
@@ -121,6 +129,7 @@ class Scenario:
     regression: Regression = field(default_factory=Regression)
     schedule: str = "interleaved"
     seed: int | None = None
+    control: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as stored in a run's meta.json (its text is stored beside it)."""
@@ -296,6 +305,9 @@ def load_scenario(path: str | Path) -> Scenario:
     schedule = data.get("schedule", "interleaved")
     if schedule not in SCHEDULES:
         raise ScenarioError(path, "schedule", f"one of {', '.join(SCHEDULES)}", schedule)
+    control = data.get("control", True)
+    if not isinstance(control, bool):
+        raise ScenarioError(path, "control", "true or false", control)
     seed = data.get("seed")
     if seed is not None:
         seed = _int(path, "seed", seed, 0, MAX_SEED)
@@ -318,4 +330,5 @@ def load_scenario(path: str | Path) -> Scenario:
         regression=_regression(path, data.get("regression", {})),
         schedule=str(schedule),
         seed=seed,
+        control=control,
     )

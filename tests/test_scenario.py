@@ -58,7 +58,8 @@ def test_good_scenario_fields(tmp_path):
         (
             "levels: [engines]",
             "levels[0]",
-            "a level among cri, split, engine, containerd, density, kube, kubelet, dockershim, oci, cli",
+            "a level among cri, cri-critest, critest, split, engine, containerd, density, kube, kubelet, dockershim, "
+            "oci, control, nullcri, cli",
         ),
         ("timeout_s: -1", "timeout_s", "a positive, finite number"),
         ("iteration: 3", "iteration", "unknown field"),

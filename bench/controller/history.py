@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.controller import gate, stats
+from bench.controller import control, gate, stats
 from bench.controller.results import load_run, write_json_atomic
 from bench.errors import InputError
 from bench.stacks import kind_of, version_of
@@ -120,7 +120,8 @@ def nightly_check(
         "improvements": 0,
     }
     if base:
-        nights = [_by_key(load_run(p)[1]) for p in reversed(base)]  # oldest first
+        loaded = [load_run(p)[1] for p in reversed(base)]  # oldest first
+        nights = [_by_key(night) for night in loaded]
         tonight = _by_key(samples)
         rows: dict[Any, tuple[list[gate.Night], gate.Night | None, gate.Night]] = {}
         for key, values in tonight.items():
@@ -152,6 +153,9 @@ def nightly_check(
                     "verdict": v.verdict,
                 }
             )
+        idx = control.index(pd.concat(loaded[-history:], ignore_index=True), samples)
+        result["control"] = idx
+        result["control_sentence"] = control.sentence(idx, "the baseline nights", "tonight") if idx else ""
         result["rows"] = json.loads(pd.DataFrame(table).to_json(orient="records")) if table else []
         result["regressions"] = sum(1 for r in table if r["verdict"] == "regression")
         result["improvements"] = sum(1 for r in table if r["verdict"] == "improvement")

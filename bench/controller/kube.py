@@ -9,13 +9,13 @@ those levels sampled (phase = the level's name, role kubelet for the kubelet its
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.controller import hops, stats
+from bench.node.metrics import Metrics, parse_prometheus
 from bench.ops import KUBE_LIFECYCLE_OPS
 
 KUBE_LEVELS = ("kube", "kubelet", "dockershim")
@@ -37,30 +37,7 @@ STARTUP_SLO_MS = 5000.0
 KUBELET_LIMIT_MIB = (50, 100)
 RUNTIME_LIMIT_MIB = 500
 
-Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Scrapes = dict[tuple[str, str], tuple[Metrics, Metrics]]
-
-
-LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_prometheus(text: str) -> Metrics:
-    """Prometheus text exposition: (metric name, labels) -> value. Comments and bad lines are skipped."""
-    out: Metrics = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = LINE.match(line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(4))
-        except ValueError:
-            continue
-        labels = frozenset(LABEL.findall(m.group(3) or ""))
-        out[(m.group(1), labels)] = value
-    return out
 
 
 def histogram_delta(

@@ -23,7 +23,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import density, drift, hops, kube, stats, upgrade  # noqa: E402
+from bench.controller import crosscheck, density, drift, hops, kube, stats, upgrade  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.ops import PARTS, POD_START_OPS  # noqa: E402
@@ -388,6 +388,25 @@ def conditions_sections(samples: pd.DataFrame, summary: pd.DataFrame, meta: dict
             f"ns; timing an empty call costs {overhead.get('p50', '?')} ns at the median "
             f"(p99 {overhead.get('p99', '?')} ns): the floor under every sample."
         )
+    for target, found in (meta.get("settings") or {}).items():
+        probe = (found.get("null_cri_overhead") or {}).get("value") if isinstance(found, dict) else None
+        if probe:
+            p50 = {op: float(v["p50_us"]) for op, v in probe.items()}
+            lo, hi = min(p50, key=lambda k: p50[k]), max(p50, key=lambda k: p50[k])
+            paras.append(
+                f"Harness cost ({target.partition('@')[2] or target}): hopbench's CRI client against nullcri, a CRI "
+                f"server that answers at once, took {p50[lo]:.0f} µs ({lo}) to {p50[hi]:.0f} µs ({hi}) per op at the "
+                f"median, {float(np.median(list(p50.values()))):.0f} µs across ops: that much of every CRI figure is "
+                "the client, gRPC and the socket."
+            )
+    ctl = stats.measured_ms(samples[samples["level"] == "control"]) if not samples.empty else pd.DataFrame()
+    if not ctl.empty:
+        meds = ctl.groupby("op")["ms"].median()
+        paras.append(
+            "Control (level control, interleaved with the targets): "
+            + ", ".join(f"{op} {meds[op]:.1f} ms" for op in meds.index)
+            + " at the median: the node's own speed in this run, what `hopbench compare` divides by."
+        )
     out = [Section("Measurement conditions", [Para(p) for p in paras], summary=True)]
     per = drift.per_target(samples) if not samples.empty else pd.DataFrame()
     if not per.empty:
@@ -447,6 +466,86 @@ def conditions_sections(samples: pd.DataFrame, summary: pd.DataFrame, meta: dict
                     level=3,
                 )
             )
+    return out
+
+
+def crosscheck_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, Any]) -> list[Section]:
+    """critest beside hopbench, the daemons' own clocks, the null server (bench.controller.crosscheck)."""
+    from bench.node.metrics import COVERS
+
+    figures = crosscheck.daemon_figures(run_dir)
+    out: list[Section] = []
+    table = crosscheck.table(samples, figures)
+    if not table.empty:
+        real = table[~table["target"].str.startswith("null/")]
+        sec = Section(
+            "Crosscheck: critest, hopbench and the daemons",
+            [
+                Para(
+                    "Per op, interleaved in the same rounds on the same node: cri-tools' `critest -benchmark` "
+                    "(level critest), hopbench's CRI client sending critest's own requests (level cri-critest: "
+                    "ratio to critest with its 95% interval from same-round pairs; *agree* when the interval lies "
+                    f"within ±{crosscheck.AGREE:.0%}), and hopbench with kubelet's requests (level cri: ratio to "
+                    "the critest-request figure, how much request realism changes the op). The daemon columns are "
+                    "the daemon's own mean per call while level cri-critest ran, beside the client's mean over the "
+                    "same calls: the gap is gRPC transport plus the client."
+                )
+            ],
+            summary=True,
+        )
+        shown = real if not real.empty else table
+        gaps = (shown["ratio"] - 1).abs()
+        if gaps.notna().any():
+            r = shown.loc[gaps.idxmax()]
+            sec.blocks.append(
+                Para(
+                    f"Largest disagreement with critest: {r['target']} {r['op']}, hopbench/critest "
+                    f"{r['ratio']:.2f} [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}] "
+                    f"({r['hopbench (critest requests) p50 ms']:.2f} ms against {r['critest p50 ms']:.2f} ms)."
+                )
+            )
+        n_agree = int((shown["agree"] == "yes").sum())
+        sec.blocks.append(Para(f"{n_agree} of {len(shown)} op(s) agree within ±{crosscheck.AGREE:.0%} (interval)."))
+        sec.blocks.append(Table(table, 2))
+        daemons = sorted({str(f.get("daemon")) for f in figures if f.get("daemon")})
+        if daemons:
+            sec.blocks.append(Bullets([f"{d}: {COVERS.get(d, '?')}" for d in daemons]))
+        out.append(sec)
+    over = crosscheck.overhead(samples)
+    if not over.empty:
+        lim = crosscheck.limit(run_dir)
+        text = (
+            "Both clients against nullcri, a CRI server that answers every call at once (tools/nullcri, Go, "
+            "k8s.io/cri-api): what remains is the client, gRPC and the unix socket, per op."
+        )
+        if lim:
+            where = (
+                f" (client on CPU {lim['client_cpu']}, nullcri on CPU {lim['server_cpu']})" if lim.get("pinned") else ""
+            )
+            text += (
+                f" Null-target limit: {lim['ops_per_s']:.0f} CRI ops/s from one hopbench client thread{where}, "
+                f"{lim['lifecycles']} lifecycles in {lim['seconds']:.1f} s."
+            )
+        out.append(Section("The harness's own cost (null CRI server)", [Para(text), Table(over, 0)], summary=True))
+    levels = set(samples["level"]) - {"cri-critest"} if not samples.empty else set()
+    view = crosscheck.daemon_view(figures, levels)
+    if not view.empty:
+        out.append(
+            Section(
+                "The daemons' own clocks",
+                [
+                    Para(
+                        "Each daemon's counters, read right before and after every burst of lifecycles, turned into "
+                        "its mean time per call for each level and CRI method, beside the client's own log of the "
+                        "same calls (timed and untimed, warm-up included on both sides). The gap is gRPC transport "
+                        "plus the client."
+                    ),
+                    Table(view, 2),
+                    Bullets([f"{d}: {COVERS.get(d, '?')}" for d in sorted(set(view["daemon"]))]),
+                ],
+                level=3,
+            )
+        )
     return out
 
 
@@ -744,6 +843,7 @@ def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[S
                 "Rows with fewer than 3 earlier nights: *too few nights*. Method and simulated rates: "
                 "bench/controller/gate.py."
             ),
+            *([Para(str(nightly["control_sentence"]))] if nightly.get("control_sentence") else []),
             Para(
                 f"{nightly['regressions']} regression(s), {nightly['improvements']} improvement(s) against "
                 f"{len(nightly['baseline_runs'])} earlier run(s) (threshold {100 * nightly['threshold']:g}%).",
@@ -855,6 +955,7 @@ def model(run_dir: Path) -> Report:
             *header_sections(meta, checks),
             *latency_sections(samples, summary),
             *conditions_sections(samples, summary, meta),
+            *crosscheck_sections(run_dir, samples, meta),
             *upgrade_sections(a),
             *hop_sections(a, samples),
             *kube_sections(a, meta),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cri_api.v1 import api_pb2 as cri
@@ -16,9 +19,30 @@ from bench.errors import ComponentError
 from bench.node import kubelet
 from bench.node.levels import READY_MARK, STOP_MARK, Timed, timed
 
+T = TypeVar("T")
+
 
 class CheckFailed(ComponentError):
     """The workload did not behave as it must (not running, no output, bad exit code)."""
+
+
+class CallLog:
+    """Every call the client makes, timed or not: {method: [count, seconds]}, the client's side of
+    what a daemon's own counters see (bench.node.metrics). Kept outside the timed interval."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.totals: dict[str, list[float]] = {}
+
+    def add(self, method: str, ns: int) -> None:
+        with self.lock:
+            slot = self.totals.setdefault(method, [0.0, 0.0])
+            slot[0] += 1
+            slot[1] += ns / 1e9
+
+    def snapshot(self) -> dict[str, tuple[float, float]]:
+        with self.lock:
+            return {k: (v[0], v[1]) for k, v in self.totals.items()}
 
 
 class CriClient:
@@ -28,17 +52,33 @@ class CriClient:
         self.endpoint = endpoint
         self.timeout = timeout_s
         self.channel = grpc.insecure_channel(endpoint)
+        self.log = CallLog()
         self.runtime = cri_grpc.RuntimeServiceStub(self.channel)
         self.images = cri_grpc.ImageServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
 
+    def _timed(self, op: str, call: Callable[[], T]) -> Timed[T]:
+        t = timed(op, call)
+        self.log.add(op, t.duration_ns)
+        return t
+
+    def _untimed(self, op: str, call: Callable[[], T]) -> T:
+        start = time.monotonic_ns()
+        try:
+            return call()
+        finally:
+            self.log.add(op, time.monotonic_ns() - start)
+
     def version(self) -> cri.VersionResponse:
-        return self.runtime.Version(cri.VersionRequest(version="v1"), timeout=min(self.timeout, 10))
+        return self._untimed(
+            "Version", lambda: self.runtime.Version(cri.VersionRequest(version="v1"), timeout=min(self.timeout, 10))
+        )
 
     def image_id(self, ref: str) -> str:
-        status = self.images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref)), timeout=self.timeout)
+        req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
+        status = self._untimed("ImageStatus", lambda: self.images.ImageStatus(req, timeout=self.timeout))
         if not status.image.id:
             raise LookupError(f"image {ref} is not in the stack's store (provision the node)")
         return str(status.image.id)
@@ -46,38 +86,62 @@ class CriClient:
     # --- the timed ops -------------------------------------------------------------
     def run_pod_sandbox(self, config: cri.PodSandboxConfig, handler: str) -> Timed[str]:
         req = cri.RunPodSandboxRequest(config=config, runtime_handler=handler)
-        return timed("RunPodSandbox", lambda: self.runtime.RunPodSandbox(req, timeout=self.timeout).pod_sandbox_id)
+        return self._timed(
+            "RunPodSandbox", lambda: self.runtime.RunPodSandbox(req, timeout=self.timeout).pod_sandbox_id
+        )
 
     def create_container(
         self, sandbox_id: str, config: cri.ContainerConfig, sandbox: cri.PodSandboxConfig
     ) -> Timed[str]:
         req = cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox)
-        return timed("CreateContainer", lambda: self.runtime.CreateContainer(req, timeout=self.timeout).container_id)
+        return self._timed(
+            "CreateContainer", lambda: self.runtime.CreateContainer(req, timeout=self.timeout).container_id
+        )
 
     def start_container(self, container_id: str) -> Timed[object]:
         req = cri.StartContainerRequest(container_id=container_id)
-        return timed("StartContainer", lambda: self.runtime.StartContainer(req, timeout=self.timeout))
+        return self._timed("StartContainer", lambda: self.runtime.StartContainer(req, timeout=self.timeout))
 
     def stop_container(self, container_id: str, grace_s: int) -> Timed[object]:
         req = cri.StopContainerRequest(container_id=container_id, timeout=grace_s)
-        return timed("StopContainer", lambda: self.runtime.StopContainer(req, timeout=self.timeout + grace_s))
+        return self._timed("StopContainer", lambda: self.runtime.StopContainer(req, timeout=self.timeout + grace_s))
 
     def remove_container(self, container_id: str) -> Timed[object]:
         req = cri.RemoveContainerRequest(container_id=container_id)
-        return timed("RemoveContainer", lambda: self.runtime.RemoveContainer(req, timeout=self.timeout))
+        return self._timed("RemoveContainer", lambda: self.runtime.RemoveContainer(req, timeout=self.timeout))
 
     def stop_pod_sandbox(self, sandbox_id: str) -> Timed[object]:
         req = cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id)
-        return timed("StopPodSandbox", lambda: self.runtime.StopPodSandbox(req, timeout=self.timeout))
+        return self._timed("StopPodSandbox", lambda: self.runtime.StopPodSandbox(req, timeout=self.timeout))
 
     def remove_pod_sandbox(self, sandbox_id: str) -> Timed[object]:
         req = cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id)
-        return timed("RemovePodSandbox", lambda: self.runtime.RemovePodSandbox(req, timeout=self.timeout))
+        return self._timed("RemovePodSandbox", lambda: self.runtime.RemovePodSandbox(req, timeout=self.timeout))
+
+    def pod_sandbox_status(self, sandbox_id: str, verbose: bool = False) -> Timed[cri.PodSandboxStatusResponse]:
+        req = cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose)
+        return self._timed("PodSandboxStatus", lambda: self.runtime.PodSandboxStatus(req, timeout=self.timeout))
+
+    def timed_container_status(self, container_id: str, verbose: bool = False) -> Timed[cri.ContainerStatusResponse]:
+        req = cri.ContainerStatusRequest(container_id=container_id, verbose=verbose)
+        return self._timed("ContainerStatus", lambda: self.runtime.ContainerStatus(req, timeout=self.timeout))
+
+    def runtime_config(self) -> cri.RuntimeConfigResponse | None:
+        """The runtime's cgroup driver (CRI RuntimeConfig); None where the runtime has no such call."""
+        try:
+            req = cri.RuntimeConfigRequest()
+            return self._untimed(
+                "RuntimeConfig", lambda: self.runtime.RuntimeConfig(req, timeout=min(self.timeout, 10))
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise
 
     # --- untimed checks and clean-up -----------------------------------------------
     def container_status(self, container_id: str) -> cri.ContainerStatus:
         req = cri.ContainerStatusRequest(container_id=container_id)
-        return self.runtime.ContainerStatus(req, timeout=self.timeout).status
+        return self._untimed("ContainerStatus", lambda: self.runtime.ContainerStatus(req, timeout=self.timeout)).status
 
     def wait_running_with_output(self, container_id: str, deadline_s: float = 10.0) -> str:
         """Check through CRI that the workload runs and has printed its ready line."""
@@ -107,14 +171,17 @@ class CriClient:
 
     def sandboxes(self, labels: dict[str, str]) -> list[cri.PodSandbox]:
         req = cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=labels))
-        return list(self.runtime.ListPodSandbox(req, timeout=self.timeout).items)
+        return list(
+            self._untimed("ListPodSandbox", lambda: self.runtime.ListPodSandbox(req, timeout=self.timeout)).items
+        )
 
     def remove_pod(self, sandbox_id: str) -> list[str]:
         """Untimed clean-up of one pod and its containers; returns the errors met."""
         errors = []
         try:
             req = cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sandbox_id))
-            for c in self.runtime.ListContainers(req, timeout=self.timeout).containers:
+            listed = self._untimed("ListContainers", lambda: self.runtime.ListContainers(req, timeout=self.timeout))
+            for c in listed.containers:
                 for t in (self.stop_container(c.id, 0), self.remove_container(c.id)):
                     if not t.ok:
                         errors.append(f"{t.op} {c.id[:12]}: {t.error}")

@@ -31,6 +31,7 @@ from bench.errors import ComponentError
 from bench.messages import Done, Error, Event, Heartbeat, Hello, Job, Meta, MetaEnd, Warning
 from bench.node import kubelet, nodeinfo, schedule, targets
 from bench.node.levels import Context
+from bench.node.levels.critest import probe_overhead
 
 
 class Emitter:
@@ -107,7 +108,10 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
             return
         with tempfile.TemporaryDirectory(prefix="hopbench-levels-") as work:
             ctx = Context(job, emit, stop, Path(work), found, available)
-            schedule.run(schedule.plan(ctx), ctx, before_target=targets.sweep_pods)
+            units = schedule.plan(ctx)
+            if units and not ctx.stopped:
+                probe_overhead(ctx)
+            schedule.run(units, ctx, before_target=targets.sweep_pods)
         if received:
             name = signal.Signals(received[0]).name
             emit(Warning(message=f"agent got {name}: stopped early and cleaned up"))

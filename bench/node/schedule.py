@@ -25,6 +25,7 @@ fake level.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import random
 import threading
@@ -32,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.messages import Check, Error, Info, Lifecycle, Plan, Sample, Warning
-from bench.node import targets
+from bench.messages import Artifact, Check, Error, Info, Lifecycle, Plan, Sample, Warning
+from bench.node import metrics, targets
 from bench.node.levels import REGISTRY, Context, Emit, Level, Target, Timed, Turn, load
 
 
@@ -65,6 +66,11 @@ def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[U
                 ctx.emit(Info(message=why_not, target=target.name, level=cls.name))
             else:
                 units.append(Unit(cls, target))
+    # A control in every run that has interleaved lifecycles: the node's own speed (level control).
+    control = (registry or {}).get("control") if registry is not None else load("control")
+    wanted = control is not None and scen.control and "control" not in classes
+    if wanted and control is not None and any(u.level.group == control.group for u in units):
+        classes = {**classes, "control": control}
     for cls in classes.values():
         if cls.per == "handler":
             units += [Unit(cls, Target(None, h)) for h in targets.oci_handlers(list(scen.targets), ctx.found)]
@@ -112,7 +118,8 @@ def run(
         if group is None:
             _alone(members[0], ctx)
         else:
-            interleave(members, ctx, random.Random(f"{seed}/{group}"))  # noqa: S311 - an order, replayable by seed
+            rng = random.Random(f"{seed}/{group}")  # noqa: S311 - an order, replayable by seed
+            interleave(members, ctx, rng, group)
 
 
 def groups(units: list[Unit]) -> list[tuple[str | None, list[Unit]]]:
@@ -135,24 +142,55 @@ def groups(units: list[Unit]) -> list[tuple[str | None, list[Unit]]]:
 
 
 def _alone(unit: Unit, ctx: Context) -> None:
-    """One unit on its own: open, sweep, run, close."""
+    """One unit on its own: open, sweep, run, close; its daemon's counters read around its lifecycles."""
     level: Level | None = None
+    clocks = metrics.Clocks()
+    if unit.target is not None and unit.target.stack is not None:
+        clocks.add_stack(unit.target.stack)
+
+    def measured(lv: Level) -> None:
+        stack = lv.where()[0]
+        before, mine = clocks.read(stack), lv.calls()
+        try:
+            lifecycles(lv, ctx)
+        finally:
+            clocks.add(lv.where(), before, clocks.read(stack))
+            clocks.add(lv.where(), mine, lv.calls(), client=True)
+
     try:
         level = unit.level.open(unit.target, ctx)
         with level:
             level.sweep()
             _say(level, ctx.emit)
-            level.run(lambda lv: lifecycles(lv, ctx))
+            level.run(measured)
     except Exception as exc:  # noqa: BLE001 - one broken target or level must not stop the others
         ctx.emit(Error(message=f"level {unit.level.name}: {type(exc).__name__}: {exc}", target=unit.name))
     finally:
         if level is not None:
             _say(level, ctx.emit)
+        _emit_clocks(clocks, f"{unit.level.name}-{unit.name}".replace("/", "-").replace("@", "_"), ctx)
 
 
-def interleave(units: list[Unit], ctx: Context, rng: random.Random) -> None:
+def _emit_clocks(clocks: metrics.Clocks, name: str, ctx: Context) -> None:
+    for stack, why in clocks.errors.items():
+        ctx.emit(Warning(message=f"metrics of {stack}: {why}: no daemon figures from then on"))
+    found = clocks.report()
+    if found:
+        ctx.emit(Artifact(name=f"daemon-metrics/{name}.json", content=json.dumps(found, indent=1)))
+
+
+def interleave(units: list[Unit], ctx: Context, rng: random.Random, group: str = "group") -> None:
     """The units open together; round after round, one lifecycle of each (c at concurrency c) in
-    a shuffled order; then each is ended and closed, whatever happened."""
+    a shuffled order, the daemons' counters read around each; then each is ended and closed,
+    whatever happened."""
+    clocks = metrics.Clocks()
+    try:
+        _interleave(units, ctx, rng, clocks)
+    finally:
+        _emit_clocks(clocks, group, ctx)
+
+
+def _interleave(units: list[Unit], ctx: Context, rng: random.Random, clocks: metrics.Clocks) -> None:
     with contextlib.ExitStack() as stack:
         live: list[tuple[Unit, Level]] = []
         for unit in units:
@@ -174,6 +212,8 @@ def interleave(units: list[Unit], ctx: Context, rng: random.Random) -> None:
                 _say(level, ctx.emit)
             stack.callback(_end, unit, level, ctx)
             live.append((unit, level))
+            if unit.target is not None and unit.target.stack is not None:
+                clocks.add_stack(unit.target.stack)
         if not live:
             return
         scen = ctx.scen
@@ -194,7 +234,12 @@ def interleave(units: list[Unit], ctx: Context, rng: random.Random) -> None:
                     if ctx.stopped:
                         return
                     iterations = range(r * concurrency, min(total, (r + 1) * concurrency))
-                    if not burst(level, concurrency, list(iterations), ctx, tallies[id(level)]):
+                    where = level.where()
+                    before, mine = clocks.read(where[0]), level.calls()
+                    going = burst(level, concurrency, list(iterations), ctx, tallies[id(level)])
+                    clocks.add(where, before, clocks.read(where[0]))
+                    clocks.add(where, mine, level.calls(), client=True)
+                    if not going:
                         live = [(u, lv) for u, lv in live if lv is not level]
                 if not live:
                     return

@@ -53,6 +53,8 @@ T = TypeVar("T")
 # Every level, in the order a target runs them: the scenario's allowed levels.
 REGISTRY: dict[str, str] = {
     "cri": "bench.node.levels.cri:CriLevel",
+    "cri-critest": "bench.node.levels.critest:CriCritestLevel",
+    "critest": "bench.node.levels.critest:CritestLevel",
     "split": "bench.node.levels.split:SplitLevel",
     "engine": "bench.node.levels.engine:EngineLevel",
     "containerd": "bench.node.levels.containerd:ContainerdLevel",
@@ -61,6 +63,8 @@ REGISTRY: dict[str, str] = {
     "kubelet": "bench.node.levels.kubelet:KubeletLevel",
     "dockershim": "bench.node.levels.kubelet:DockershimLevel",
     "oci": "bench.node.levels.oci:OciLevel",
+    "control": "bench.node.levels.control:ControlLevel",
+    "nullcri": "bench.node.levels.critest:NullLevel",
     "cli": "bench.node.levels.cli:CliLevel",
 }
 
@@ -227,6 +231,11 @@ class Level(abc.ABC):
     @abc.abstractmethod
     def lifecycle(self, turn: Turn) -> Outcome:
         """One lifecycle, every op timed; a failed op ends it (a failed sample, never a zero)."""
+
+    def calls(self) -> dict[str, tuple[float, float]] | None:
+        """Every call the level's client made so far, {method: (count, seconds)}, timed or not (the
+        client's side of the daemon's counters); None for a level without such a client."""
+        return None
 
     def begin(self) -> None:  # noqa: B027 - an optional hook
         """Before the level's first lifecycle (after sweep), whichever the schedule."""

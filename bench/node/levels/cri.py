@@ -105,6 +105,9 @@ class CriLevel(Level):
             remove_pod_files(pod)
         return Outcome(done, problem, check, self.events(turn, done, ids))
 
+    def calls(self) -> dict[str, tuple[float, float]]:
+        return self.client.log.snapshot()
+
     def events(self, turn: Turn, done: list[Timed[Any]], ids: dict[str, str]) -> list[Event]:
         """Other events of one lifecycle (level split: the calls under each op)."""
         return []

@@ -1,0 +1,173 @@
+"""The crosscheck: hopbench's figures beside critest's, beside the daemons' own, and the harness's own cost.
+
+Per target and op (critest's nine ops), from one interleaved run (scenarios/crosscheck.yaml):
+
+- **critest**: the reference tool's p50 (level `critest`);
+- **hopbench, critest's requests** (level `cri-critest`): p50 and its ratio to critest's, the
+  interval from pairs of the same round (bench.controller.drift); the two *agree* when the
+  ratio's interval meets [0.95, 1.05];
+- **hopbench, kubelet's requests** (level `cri`, the ops it has): p50 and its ratio to the
+  critest-request figure: how much the request's realism changes the op;
+- **the daemon's clock**: the mean time the daemon itself spent per call of that op while
+  level cri-critest ran (its counters read around every burst: bench.node.metrics), beside the
+  client's mean over the same calls (warm-up included, as the counters include it); the gap is
+  gRPC transport plus the client.
+
+The null rows (stack "null": nullcri answers every call at once) are the harness's own cost per
+op, hopbench's client against critest's; `null/limit.json` the ops per second one hopbench
+client thread gets out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.controller import drift, stats
+from bench.node.critest import OPS
+
+AGREE = 0.05  # the goal: critest and hopbench with critest's requests within 5% at the median
+
+
+def daemon_figures(run_dir: Path) -> list[dict[str, Any]]:
+    """Every daemon-metrics artifact of the run, one entry per stack, handler and level."""
+    out: list[dict[str, Any]] = []
+    for path in sorted((run_dir / "daemon-metrics").glob("*.json")):
+        try:
+            out += json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def op_of(call: str) -> str:
+    """A daemon's name for a call -> the CRI op: '/runtime.v1.RuntimeService/RunPodSandbox' -> 'RunPodSandbox'."""
+    return call.rsplit("/", 1)[-1]
+
+
+def server_means(figures: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, float]]:
+    """(stack, handler, level, op) -> the daemon's calls and mean ms, and the client's over its own
+    calls of that method in the same bursts (timed or not), where the level logs them."""
+    out: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for f in figures:
+        mine = {op_of(k): v for k, v in (f.get("client_calls") or {}).items()}
+        for call, v in (f.get("calls") or {}).items():
+            count, seconds = float(v.get("count", 0)), float(v.get("seconds", 0))
+            if count <= 0:
+                continue
+            op = op_of(call)
+            row = {"daemon calls": count, "daemon mean ms": seconds / count * 1000}
+            c = mine.get(op)
+            if c and float(c.get("count", 0)) > 0:
+                row["client calls"] = float(c["count"])
+                row["client mean ms"] = float(c["seconds"]) / float(c["count"]) * 1000
+            out[(f["stack"], f["handler"], f["level"], op)] = row
+    return out
+
+
+def table(samples: pd.DataFrame, figures: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per target and critest op (module docstring)."""
+    if samples.empty or not samples["level"].isin(["critest", "cri-critest"]).any():
+        return pd.DataFrame()
+    m = stats.measured_ms(samples)
+    server = server_means(figures)
+    rows = []
+    targets = m[m["level"].isin(["critest", "cri-critest"])][["stack", "handler"]].drop_duplicates()
+    for stack, handler in sorted(map(tuple, targets.to_numpy())):
+        here = m[(m["stack"] == stack) & (m["handler"] == handler)]
+        for op in OPS:
+            ref, mine, kub = (
+                here[(here["level"] == lv) & (here["op"] == op)] for lv in ("critest", "cri-critest", "cri")
+            )
+            if ref.empty and mine.empty:
+                continue
+            row: dict[str, Any] = {"target": f"{stack}/{handler}", "op": op, "n": int(min(len(ref), len(mine)))}
+            row["critest p50 ms"] = float(ref["ms"].median()) if len(ref) else math.nan
+            row["hopbench (critest requests) p50 ms"] = float(mine["ms"].median()) if len(mine) else math.nan
+            r = drift.paired_ratio(ref, mine) if len(ref) and len(mine) else {}
+            row["ratio"], row["ratio_lo"], row["ratio_hi"] = (r.get(k, math.nan) for k in ("ratio", "lo", "hi"))
+            row["agree"] = _agree(row["ratio_lo"], row["ratio_hi"])
+            row["hopbench (kubelet requests) p50 ms"] = float(kub["ms"].median()) if len(kub) else math.nan
+            k = drift.paired_ratio(mine, kub) if len(kub) and len(mine) else {}
+            row["kubelet/critest requests"] = k.get("ratio", math.nan)
+            row["kubelet/critest lo"], row["kubelet/critest hi"] = k.get("lo", math.nan), k.get("hi", math.nan)
+            d = server.get((stack, handler, "cri-critest", op), {})
+            row["daemon calls"] = int(d.get("daemon calls", 0))
+            row["daemon mean ms"] = d.get("daemon mean ms", math.nan)
+            row["client calls"] = int(d.get("client calls", 0))
+            row["client mean ms"] = d.get("client mean ms", math.nan)
+            row["client − daemon ms"] = row["client mean ms"] - row["daemon mean ms"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _agree(lo: float, hi: float) -> str:
+    if math.isnan(lo) or math.isnan(hi):
+        return "–"
+    if lo >= 1 - AGREE and hi <= 1 + AGREE:
+        return "yes"
+    if hi < 1 - AGREE or lo > 1 + AGREE:
+        return "no"
+    return "not shown"
+
+
+def overhead(samples: pd.DataFrame) -> pd.DataFrame:
+    """The null target per op: hopbench's and critest's p50 and p90 (µs), and the difference of the p50s."""
+    m = stats.measured_ms(samples)
+    m = m[m["stack"] == "null"]
+    rows = []
+    for op in OPS:
+        h = m[(m["level"] == "cri-critest") & (m["op"] == op)]["ms"].to_numpy() * 1000
+        c = m[(m["level"] == "critest") & (m["op"] == op)]["ms"].to_numpy() * 1000
+        if not len(h) and not len(c):
+            continue
+        rows.append(
+            {
+                "op": op,
+                "n": int(min(len(h), len(c))),
+                "hopbench p50 µs": float(np.median(h)) if len(h) else math.nan,
+                "hopbench p90 µs": float(np.percentile(h, 90)) if len(h) else math.nan,
+                "critest p50 µs": float(np.median(c)) if len(c) else math.nan,
+                "critest p90 µs": float(np.percentile(c, 90)) if len(c) else math.nan,
+                "hopbench − critest p50 µs": float(np.median(h) - np.median(c)) if len(h) and len(c) else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def limit(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "null" / "limit.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def daemon_view(figures: list[dict[str, Any]], levels: set[str]) -> pd.DataFrame:
+    """Every call a daemon timed while one of `levels` ran, beside the client's own log of the
+    same calls (warm-up and untimed calls included on both sides)."""
+    rows = []
+    for (stack, handler, level, op), d in sorted(server_means(figures).items()):
+        if level not in levels or "client calls" not in d:
+            continue
+        daemon = next((str(f.get("daemon", "")) for f in figures if f["stack"] == stack), "")
+        rows.append(
+            {
+                "target": f"{stack}/{handler}",
+                "level": level,
+                "daemon": daemon,
+                "op": op,
+                "daemon calls": int(d["daemon calls"]),
+                "client calls": int(d["client calls"]),
+                "daemon mean ms": d["daemon mean ms"],
+                "client mean ms": d["client mean ms"],
+                "client − daemon ms": d["client mean ms"] - d["daemon mean ms"],
+            }
+        )
+    return pd.DataFrame(rows)
