@@ -155,6 +155,9 @@ def nightly_check(
             )
         idx = control.index(pd.concat(loaded[-history:], ignore_index=True), samples)
         result["control"] = idx
+        if idx:
+            for r in table:
+                r["ratio_vs_control"] = r["ratio_tonight"] / idx["ratio"]
         result["control_sentence"] = control.sentence(idx, "the baseline nights", "tonight") if idx else ""
         result["rows"] = json.loads(pd.DataFrame(table).to_json(orient="records")) if table else []
         result["regressions"] = sum(1 for r in table if r["verdict"] == "regression")

@@ -484,11 +484,12 @@ def crosscheck_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, An
                 Para(
                     "Per op, interleaved in the same rounds on the same node: cri-tools' `critest -benchmark` "
                     "(level critest), hopbench's CRI client sending critest's own requests (level cri-critest: "
-                    "ratio to critest with its 95% interval from same-round pairs; *agree* when the interval lies "
+                    "ratio to critest with its 95% interval from same-round pairs; *agree* when the median ratio is "
                     f"within ±{crosscheck.AGREE:.0%}), and hopbench with kubelet's requests (level cri: ratio to "
                     "the critest-request figure, how much request realism changes the op). The daemon columns are "
                     "the daemon's own mean per call while level cri-critest ran, beside the client's mean over the "
-                    "same calls: the gap is gRPC transport plus the client."
+                    "same calls (the gap is gRPC transport plus the client), and the daemon's own mean while "
+                    "critest ran: where critest and hopbench differ, it tells the daemon's share from the client's."
                 )
             ],
             summary=True,
@@ -505,7 +506,9 @@ def crosscheck_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, An
                 )
             )
         n_agree = int((shown["agree"] == "yes").sum())
-        sec.blocks.append(Para(f"{n_agree} of {len(shown)} op(s) agree within ±{crosscheck.AGREE:.0%} (interval)."))
+        sec.blocks.append(
+            Para(f"{n_agree} of {len(shown)} op(s) agree within ±{crosscheck.AGREE:.0%} at the median (stacks only).")
+        )
         sec.blocks.append(Table(table, 2))
         daemons = sorted({str(f.get("daemon")) for f in figures if f.get("daemon")})
         if daemons:

@@ -143,20 +143,7 @@ def run(
         log, code = (proc.stdout + proc.stderr)[-4000:], proc.returncode
     except subprocess.TimeoutExpired as exc:
         log, code = f"critest timed out after {exc.timeout:.0f} s", -1
-    raw: dict[str, Any] = {}
-    timed: dict[str, Timed[None]] = {}
-    for kind in ("pod", "container"):
-        path = out / f"{kind}_benchmark_data.json"
-        if not path.exists():
-            continue
-        data = json.loads(path.read_text())
-        raw[kind] = data
-        for point in data.get("datapoints") or []:
-            start = int(point["startTime"]) + offset
-            for name, ns in zip(data["operationsNames"], point["operationsDurationsNs"], strict=False):
-                op = CRITEST_OPS.get(name, name)
-                timed[op] = Timed(op, start, int(ns), None, None)
-                start += int(ns)
+    raw, timed = parse(out, offset)
     problem = "" if code == 0 else f"critest exited {code}: {_why(log)}"
     missing = [op for op in OPS if op not in timed]
     if missing and not problem:
@@ -169,6 +156,28 @@ def run(
         nxt = OPS[len(ordered)] if len(ordered) < len(OPS) else OPS[-1]
         ordered.append(Timed(nxt, began, time.monotonic_ns() - began, None, problem))
     return Result(ordered, raw, log, problem)
+
+
+def parse(out: Path, offset_ns: int = 0) -> tuple[dict[str, Any], dict[str, Timed[None]]]:
+    """critest's benchmark JSON in `out` (pod_ and container_benchmark_data.json): the raw data and
+    each op's figure under its CRI name. critest gives each sample's wall-clock start and the ops'
+    durations in order; an op's start is the sample's plus the durations before it, moved onto the
+    monotonic clock by `offset_ns`."""
+    raw: dict[str, Any] = {}
+    timed: dict[str, Timed[None]] = {}
+    for kind in ("pod", "container"):
+        path = out / f"{kind}_benchmark_data.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        raw[kind] = data
+        for point in data.get("datapoints") or []:
+            start = int(point["startTime"]) + offset_ns
+            for name, ns in zip(data["operationsNames"], point["operationsDurationsNs"], strict=False):
+                op = CRITEST_OPS.get(name, name)
+                timed[op] = Timed(op, start, int(ns), None, None)
+                start += int(ns)
+    return raw, timed
 
 
 def _why(log: str) -> str:

@@ -151,6 +151,10 @@ def dockershim_args(stack: stacks.Stack, root: Path) -> list[str]:
         "--container-runtime=docker",
         f"--docker-endpoint={endpoint}",
         f"--experimental-dockershim-root-directory={root / 'dockershim'}",
+        # Its own socket: the default /var/run/dockershim.sock would be shared by two 1.23 kubelets
+        # interleaved on two docker instances (and by any dockershim the node runs).
+        f"--container-runtime-endpoint=unix://{root / 'dockershim.sock'}",
+        f"--image-service-endpoint=unix://{root / 'dockershim.sock'}",
         f"--pod-infra-container-image={stack.pause_image}",
         "--network-plugin=cni",
         f"--cni-conf-dir={conf_dir}",

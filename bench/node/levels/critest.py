@@ -4,7 +4,9 @@
   lifecycle (bench.node.critest.run), its figures taken as samples under the CRI op names.
 - `cri-critest`: hopbench's CRI client sending critest's own requests (bench.node.critest) in
   critest's order: the pod benchmark's four calls on a pod without containers, then the
-  container benchmark's five calls in a pod made and removed untimed. Untimed checks: the
+  container benchmark's five calls in a pod made and removed untimed. Like critest, it asks
+  RuntimeConfig (untimed) before each RunPodSandbox, and its CreateContainer figure holds an
+  ImageStatus call before the CreateContainer call, as critest's does (CreateContainerWithError). Untimed checks: the
   container is RUNNING in the timed ContainerStatus answer, EXITED after StopContainer.
 - `nullcri` (once per node): both of the above, interleaved, against nullcri, a CRI server that
   answers every call at once (tools/nullcri): what is left is the client side, gRPC and the
@@ -126,7 +128,6 @@ class CriCritestLevel(Level):
         self.client = CriClient(stack.cri_endpoint, ctx.scen.timeout_s)
         self.image_ref = stack.workload_image
         self.client.image_id(self.image_ref)
-        self.parent = critest.cgroup_parent(self.client.runtime_config())
         self.live: set[str] = set()
         self.lock = threading.Lock()
 
@@ -140,7 +141,9 @@ class CriCritestLevel(Level):
         return cls(t, stack, ctx)
 
     def _run(self, prefix: str, record: Callable[[Timed[Any]], Any] | None) -> tuple[str, Any]:
-        cfg = critest.pod_config(prefix, self.parent)
+        # critest asks the runtime's cgroup driver for every pod it makes (common.GetCgroupParent),
+        # right before RunPodSandbox: untimed, and it keeps the channel as warm as critest's.
+        cfg = critest.pod_config(prefix, critest.cgroup_parent(self.client.runtime_config()))
         t = self.client.run_pod_sandbox(cfg, self.handler)
         if t.ok:
             with self.lock:
@@ -174,9 +177,8 @@ class CriCritestLevel(Level):
             # critest's container benchmark: in a pod made untimed.
             holder, holder_cfg = self._run("create-PodSandbox-for-container-", None)
             made.append(holder)
-            self.client.image_id(self.image_ref)  # critest asks ImageStatus before each create, untimed
             cfg = critest.container_config(self.image_ref)
-            cid = record(self.client.create_container(holder, cfg, holder_cfg))
+            cid = record(self.client.create_container_as_critest(holder, cfg, holder_cfg, self.image_ref))
             record(self.client.start_container(cid))
             status = record(self.client.timed_container_status(cid, verbose=True))
             if not critest.running(status.status):
