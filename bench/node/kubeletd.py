@@ -68,6 +68,20 @@ def free_port() -> int:
         return port
 
 
+def terminate(proc: subprocess.Popen[bytes], grace_s: float) -> bool:
+    """SIGTERM a child we started (by its PID), SIGKILL after `grace_s`: True when it had to be killed."""
+    if proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return True
+
+
 def with_parent_death_signal(argv: list[str]) -> list[str]:
     """argv run so that it gets SIGTERM when the agent goes away, however it goes: util-linux's
     setpriv sets the parent-death signal and execs it (no Python code between fork and exec)."""
@@ -330,14 +344,7 @@ class Kubelet:
 
     # --- the end ------------------------------------------------------------------------------
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None and terminate(self.proc, 20):
             self.notes.append(f"kubelet for {self.stack.name} did not stop on SIGTERM within 20 s: killed")
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,21 @@ def run_hopbench(*args: str, timeout: float = 900) -> subprocess.CompletedProces
     """The `hopbench` command of this environment, from the repository root, output captured."""
     exe = str(Path(sys.executable).with_name("hopbench"))
     return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def run_scenario(tmp_path: Path, name: str, body: str, command: str = "run") -> tuple[Path, dict, Any]:
+    """Run a scenario through `hopbench COMMAND` (run, crosscheck); its run folder, meta and samples, complete."""
+    from bench.controller.results import load_run
+
+    scen = tmp_path / f"{name}.yaml"
+    scen.write_text(f"schema: 1\nname: {name}\n{body}")
+    results = tmp_path / "results"
+    proc = run_hopbench(command, "--scenario", str(scen), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run,) = list(results.iterdir())
+    meta, samples = load_run(run)
+    assert meta["status"] == "complete"
+    return run, meta, samples
 
 
 def running_daemons() -> dict[str, int]:

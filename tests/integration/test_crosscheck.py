@@ -12,31 +12,23 @@ import pytest
 
 from bench import stacks
 from bench.controller import crosscheck
-from bench.controller.results import load_run
 from bench.node import critest
 from bench.node.cri import CriClient
 
-from .conftest import no_pods_left, run_hopbench
+from .conftest import no_pods_left, run_scenario
+
+pytestmark = pytest.mark.integration
 
 TARGETS = ("containerd/runc", "crio/runc", "docker/runc")
 
 
 @pytest.fixture(scope="module")
 def crosscheck_run(provisioned, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("crosscheck")
-    scen = tmp / "itcross.yaml"
-    scen.write_text(
-        "schema: 1\nname: itcross\n"
+    body = (
         f"targets: [{', '.join(TARGETS)}]\n"
         "levels: [cri, cri-critest, critest, nullcri]\niterations: 3\nwarmup: 1\nconcurrency: [1]\n"
     )
-    results = tmp / "results"
-    proc = run_hopbench("crosscheck", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
-    meta, samples = load_run(run)
-    assert meta["status"] == "complete"
-    return run, meta, samples
+    return run_scenario(tmp_path_factory.mktemp("crosscheck"), "itcross", body, command="crosscheck")
 
 
 def test_critest_and_hopbench_with_critests_requests_measure_every_op_on_every_stack(crosscheck_run):

@@ -16,15 +16,14 @@ import ssl
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import psutil
 import pytest
 
-from bench.controller.results import load_memory, load_run, read_jsonl
+from bench.controller.results import load_memory, read_jsonl
 from bench.node.apiserver import ApiClient, ControlPlane
 from bench.ops import DOCKERSHIM_LIFECYCLE_OPS, KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
-from .conftest import no_pods_left, playbook, run_hopbench
+from .conftest import no_pods_left, playbook, run_scenario
 
 pytestmark = pytest.mark.integration
 KUBE_JSON = Path("/etc/hopbench/kube.json")
@@ -69,19 +68,6 @@ def test_the_control_plane_listens_on_loopback_only_and_wants_a_client_certifica
     names = {n["metadata"]["name"] for n in api.request("GET", "/api/v1/namespaces")["items"]}
     assert {"default", "kube-system"} <= names
     api.close()
-
-
-def run_scenario(tmp_path: Path, name: str, body: str) -> tuple[Path, dict, pd.DataFrame]:
-    """Run a scenario through `hopbench run`; its run folder, meta and samples, complete."""
-    scen = tmp_path / f"{name}.yaml"
-    scen.write_text(f"schema: 1\nname: {name}\n{body}")
-    results = tmp_path / "results"
-    proc = run_hopbench("run", "--scenario", str(scen), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (run,) = list(results.iterdir())
-    meta, samples = load_run(run)
-    assert meta["status"] == "complete"
-    return run, meta, samples
 
 
 def assert_nothing_left(meta, samples):

@@ -137,6 +137,20 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(text).split())[:500]
 
 
+class Record:
+    """The timed ops of one lifecycle as they come: a call appends one and returns its value, or
+    raises StopLifecycle when it failed (the lifecycle ends there, a failed sample)."""
+
+    def __init__(self) -> None:
+        self.done: list[Timed[Any]] = []
+
+    def __call__(self, t: Timed[Any]) -> Any:
+        self.done.append(t)
+        if not t.ok:
+            raise StopLifecycle
+        return t.value
+
+
 @dataclass(frozen=True)
 class Target:
     """A stack instance with one of its handlers; `stack` is None for the runtime alone (level oci)."""

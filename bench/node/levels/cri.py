@@ -18,7 +18,7 @@ from typing import Any
 from bench.messages import Event
 from bench.node import kubelet
 from bench.node.cri import CheckFailed, CriClient, remove_pod_files
-from bench.node.levels import Context, Level, Outcome, StopLifecycle, Target, Timed, Turn, need_stack
+from bench.node.levels import Context, Level, Outcome, Record, StopLifecycle, Target, Timed, Turn, need_stack
 from bench.ops import POD_LIFECYCLE_OPS
 
 
@@ -67,16 +67,11 @@ class CriLevel(Level):
 
     def lifecycle(self, turn: Turn) -> Outcome:
         pod = self.new_pod(turn.tag)
-        done: list[Timed[Any]] = []
+        record = Record()
+        done = record.done
         ids = {"sandbox": "", "container": ""}
         problem, check = "", "workload-ran"
         removed = False
-
-        def record(t: Timed[Any]) -> Any:
-            done.append(t)
-            if not t.ok:
-                raise StopLifecycle
-            return t.value
 
         try:
             self.start(pod, record, ids)

@@ -34,8 +34,19 @@ from bench.errors import ComponentError
 from bench.messages import Artifact, Info, Setting, Tool
 from bench.node import critest
 from bench.node.cri import CriClient
-from bench.node.kubeletd import with_parent_death_signal
-from bench.node.levels import Context, Level, Outcome, StopLifecycle, Target, Timed, Turn, UnsupportedOp, need_stack
+from bench.node.kubeletd import terminate, with_parent_death_signal
+from bench.node.levels import (
+    Context,
+    Level,
+    Outcome,
+    Record,
+    StopLifecycle,
+    Target,
+    Timed,
+    Turn,
+    UnsupportedOp,
+    need_stack,
+)
 from bench.scenario import Scenario
 
 NULLCRI = "/usr/local/lib/hopbench/bin/nullcri"
@@ -155,15 +166,10 @@ class CriCritestLevel(Level):
         return str(t.value), cfg
 
     def lifecycle(self, turn: Turn) -> Outcome:
-        done: list[Timed[Any]] = []
+        record = Record()
+        done = record.done
         problem, check = "", "workload-ran"
         made: list[str] = []
-
-        def record(t: Timed[Any]) -> Any:
-            done.append(t)
-            if not t.ok:
-                raise StopLifecycle
-            return t.value
 
         try:
             # critest's pod benchmark: a pod alone.
@@ -344,13 +350,8 @@ class NullLevel(Level):
 
     def stop(self) -> None:
         """Stop nullcri, by its PID."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None and terminate(self.proc, 10):
+            self.notes.append("nullcri did not stop on SIGTERM within 10 s: killed")
 
     def close(self) -> None:
         self.stop()
