@@ -113,6 +113,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(value: Any, fmt: str) -> str:
+    """A figure for a table; '–' for a missing one (JSON null, NaN), '∞' for an open bound."""
+    if value is None or value != value:
+        return "–"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    return format(value, fmt)
+
+
 def _verdict_table(title: str, frame: Any) -> Any:
     from rich.table import Table
 
@@ -133,14 +142,14 @@ def _verdict_table(title: str, frame: Any) -> Any:
             str(r.op),
             str(r.n_a),
             str(r.n_b),
-            f"{r.p50_a_ms:.1f}",
-            f"{r.p50_b_ms:.1f}",
-            f"{r.ratio:.3f} [{r.ratio_lo:.3f}, {r.ratio_hi:.3f}]",
-            f"{r.p_value:.3g}",
+            _num(r.p50_a_ms, ".1f"),
+            _num(r.p50_b_ms, ".1f"),
+            f"{_num(r.ratio, '.3f')} [{_num(r.ratio_lo, '.3f')}, {_num(r.ratio_hi, '.3f')}]",
+            _num(r.p_value, ".3g"),
             f"[{colour[v]}]{v}[/]" if v in colour else v,
         ]
         if relative:
-            cells.insert(9, f"{r.ratio_vs_control:.3f}")
+            cells.insert(9, _num(r.ratio_vs_control, ".3f"))
         table.add_row(*cells)
     return table
 
@@ -195,11 +204,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     import pandas as pd
 
     rows = pd.DataFrame(check["rows"])
-    quiet = ["no clear change", "clear but small"]
+    quiet = ["no clear change", "clear but small", "too few nights"]
     flagged = rows[~rows["verdict"].isin(quiet)] if not rows.empty else rows
     base = f"{len(check['baseline_runs'])} earlier run(s)"
     if not flagged.empty:
         console.print(_verdict_table(f"{result.dir.name} against {base}", flagged))
+    if check.get("control_sentence"):
+        console.print(check["control_sentence"])
     console.print(
         f"{check['regressions']} regression(s), {check['improvements']} improvement(s) against {base} "
         f"(threshold {reg.threshold_pct:g}%, alpha {reg.alpha:g})"

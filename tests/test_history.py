@@ -1,11 +1,13 @@
 """Run history, comparison of two runs and the nightly check, on run folders with known answers."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.controller.history import baseline_runs, compare_dirs, list_runs, nightly_check
@@ -99,6 +101,12 @@ def test_nightly_flags_a_planted_10_percent_regression_only(history):
     start = next(r for r in result["rows"] if r["op"] == "StartContainer")
     assert start["ratio"] == pytest.approx(1.10, abs=0.04) and start["ratio_lo"] > 1.0
     assert json.loads((cand / "nightly.json").read_text())["regressions"] == 1
+    from rich.console import Console
+
+    from bench.cli import _verdict_table
+
+    with open(os.devnull, "w") as sink:  # the nightly's own table prints the gate's rows
+        Console(file=sink).print(_verdict_table("tonight", pd.DataFrame(result["rows"])))
     build_report(cand)
     html = (cand / "report.html").read_text()
     assert "Against the previous nights" in html and "1 regression(s)" in html

@@ -140,6 +140,7 @@ def nightly_check(
             table.append(
                 {
                     **dict(zip(KEY, k, strict=True)),  # type: ignore[call-overload]
+                    "n_a": sum(n.n for n in base_nights),
                     "n_b": t.n,
                     "nights": len(base_nights),
                     "p50_a_ms": math.exp(sum(n.log_median for n in base_nights) / len(base_nights)),
