@@ -149,8 +149,12 @@ def test_a_scenario_runs_on_both_nodes_at_once_and_the_agent_is_uploaded_once(no
     assert meta["status"] == "complete"
     assert set(meta["nodes"]) == {"hbnode1", "hbnode2"}
     assert all(n["status"] == "complete" for n in meta["nodes"].values())
-    counts = samples.assign(kind=samples["stack"].map(stacks.kind_of)).groupby(["node", "kind"]).size().to_dict()
+    cri = samples[samples["level"] == "cri"]
+    counts = cri.assign(kind=cri["stack"].map(stacks.kind_of)).groupby(["node", "kind"]).size().to_dict()
     assert counts == {(n, s): 3 * 7 for n in ("hbnode1", "hbnode2") for s in ("containerd", "docker")}
+    # Each node times its own control beside its targets (level control: two loops, runc's four ops).
+    control = samples[samples["level"] == "control"].groupby("node").size().to_dict()
+    assert control == {"hbnode1": 3 * 6, "hbnode2": 3 * 6}
     assert samples["ok"].all()
     # The two runs overlapped in time: the nodes ran at once, not one after the other.
     spans = samples.groupby("node")["start_ns"].agg(["min", "max"])
