@@ -4,8 +4,9 @@
 units, saying once why a level does not apply to a target. `run` runs them by the scenario's
 `schedule`:
 
-- **interleaved** (the default): the units of one level group (Level.group: cri, engine,
-  containerd and oci together; split, kube, kubelet, dockershim each with itself) are open
+- **interleaved** (the default): the units of one level group (Level.group: cri, cri-critest,
+  critest, engine, containerd, oci and control together; split, kube, kubelet, dockershim each
+  with itself) are open
   together, and every round runs one lifecycle of each of them (at concurrency c: c lifecycles
   at once) in a freshly shuffled order, so what drifts on the node (a neighbour, the page
   cache, thermal state) falls on every target alike. Round r at concurrency c holds iterations
@@ -16,7 +17,9 @@ units, saying once why a level does not apply to a target. `run` runs them by th
 Levels with their own `run` (density, cli: group None) run alone in either. One broken unit is
 reported and the others go on; a stop (signal, "stop" order, controller gone) ends the
 schedule after the lifecycles in flight. A target is abandoned at a concurrency after
-`max_failures` failed lifecycles there.
+`max_failures` failed lifecycles there. Level control joins every run that has a lifecycle
+group (scenario `control`), and each stack's daemon counters are read around every burst
+(bench.node.metrics).
 
 Nothing here needs root or a daemon: the levels do. tests/test_schedule.py drives it with a
 fake level.
