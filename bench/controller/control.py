@@ -5,7 +5,9 @@ syscall loop, runc on a bundle), interleaved with them. Between two runs, each c
 ratio of medians (B / A) says how much the node changed for that kind of work; the index is
 their geometric mean, with a 95% percentile-bootstrap interval that resamples each run's
 control lifecycles (all ops of one lifecycle together). A stack's ratio between the runs is
-then read beside it: "ratio / index" is the change that is the stack's own, the raw ratio stays.
+then read beside it: "ratio / index" is the change that is the stack's own, the raw ratio
+stays. Only the lowest concurrency's control lifecycles count (at c > 1 the control runs c
+copies at once: another workload).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ def _matrix(samples: pd.DataFrame) -> pd.DataFrame:
     m = m[m["level"] == LEVEL]
     if m.empty:
         return pd.DataFrame()
-    return m.pivot_table(index=["concurrency", "iteration"], columns="op", values="ms", aggfunc="first")
+    # The lowest concurrency only: at c > 1 the control runs c copies at once, another workload.
+    m = m[m["concurrency"] == m["concurrency"].min()]
+    return m.pivot_table(index="iteration", columns="op", values="ms", aggfunc="first")
 
 
 def index(a: pd.DataFrame, b: pd.DataFrame, rounds: int = 2000, seed: int = 0) -> dict[str, Any]:
