@@ -42,17 +42,16 @@ def index(a: pd.DataFrame, b: pd.DataFrame, rounds: int = 2000, seed: int = 0) -
     xa, xb = ma[ops].to_numpy(float), mb[ops].to_numpy(float)
     per_op = np.nanmedian(xb, axis=0) / np.nanmedian(xa, axis=0)
     point = float(np.exp(np.mean(np.log(per_op))))
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, len(xa), size=(rounds, len(xa)))
-    ib = rng.integers(0, len(xb), size=(rounds, len(xb)))
-    meds_a = np.nanmedian(xa[ia], axis=1)  # (rounds, ops)
-    meds_b = np.nanmedian(xb[ib], axis=1)
-    draws = np.exp(np.nanmean(np.log(meds_b / meds_a), axis=1))
-    lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+
+    def geo_ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        # Each draw resamples whole lifecycles (rows): (rounds, lifecycles, ops) -> one index per round.
+        return np.asarray(np.exp(np.nanmean(np.log(np.nanmedian(db, axis=1) / np.nanmedian(da, axis=1)), axis=1)))
+
+    lo, hi = stats.bootstrap_ci(geo_ratio, xa, xb, rounds=rounds, seed=seed)
     return {
         "ratio": point,
-        "lo": float(lo),
-        "hi": float(hi),
+        "lo": lo,
+        "hi": hi,
         "n_a": len(xa),
         "n_b": len(xb),
         "ops": {op: float(r) for op, r in zip(ops, per_op, strict=True)},

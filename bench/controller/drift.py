@@ -105,16 +105,11 @@ def paired_ratio(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict[str, f
     xa, xb = pa.loc[both].to_numpy(float), pb.loc[both].to_numpy(float)
     if len(both) < 2 or np.median(xa) <= 0:
         return {"pairs": float(len(both)), "ratio": math.nan, "lo": math.nan, "hi": math.nan}
-
-    def ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
-        ma = np.median(da, axis=1)
-        return np.asarray(np.median(db, axis=1) / np.where(ma > 0, ma, np.nan))
-
-    lo, hi = stats.bootstrap_ci(ratio, xa, xb, paired=True, seed=seed)
+    ratio, lo, hi = stats.ratio_of_medians(xa, xb, seed=seed, paired=True)
     _, ilo, ihi = stats.ratio_of_medians(xa, xb, seed=seed)
     return {
         "pairs": float(len(both)),
-        "ratio": float(np.median(xb) / np.median(xa)),
+        "ratio": ratio,
         "lo": lo,
         "hi": hi,
         "independent_lo": ilo,

@@ -158,6 +158,8 @@ def decide(
         family[sign] = ps
     adjusted = {sign: holm({k: p for k, (p, _) in ps.items()}) for sign, ps in family.items()}
     m = len(looks)
+    # Each row's place in its family's Holm order (the level Holm tested it at).
+    ranks = {sign: {k: i for i, (k, _) in enumerate(sorted(ps.items(), key=_first_p))} for sign, ps in family.items()}
     for key, found in looks.items():
         sign = 1 if found[0][1] >= 0 else -1
         # The direction whose family rejects (a row cannot be both); else tonight's direction.
@@ -167,8 +169,7 @@ def decide(
                 break
         p, (look, d, var) = family[sign][key]
         # The one-sided bound at the level Holm used for this row (its rank), widened for the looks.
-        rank = sorted(family[sign], key=lambda k: family[sign][k][0]).index(key)
-        level = alpha / (m - rank) / len(found)
+        level = alpha / (m - ranks[sign][key]) / len(found)
         half = norm.ppf(1 - level) * math.sqrt(var)
         ratio = math.exp(d)
         lo, hi = (math.exp(d - half), math.inf) if sign > 0 else (0.0, math.exp(d + half))
@@ -182,6 +183,10 @@ def decide(
                 verdict = "clear but small"
         out[key] = RowVerdict(ratio, lo, hi, math.exp(found[0][1]), p, look, verdict)
     return out
+
+
+def _first_p(item: tuple[object, tuple[float, tuple[str, float, float]]]) -> float:
+    return item[1][0]
 
 
 def _p_one(d: float, var: float) -> float:

@@ -126,11 +126,11 @@ def nightly_check(
         rows: dict[Any, tuple[list[gate.Night], gate.Night | None, gate.Night]] = {}
         for key, values in tonight.items():
             t = gate.night(values)
-            earlier = [n for n in (gate.night(nt[key]) for nt in nights if key in nt) if n is not None]
+            per_night = [gate.night(nt[key]) if key in nt else None for nt in nights]
+            earlier = [n for n in per_night if n is not None]
             if t is None or not earlier:
                 continue
-            prev_values = nights[-1].get(key)
-            previous = earlier[-1] if prev_values is not None and gate.night(prev_values) is not None else None
+            previous = per_night[-1]
             rows[key] = (earlier, previous, t)
         verdicts = gate.decide(rows, history, threshold, alpha, MIN_BASELINE_RUNS)
         table = []

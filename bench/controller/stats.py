@@ -158,8 +158,10 @@ def ratio_of_medians(
     confidence: float = 0.95,
     rounds: int = 4000,
     seed: int = 0,
+    paired: bool = False,
 ) -> tuple[float, float, float]:
-    """median(b) / median(a) with a percentile-bootstrap interval."""
+    """median(b) / median(a) with a percentile-bootstrap interval (`paired`: a[i] and b[i] are
+    drawn together, as same-round pairs are)."""
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
         return (math.nan, math.nan, math.nan)
@@ -168,7 +170,7 @@ def ratio_of_medians(
         ma = np.median(da, axis=1)
         return np.asarray(np.median(db, axis=1) / np.where(ma > 0, ma, np.nan))
 
-    lo, hi = bootstrap_ci(ratio, xa, xb, confidence=confidence, rounds=rounds, seed=seed)
+    lo, hi = bootstrap_ci(ratio, xa, xb, confidence=confidence, rounds=rounds, seed=seed, paired=paired)
     return (float(np.median(xb) / np.median(xa)), lo, hi)
 
 

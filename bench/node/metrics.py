@@ -45,11 +45,13 @@ COVERS = {
 }
 
 
-def parse_prometheus(text: str) -> Metrics:
-    """Prometheus text exposition: (metric name, labels) -> value. Comments and bad lines are skipped."""
+def parse_prometheus(text: str, only: tuple[str, ...] = ()) -> Metrics:
+    """Prometheus text exposition: (metric name, labels) -> value. Comments and bad lines are
+    skipped, and with `only` every line not starting with one of those names (a daemon's scrape
+    is thousands of lines; the schedule reads two around every burst)."""
     out: Metrics = {}
     for line in text.splitlines():
-        if not line or line.startswith("#"):
+        if not line or line.startswith("#") or (only and not line.startswith(only)):
             continue
         m = LINE.match(line)
         if not m:
@@ -118,7 +120,8 @@ class Clocks:
             return None
         daemon, url = self.where[stack]
         try:
-            return calls(parse_prometheus(scrape(url)), daemon)
+            wanted = tuple(f"{f[0]}_{part}" for f in FAMILIES[daemon] for part in ("sum", "count"))
+            return calls(parse_prometheus(scrape(url), wanted), daemon)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             self.errors[stack] = f"{type(exc).__name__}: {exc}"
             return None

@@ -120,9 +120,16 @@ def debian_package_versions(
 def clock(rounds: int = 20_000) -> dict[str, Any]:
     """The clock every op is timed with: its stated resolution, the smallest step seen between
     two readings, and what timing an empty call costs (bench.node.levels.timed around a no-op):
-    the floor under every sample."""
+    the floor under every sample. rounds=0: the readings only (the run's end)."""
     from bench.node.levels import timed
 
+    now = {
+        "monotonic_ns": time.monotonic_ns(),
+        "wall_ns": time.time_ns(),
+        "monotonic_resolution_ns": int(time.get_clock_info("monotonic").resolution * 1e9),
+    }
+    if not rounds:
+        return now
     steps = []
     for _ in range(rounds // 10):
         a = time.monotonic_ns()
@@ -132,9 +139,7 @@ def clock(rounds: int = 20_000) -> dict[str, Any]:
         steps.append(b - a)
     empty = sorted(timed("empty", _nothing).duration_ns for _ in range(rounds))
     return {
-        "monotonic_ns": time.monotonic_ns(),
-        "wall_ns": time.time_ns(),
-        "monotonic_resolution_ns": int(time.get_clock_info("monotonic").resolution * 1e9),
+        **now,
         "monotonic_implementation": time.get_clock_info("monotonic").implementation,
         "observed_step_ns": min(steps),
         "timer_overhead_ns": {

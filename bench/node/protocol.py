@@ -115,7 +115,7 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
         if received:
             name = signal.Signals(received[0]).name
             emit(Warning(message=f"agent got {name}: stopped early and cleaned up"))
-        emit(MetaEnd(clock=nodeinfo.clock(), loadavg=tuple(nodeinfo.load())))
+        emit(MetaEnd(clock=nodeinfo.clock(rounds=0), loadavg=tuple(nodeinfo.load())))
 
 
 def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:

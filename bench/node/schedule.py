@@ -70,9 +70,13 @@ def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[U
             else:
                 units.append(Unit(cls, target))
     # A control in every run that has interleaved lifecycles: the node's own speed (level control).
-    control = (registry or {}).get("control") if registry is not None else load("control")
-    wanted = control is not None and scen.control and "control" not in classes
-    if wanted and control is not None and any(u.level.group == control.group for u in units):
+    control = registry.get("control") if registry is not None else load("control")
+    if (
+        control is not None
+        and scen.control
+        and "control" not in classes
+        and any(u.level.group == control.group for u in units)
+    ):
         classes = {**classes, "control": control}
     for cls in classes.values():
         if cls.per == "handler":

@@ -237,10 +237,10 @@ class NullLevel(Level):
     per = "node"
     group: ClassVar[str | None] = None
 
-    def __init__(self, ctx: Context, binary: str, image_ref: str) -> None:
+    def __init__(self, ctx: Context, binary: str, image_ref: str, name: str = "nullcri") -> None:
         self.ctx, self.binary, self.image_ref = ctx, binary, image_ref
         self.target = None
-        self.dir = ctx.workdir / "nullcri"
+        self.dir = ctx.workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket = self.dir / "nullcri.sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -255,13 +255,16 @@ class NullLevel(Level):
 
     @classmethod
     def open(cls, target: Target | None, ctx: Context) -> NullLevel:
+        return cls.make(ctx)
+
+    @classmethod
+    def make(cls, ctx: Context, name: str = "nullcri") -> NullLevel:
+        """The level with its own directory `name` under the work dir; ComponentError without nullcri."""
         binary = os.environ.get("HOPBENCH_NULLCRI", NULLCRI)
         if not os.access(binary, os.X_OK):
-            raise ComponentError(
-                f"level nullcri: nullcri not found at {binary}: provision the node (hopbench provision)"
-            )
+            raise ComponentError(f"nullcri not found at {binary}: provision the node (hopbench provision)")
         images = [t.stack.workload_image for t in ctx.targets if t.stack is not None]
-        return cls(ctx, binary, images[0] if images else "localhost/hopbench/workload:1")
+        return cls(ctx, binary, images[0] if images else "localhost/hopbench/workload:1", name)
 
     def lifecycle(self, turn: Turn) -> Outcome:
         raise UnsupportedOp(
@@ -368,15 +371,11 @@ def probe_overhead(ctx: Context) -> None:
     """Every run's harness figure: level cri-critest's lifecycles against nullcri for a moment
     (PROBE_LIFECYCLES after PROBE_WARMUP), p50 and p90 per op in meta.json's settings. Skipped,
     and said, where nullcri is not installed."""
-    binary = os.environ.get("HOPBENCH_NULLCRI", NULLCRI)
-    if not os.access(binary, os.X_OK):
-        ctx.emit(Info(message=f"harness overhead not measured: no nullcri at {binary} (hopbench provision)"))
+    try:
+        null = NullLevel.make(ctx, "nullcri-probe")
+    except ComponentError as exc:
+        ctx.emit(Info(message=f"harness overhead not measured: {exc}"))
         return
-    images = [t.stack.workload_image for t in ctx.targets if t.stack is not None]
-    null = NullLevel(ctx, binary, images[0] if images else "localhost/hopbench/workload:1")
-    null.dir = ctx.workdir / "nullcri-probe"
-    null.dir.mkdir(parents=True, exist_ok=True)
-    null.socket = null.dir / "nullcri.sock"
     per_op: dict[str, list[int]] = {}
     try:
         null.start()
