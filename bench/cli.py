@@ -166,9 +166,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"error: the two runs have no target/level/op/concurrency in common{hint}", file=sys.stderr)
         return 2
     from bench.controller import control
-    from bench.controller.results import load_run
+    from bench.controller.history import control_samples
 
-    idx = control.index(load_run(a)[1], load_run(b)[1])
+    idx = control.index(control_samples(a), control_samples(b))
     frame = control.relative(frame, idx)
     title = f"B = {b.name} against A = {a.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
     console = Console(width=None if sys.stdout.isatty() else 160)

@@ -15,7 +15,7 @@ def run(argv, cwd=REPO):
 
 
 def test_ruff():
-    proc = run([str(BIN / "ruff"), "check", "bench", "tests", "ansible"])
+    proc = run([str(BIN / "ruff"), "check", "bench", "tests", "ansible", "benchmarks"])
     assert proc.returncode == 0, proc.stdout[-5000:]
 
 

@@ -43,11 +43,16 @@ def index(a: pd.DataFrame, b: pd.DataFrame, rounds: int = 2000, seed: int = 0) -
     per_op = np.nanmedian(xb, axis=0) / np.nanmedian(xa, axis=0)
     point = float(np.exp(np.mean(np.log(per_op))))
 
-    def geo_ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
-        # Each draw resamples whole lifecycles (rows): (rounds, lifecycles, ops) -> one index per round.
-        return np.asarray(np.exp(np.nanmean(np.log(np.nanmedian(db, axis=1) / np.nanmedian(da, axis=1)), axis=1)))
+    # np.nanmedian goes row by row in Python: only where some lifecycle lacks an op.
+    median = np.nanmedian if np.isnan(xa).any() or np.isnan(xb).any() else np.median
 
-    lo, hi = stats.bootstrap_ci(geo_ratio, xa, xb, rounds=rounds, seed=seed)
+    def log_index(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        # Each draw resamples whole lifecycles (rows): (rounds, lifecycles, ops) -> one index per round.
+        return np.asarray(np.nanmean(np.log(median(db, axis=1) / median(da, axis=1)), axis=1))
+
+    lo, hi = (
+        math.exp(v) for v in stats.scaled_bootstrap_ci(log_index, math.log(point), xa, xb, rounds=rounds, seed=seed)
+    )
     return {
         "ratio": point,
         "lo": lo,

@@ -17,13 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from bench.controller import control, gate, stats
-from bench.controller.results import load_run, write_json_atomic
+from bench.controller import control, gate, stats, summaries
+from bench.controller.results import load_meta, load_samples, write_json_atomic
 from bench.errors import InputError
 from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
 KEY = stats.COMPARE_KEY
+# What a comparison reads of each run's samples (Parquet column pruning: not the timestamps,
+# workers or error texts).
+MEASURED_COLUMNS = ["node", *KEY, "iteration", "warmup", "ok", "duration_ns"]
 
 
 def list_runs(root: Path) -> pd.DataFrame:
@@ -58,8 +61,7 @@ def compare_dirs(
     """B against A, row by row. Rows match on the stack instance (containerd@2.4.2), so two runs
     of different versions share no row; `across_versions` matches them on the stack instead
     (each run must then hold one instance per stack) and names both versions in the row."""
-    _, sa = load_run(a)
-    _, sb = load_run(b)
+    sa, sb = load_samples(a, columns=MEASURED_COLUMNS), load_samples(b, columns=MEASURED_COLUMNS)
     if not across_versions:
         return stats.compare_runs(sa, sb, threshold, alpha)
     va, vb = _one_instance_per_stack(a, sa), _one_instance_per_stack(b, sb)
@@ -105,7 +107,7 @@ def nightly_check(
 
     The last `history` complete runs of the scenario on the node are the single-night baseline; one
     more is read for the two-night look (the previous night and tonight against the `history` before)."""
-    meta, samples = load_run(run_dir)
+    meta = load_meta(run_dir)
     base = baseline_runs(root, meta, history + 1)
     result: dict[str, Any] = {
         "run_id": meta["run_id"],
@@ -120,15 +122,12 @@ def nightly_check(
         "improvements": 0,
     }
     if base:
-        loaded = [load_run(p)[1] for p in reversed(base)]  # oldest first
-        nights = [_by_key(night) for night in loaded]
-        tonight = _by_key(samples)
+        nights = [_nights(p) for p in reversed(base)]  # oldest first
         rows: dict[Any, tuple[list[gate.Night], gate.Night | None, gate.Night]] = {}
-        for key, values in tonight.items():
-            t = gate.night(values)
-            per_night = [gate.night(nt[key]) if key in nt else None for nt in nights]
+        for key, t in _nights(run_dir).items():
+            per_night = [nt.get(key) for nt in nights]
             earlier = [n for n in per_night if n is not None]
-            if t is None or not earlier:
+            if not earlier:
                 continue
             previous = per_night[-1]
             rows[key] = (earlier, previous, t)
@@ -154,7 +153,9 @@ def nightly_check(
                     "verdict": v.verdict,
                 }
             )
-        idx = control.index(pd.concat(loaded[-history:], ignore_index=True), samples)
+        idx = control.index(
+            pd.concat([control_samples(p) for p in base[:history]], ignore_index=True), control_samples(run_dir)
+        )
         result["control"] = idx
         if idx:
             for r in table:
@@ -167,10 +168,22 @@ def nightly_check(
     return result
 
 
-def _by_key(samples: pd.DataFrame) -> dict[tuple[Any, ...], Any]:
-    """Measured ms per compare key."""
-    m = stats.measured_ms(samples)
-    return {k: g["ms"].to_numpy() for k, g in m.groupby(KEY, observed=True)}
+def _nights(run_dir: Path) -> dict[tuple[Any, ...], gate.Night]:
+    """The gate's night per compare key, from the run's cached summary (bench.controller.summaries).
+
+    A run of several nodes pools each key's samples over its nodes, so it is summarised from
+    the samples instead (a median does not pool)."""
+    summary = summaries.run_summary(run_dir)
+    if summary["node"].nunique() <= 1:
+        return summaries.nights(summary)
+    m = stats.measured_ms(load_samples(run_dir, columns=MEASURED_COLUMNS))
+    out = {k: gate.night(g["ms"].to_numpy()) for k, g in m.groupby(KEY, observed=True)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def control_samples(run_dir: Path) -> pd.DataFrame:
+    """The run's control-level samples only (Parquet row filter), for the node speed index."""
+    return load_samples(run_dir, columns=MEASURED_COLUMNS, filters=[("level", "==", control.LEVEL)])
 
 
 def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
@@ -180,12 +193,15 @@ def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
     frames = []
     for r in runs.itertuples():
         try:
-            _, samples = load_run(Path(r.path))
+            summary = summaries.run_summary(Path(r.path))
         except (OSError, ValueError):
             continue
-        m = stats.measured_ms(samples)
-        if m.empty:
+        if summary.empty:
             continue
-        p50 = m.groupby(KEY, observed=True)["ms"].median().reset_index()
+        if summary["node"].nunique() > 1:  # several nodes in one run: pool their samples per key
+            m = stats.measured_ms(load_samples(Path(r.path), columns=MEASURED_COLUMNS))
+            p50 = m.groupby(KEY, observed=True)["ms"].median().reset_index()
+        else:
+            p50 = summary[[*KEY, "p50_ms"]].rename(columns={"p50_ms": "ms"})
         frames.append(p50.assign(run_id=r.run_id, started_at=r.started_at, status=r.status))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -154,14 +154,7 @@ def bootstrap_median_diff(
     a: np.ndarray, b: np.ndarray, confidence: float = 0.95, rounds: int = 4000, seed: int = 0
 ) -> tuple[float, float, float]:
     """median(a) - median(b) with a percentile-bootstrap confidence interval (each side resampled on its own)."""
-    lo, hi = stats.bootstrap_ci(
-        lambda da, db: np.median(da, axis=1) - np.median(db, axis=1),
-        a,
-        b,
-        confidence=confidence,
-        rounds=rounds,
-        seed=seed,
-    )
+    lo, hi = stats.median_contrast_ci(np.subtract, np.asarray(a, float), np.asarray(b, float), confidence, rounds, seed)
     return (float(np.median(a) - np.median(b)), lo, hi)
 
 

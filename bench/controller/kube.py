@@ -237,7 +237,7 @@ def dockershim(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     kubelet 1.36 + cri-dockerd, p50 per lifecycle at concurrency 1, the difference (what moving
     dockershim out of kubelet costs, with the version change) with its bootstrap interval."""
     rows = []
-    if samples.empty or "dockershim" not in set(samples["level"]):
+    if samples.empty or "dockershim" not in set(samples["level"].unique()):
         return pd.DataFrame()
     for (stack, handler), _ in samples[samples["level"] == "dockershim"].groupby(["stack", "handler"], sort=True):
         for what, by_level in DOCKERSHIM_MAPPING.items():

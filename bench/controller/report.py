@@ -36,6 +36,11 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+# Per series, at most this many dots in the latency chart and vertices in the CDF chart.
+CHART_DOTS = 2000
+CHART_CDF_POINTS = 2000
+
+
 def _measured_series(samples: pd.DataFrame) -> pd.DataFrame:
     """Measured samples with `ms` and a `series` label: target, level and concurrency."""
     m = stats.measured_ms(samples)
@@ -59,11 +64,14 @@ def latency_chart(samples: pd.DataFrame) -> str:
     )
     lo, hi = measured["ms"].min(), measured["ms"].max()
     rng = np.random.default_rng(0)
+    groups = {k: g.to_numpy() for k, g in measured.groupby(["op", "series"], observed=True)["ms"]}
     for ax, op in zip(axes[:, 0], ops, strict=True):
         series = per_op[op]
-        data = [measured[(measured["op"] == op) & (measured["series"] == s)]["ms"].to_numpy() for s in series]
+        data = [groups[(op, s)] for s in series]
         ax.boxplot(data, orientation="horizontal", widths=0.6, showfliers=False, tick_labels=series)
         for i, d in enumerate(data, start=1):
+            if len(d) > CHART_DOTS:  # a big run: a random subset, or the dots would be one smear
+                d = rng.choice(d, CHART_DOTS, replace=False)
             ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=6, alpha=0.45, color="tab:blue")
         ax.set_xscale("log")
         ax.set_xlim(lo * 0.8, hi * 1.25)
@@ -72,7 +80,10 @@ def latency_chart(samples: pd.DataFrame) -> str:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(op, loc="left", fontsize=10)
         ax.grid(axis="x", which="both", alpha=0.3)
-    axes[-1, 0].set_xlabel("latency (ms, log scale); box: quartiles, whiskers 1.5 IQR, dots: every sample")
+    axes[-1, 0].set_xlabel(
+        "latency (ms, log scale); box: quartiles, whiskers 1.5 IQR, "
+        f"dots: every sample (a random {CHART_DOTS:,} where more)"
+    )
     fig.tight_layout()
     return _png(fig)
 
@@ -87,7 +98,11 @@ def cdf_chart(samples: pd.DataFrame) -> str:
     for ax, op in zip(axes.flat, ops, strict=False):
         for series, g in measured[measured["op"] == op].groupby("series"):
             x = np.sort(g["ms"].to_numpy())
-            ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label=str(series))
+            y = np.arange(1, len(x) + 1) / len(x)
+            if len(x) > CHART_CDF_POINTS:  # the curve at evenly spaced fractions: the same picture, fewer vertices
+                keep = np.unique(np.linspace(0, len(x) - 1, CHART_CDF_POINTS).astype(int))
+                x, y = x[keep], y[keep]
+            ax.step(x, y, where="post", label=str(series))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -189,7 +204,7 @@ class Analysis:
 
 
 def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
-    levels = set(samples["level"]) if not samples.empty else set()
+    levels = set(samples["level"].unique()) if not samples.empty else set()
     has_lower = "cri" in levels and bool(levels & {"kube", "kubelet", "engine", "containerd", "oci"})
     splits = load_splits(run_dir)
     every = load_memory(run_dir)
@@ -530,7 +545,7 @@ def crosscheck_sections(run_dir: Path, samples: pd.DataFrame, meta: dict[str, An
                 f"{lim['lifecycles']} lifecycles in {lim['seconds']:.1f} s."
             )
         out.append(Section("The harness's own cost (null CRI server)", [Para(text), Table(over, 0)], summary=True))
-    levels = set(samples["level"]) - {"cri-critest"} if not samples.empty else set()
+    levels = set(samples["level"].unique()) - {"cri-critest"} if not samples.empty else set()
     view = crosscheck.daemon_view(figures, levels)
     if not view.empty:
         out.append(
@@ -573,7 +588,7 @@ def upgrade_sections(a: Analysis) -> list[Section]:
 def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[Section]:
     """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
     out: list[Section] = []
-    levels = set(samples["level"]) if not samples.empty else set()
+    levels = set(samples["level"].unique()) if not samples.empty else set()
     if "cri" in levels and levels & {"kube", "kubelet", "engine", "containerd", "oci"}:
         lat = hops.latencies(samples)
         if not lat.empty:
@@ -762,7 +777,7 @@ def kube_sections(a: Analysis, meta: dict[str, Any]) -> list[Section]:
                 "Kubelet memory while the level ran (MiB)",
                 [
                     Para(
-                        "Sampled every second on the node (psutil, smaps) while the level's pods started, ran and "
+                        "Sampled every second on the node (smaps_rollup, stat) while the level's pods started, ran and "
                         "went. Beside them the node e2e density tests' limits (kubelet 50-100 MiB RSS, runtime "
                         "500 MiB, at 35-100 pods per node): this run held at most the pods in the last column."
                     ),

@@ -134,15 +134,41 @@ class RunStore:
         self._files.clear()
 
 
-def write_samples_parquet(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
+# samples.parquet records how many bytes of samples.jsonl it holds (schema metadata): a reader
+# compares that with the journal's size, and reads the journal only when it grew since.
+JOURNAL_BYTES = b"hopbench.journal_bytes"
 
-    frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)).astype(SAMPLE_COLUMNS)
+
+def write_samples_parquet(run_dir: Path, rows: Any) -> None:
+    """samples.parquet from a list of sample dicts or a frame, stamped with the journal size it covers."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    journal = run_dir / "samples.jsonl"
+    covered = journal.stat().st_size if journal.exists() else 0
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+    table = pa.Table.from_pandas(frame[list(SAMPLE_COLUMNS)].astype(SAMPLE_COLUMNS), preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), JOURNAL_BYTES: str(covered).encode()})
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix="samples.parquet.")
     os.close(fd)
-    frame.to_parquet(tmp, index=False)
+    pq.write_table(table, tmp)
     os.chmod(tmp, 0o644)
     os.replace(tmp, run_dir / "samples.parquet")
+
+
+def samples_current(run_dir: Path) -> bool:
+    """Whether samples.parquet holds the whole journal (without reading either)."""
+    import pyarrow.parquet as pq
+
+    parquet, journal = run_dir / "samples.parquet", run_dir / "samples.jsonl"
+    if not parquet.exists():
+        return False
+    covered = (pq.read_schema(parquet).metadata or {}).get(JOURNAL_BYTES)
+    if covered is None:  # written before the stamp: compare row counts the slow way
+        return False
+    size = journal.stat().st_size if journal.exists() else 0
+    return int(covered) == size
 
 
 MEMORY_COLUMNS = {
@@ -213,21 +239,39 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
-    """meta and samples of a run; samples.parquet is rebuilt from the journal when stale."""
-    import pandas as pd
-
+def load_meta(run_dir: Path) -> dict[str, Any]:
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
         raise RunNotFound(f"{run_dir}: no meta.json, not a hopbench run folder")
-    meta = json.loads(meta_path.read_text())
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
     if meta.get("schema_version") != RESULTS_SCHEMA_VERSION:
         got = meta.get("schema_version")
         raise InputError(f"{meta_path}: field 'schema_version': expected {RESULTS_SCHEMA_VERSION}, got {got!r}")
-    journal = read_jsonl(run_dir / "samples.jsonl")
+    return meta
+
+
+def load_samples(run_dir: Path, columns: list[str] | None = None, filters: Any = None) -> Any:
+    """The run's samples, only `columns` (None: all) and the rows passing pyarrow `filters`.
+
+    samples.parquet is read when it covers the whole journal (its stamp says so); otherwise it is
+    rebuilt from the journal first (a run that crashed, or one still being written)."""
+    import pandas as pd
+
+    load_meta(run_dir)  # a folder that is not a run (or of another schema) is refused by name
     parquet = run_dir / "samples.parquet"
-    frame = pd.read_parquet(parquet) if parquet.exists() else None
-    if frame is None or len(frame) < len(journal):
-        write_samples_parquet(run_dir, journal)
-        frame = pd.read_parquet(parquet)
-    return meta, frame
+    if not samples_current(run_dir):
+        journal = read_jsonl(run_dir / "samples.jsonl")
+        if not parquet.exists() or len(journal) >= _rows(parquet):
+            write_samples_parquet(run_dir, journal)
+    return pd.read_parquet(parquet, columns=columns, filters=filters)
+
+
+def _rows(parquet: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(parquet).num_rows)
+
+
+def load_run(run_dir: Path, columns: list[str] | None = None, filters: Any = None) -> tuple[dict[str, Any], Any]:
+    """meta and samples of a run (see load_samples for `columns` and `filters`)."""
+    return load_meta(run_dir), load_samples(run_dir, columns, filters)

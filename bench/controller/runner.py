@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bench import __version__
 from bench.codec import to_data
-from bench.controller import report, stats
+from bench.controller import report, stats, summaries
 from bench.controller.results import RunStore
 from bench.controller.transport import Transport, TransportError
 from bench.messages import (
@@ -209,6 +209,7 @@ def execute(
     report_path = None
     if store.samples:
         print_summary(store, console)
+        summaries.run_summary(store.dir)  # cached now: the nightly gate and the trend read it, not the samples
         report_path = report.build_report(store.dir)
     ok = status == "complete" and failed[0] == 0 and not any(not s["ok"] for s in store.samples)
     return RunResult(store, report_path, ok)

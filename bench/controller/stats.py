@@ -39,29 +39,22 @@ GROUP = ["node", "stack", "handler", "level", "op", "concurrency"]
 COMPARE_KEY = ["stack", "handler", "level", "op", "concurrency"]
 
 
-def _log_binom_pmf(k: int, n: int, q: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(q) + (n - k) * math.log1p(-q)
-
-
 def binom_cdf(k: int, n: int, q: float) -> float:
     """P(B <= k) for B ~ Binomial(n, q)."""
     if k < 0:
         return 0.0
     if k >= n:
         return 1.0
-    return min(1.0, sum(math.exp(_log_binom_pmf(i, n, q)) for i in range(k + 1)))
+    from scipy.stats import binom
+
+    return float(binom.cdf(k, n, q))
 
 
 def binom_cdfs(n: int, q: float) -> np.ndarray:
-    """P(B <= k) for every k in 0..n, B ~ Binomial(n, q): one pass over the log pmf, O(n)."""
-    k = np.arange(n + 1)
-    log_pmf = (
-        math.lgamma(n + 1)
-        - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in range(n + 1)])
-        + k * math.log(q)
-        + (n - k) * math.log1p(-q)
-    )
-    cdf: np.ndarray = np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
+    """P(B <= k) for every k in 0..n, B ~ Binomial(n, q): one vectorised pass, O(n)."""
+    from scipy.stats import binom
+
+    cdf: np.ndarray = np.minimum(binom.cdf(np.arange(n + 1), n, q), 1.0)
     return cdf
 
 
@@ -69,8 +62,9 @@ def quantile_ci(values: Sequence[float] | np.ndarray, q: float, confidence: floa
     """Distribution-free confidence interval of the q-quantile (NaN where n is too small).
 
     The k-th order statistic is the lower bound for the largest k with P(B < k) <= alpha/2, the
-    upper bound for the smallest k with P(B < k) >= 1 - alpha/2 (B ~ Binomial(n, q))."""
-    x = np.sort(np.asarray(values, dtype=float))
+    upper bound for the smallest k with P(B < k) >= 1 - alpha/2 (B ~ Binomial(n, q)). Only the
+    two order statistics are selected (np.partition), not the whole set sorted."""
+    x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0 or not 0 < q < 1:
         return (math.nan, math.nan)
@@ -78,9 +72,16 @@ def quantile_ci(values: Sequence[float] | np.ndarray, q: float, confidence: floa
     below = binom_cdfs(n, q)[:n]  # below[k-1] = P(B < k) = P(B <= k-1), k = 1..n
     lows = np.flatnonzero(below <= alpha / 2)
     highs = np.flatnonzero(below >= 1 - alpha / 2)
-    lo = float(x[lows[-1]]) if len(lows) else math.nan
-    hi = float(x[highs[0]]) if len(highs) else math.nan
+    picks = [int(i[j]) for i, j in ((lows, -1), (highs, 0)) if len(i)]
+    part = np.partition(x, picks) if picks else x
+    lo = float(part[lows[-1]]) if len(lows) else math.nan
+    hi = float(part[highs[0]]) if len(highs) else math.nan
     return (lo, hi)
+
+
+# Chunks of the bootstrap hold at most this many resampled values per group at once (32 MB of
+# float64): the memory of a bootstrap stays flat however many samples it resamples.
+CHUNK_VALUES = 4_000_000
 
 
 def bootstrap_ci(
@@ -93,20 +94,66 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval of `statistic` over `groups`: the one resampler of hopbench.
 
-    Each group is resampled with replacement `rounds` times at once (each on its own, or with the
-    same indices when `paired`, for (x, y) points); `statistic` gets one (rounds, n) array per
-    group and returns one value per round (NaN rounds are left out)."""
-    rng = np.random.default_rng(seed)
-    arrays = [np.asarray(g, dtype=float) for g in groups]
-    if paired:
-        idx = rng.integers(0, len(arrays[0]), size=(rounds, len(arrays[0])))
-        draws = [a[idx] for a in arrays]
-    else:
-        draws = [a[rng.integers(0, len(a), size=(rounds, len(a)))] for a in arrays]
-    values = statistic(*draws)
+    Each group is resampled with replacement `rounds` times (each on its own, or with the same
+    indices when `paired`, for (x, y) points); `statistic` gets one (rounds, n, ...) array per
+    group and returns one value per round (NaN rounds are left out). Rounds are drawn in chunks
+    of at most CHUNK_VALUES values per group, so memory does not grow with the sample count."""
+    values = _bootstrap_values(statistic, list(groups), rounds, seed, paired)
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.nanpercentile(values, [tail, 100 - tail])
     return (float(lo), float(hi))
+
+
+def _bootstrap_values(
+    statistic: Callable[..., np.ndarray],
+    groups: list[Sequence[float] | np.ndarray],
+    rounds: int,
+    seed: int,
+    paired: bool,
+    sizes: list[int] | None = None,
+) -> np.ndarray:
+    """The statistic of `rounds` resamples (of sizes[i] draws from group i; default: its own length)."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    sizes = sizes or [len(a) for a in arrays]
+    widest = max(size * (a.size // max(len(a), 1)) for size, a in zip(sizes, arrays, strict=True)) or 1
+    step = max(1, min(rounds, CHUNK_VALUES // widest))
+    values = []
+    for done in range(0, rounds, step):
+        r = min(step, rounds - done)
+        if paired:
+            idx = rng.integers(0, len(arrays[0]), size=(r, sizes[0]))
+            draws = [a[idx] for a in arrays]
+        else:
+            draws = [a[rng.integers(0, len(a), size=(r, size))] for a, size in zip(arrays, sizes, strict=True)]
+        values.append(np.asarray(statistic(*draws)))
+    return np.concatenate(values)
+
+
+# From this many samples on, a bootstrap of a quantile draws the resample's order statistic from
+# its exact distribution (quantile_draws) instead of resampling every sample: same answer up to
+# the interpolation between two neighbouring order statistics (< 1/n of the spread), O(n) once
+# instead of O(rounds * n).
+EXACT_FROM = 1000
+
+
+def quantile_draws(values: Sequence[float] | np.ndarray, q: float, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """`rounds` bootstrap replicates of the q-quantile (0-1) of `values`, without resampling.
+
+    A resample of n values has its k-th smallest at or below x(j) exactly when at least k of its
+    n draws are at or below x(j): P = P(Binomial(n, j/n) >= k). That distribution over j is
+    computed once (only where it is neither 0 nor 1: k +- 12 standard deviations) and sampled by
+    inversion; k is the order statistic numpy's default (type 7) percentile starts from."""
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    k = int(math.floor((n - 1) * q)) + 1  # 1-based
+    spread = 12 * math.sqrt(n * q * (1 - q)) + 10
+    j = np.arange(max(1, int(k - spread)), min(n, int(k + spread)) + 1)
+    cdf = binom.sf(k - 1, n, j / n)  # P(resample's k-th <= x(j))
+    picks = np.searchsorted(cdf, rng.random(rounds), side="left")
+    return np.asarray(x[j[np.minimum(picks, len(j) - 1)] - 1])
 
 
 def bootstrap_percentile_ci(
@@ -116,7 +163,42 @@ def bootstrap_percentile_ci(
     x = np.asarray(values, dtype=float)
     if len(x) == 0 or len(x) * (1 - q / 100) < 5:
         return (math.nan, math.nan)
+    if len(x) >= EXACT_FROM:
+        draws = quantile_draws(x, q / 100, rounds, np.random.default_rng(seed))
+        return _interval(draws, confidence)
     return bootstrap_ci(lambda d: np.percentile(d, q, axis=1), x, confidence=confidence, rounds=rounds, seed=seed)
+
+
+def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(draws, [tail, 100 - tail])
+    return (float(lo), float(hi))
+
+
+def median_contrast_ci(
+    contrast: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    confidence: float = 0.95,
+    rounds: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Bootstrap interval of contrast(median(a*), median(b*)) with a and b resampled each on its own.
+
+    Large sides draw their resample's median from its exact distribution (quantile_draws), small
+    ones are resampled; either way a chunk of memory, never rounds x n."""
+    if min(len(a), len(b)) >= EXACT_FROM:
+        rng = np.random.default_rng(seed)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _interval(
+                contrast(quantile_draws(a, 0.5, rounds, rng), quantile_draws(b, 0.5, rounds, rng)), confidence
+            )
+
+    def stat(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return contrast(np.median(da, axis=1), np.median(db, axis=1))
+
+    return bootstrap_ci(stat, a, b, confidence=confidence, rounds=rounds, seed=seed)
 
 
 def summarize(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -166,12 +248,59 @@ def ratio_of_medians(
     if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
         return (math.nan, math.nan, math.nan)
 
-    def ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
-        ma = np.median(da, axis=1)
-        return np.asarray(np.median(db, axis=1) / np.where(ma > 0, ma, np.nan))
+    def ratio(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
+        return np.asarray(mb / np.where(ma > 0, ma, np.nan))
 
-    lo, hi = bootstrap_ci(ratio, xa, xb, confidence=confidence, rounds=rounds, seed=seed, paired=paired)
+    if paired:
+        lo, hi = paired_log_ratio_ci(xa, xb, confidence, rounds, seed)
+    else:
+        lo, hi = median_contrast_ci(ratio, xa, xb, confidence, rounds, seed)
     return (float(np.median(xb) / np.median(xa)), lo, hi)
+
+
+# A bootstrap of a statistic that does not factor per sample (medians of paired draws, of whole
+# lifecycles) costs rounds x samples. Above SUBSAMPLE_FROM samples it draws a fraction f of each
+# group per round, f = SUBSAMPLE_FROM / largest group (the m-out-of-n bootstrap of Bickel, Goetze
+# and van Zwet, 1997), and scales each draw's deviation from the point estimate by sqrt(f): a
+# median's spread shrinks as 1/sqrt(size), so the interval is the full bootstrap's at a fraction
+# of its cost (tests/test_stats.py checks both agree). The statistic must be on a log scale (or
+# any scale where the deviation is additive) for the scaling to hold.
+SUBSAMPLE_FROM = 5000
+SUBSAMPLE_ROUNDS = 1000  # the tails' Monte Carlo error from 1000 rounds: +-0.5 points of coverage
+
+
+def scaled_bootstrap_ci(
+    statistic: Callable[..., np.ndarray],
+    point: float,
+    *groups: np.ndarray,
+    confidence: float = 0.95,
+    rounds: int = 4000,
+    seed: int = 0,
+    paired: bool = False,
+) -> tuple[float, float]:
+    """bootstrap_ci of an additive-scale statistic, m-out-of-n above SUBSAMPLE_FROM samples."""
+    largest = max(len(g) for g in groups)
+    if largest <= SUBSAMPLE_FROM:
+        return bootstrap_ci(statistic, *groups, confidence=confidence, rounds=rounds, seed=seed, paired=paired)
+    f = SUBSAMPLE_FROM / largest
+    sizes = [max(2, math.ceil(f * len(g))) for g in groups]
+    draws = _bootstrap_values(statistic, list(groups), min(rounds, SUBSAMPLE_ROUNDS), seed, paired, sizes)
+    return _interval(point + (draws - point) * math.sqrt(f), confidence)
+
+
+def paired_log_ratio_ci(
+    xa: np.ndarray, xb: np.ndarray, confidence: float = 0.95, rounds: int = 4000, seed: int = 0
+) -> tuple[float, float]:
+    """Interval of median(b)/median(a) resampling (a[i], b[i]) together."""
+
+    def log_ratio(da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        ma, mb = np.median(da, axis=1), np.median(db, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(np.log(mb / np.where(ma > 0, ma, np.nan)))
+
+    point = math.log(float(np.median(xb) / np.median(xa)))
+    lo, hi = scaled_bootstrap_ci(log_ratio, point, xa, xb, confidence=confidence, rounds=rounds, seed=seed, paired=True)
+    return (math.exp(lo), math.exp(hi))
 
 
 def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:

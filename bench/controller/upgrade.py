@@ -50,7 +50,7 @@ def instance_pairs(samples: pd.DataFrame) -> list[tuple[str, str]]:
     if samples.empty:
         return []
     by_kind: dict[str, list[str]] = {}
-    for name in sorted(set(samples["stack"].astype(str))):
+    for name in sorted(set(samples["stack"].astype(str).unique())):
         if name != "none" and version_of(name):
             by_kind.setdefault(kind_of(name), []).append(name)
     pairs = []
