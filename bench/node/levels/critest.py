@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import stacks
@@ -229,6 +230,19 @@ class CriCritestLevel(Level):
             self.client.close()
 
 
+def _accepts(path: Path) -> bool:
+    """Whether a unix socket takes connections: its file appears at bind(), before listen() (a
+    client in between is refused, as eight agents starting at once found)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 class NullLevel(Level):
     """Levels cri-critest and critest against nullcri, interleaved; then the null-target limit."""
 
@@ -297,7 +311,7 @@ class NullLevel(Level):
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise ComponentError(f"nullcri exited {self.proc.returncode}: {(self.dir / 'nullcri.log').read_text()}")
-            if self.socket.exists():
+            if self.socket.exists() and _accepts(self.socket):
                 return
             time.sleep(0.01)
         raise ComponentError("nullcri did not listen within 10 s")
