@@ -209,7 +209,9 @@ class SSHTransport(Transport):
                 done = done or isinstance(ev, Done)
                 yield ev
             if not done:
-                raise TransportError(f"{self.node}: connection lost: the agent's output ended before it was done")
+                raise TransportError(
+                    f"{self.node}: connection lost: the agent's output ended before it was done{_why(stdout, stderr)}"
+                )
             rc = stdout.channel.recv_exit_status()
             if rc not in (0, 1, 130):
                 message = stderr.read().decode(errors="replace").strip()[-2000:]
@@ -252,3 +254,19 @@ class SSHTransport(Transport):
         if counts is not None:
             return counts
         raise TransportError(f"{self.node}: could not check what the run left behind: {last}")
+
+
+def _why(stdout: paramiko.ChannelFile, stderr: paramiko.ChannelFile) -> str:
+    """The agent's exit status and the end of its stderr, when the session still says (else '')."""
+    channel = stdout.channel
+    if not channel.status_event.wait(5):
+        return ""
+    parts = [f" (exit status {channel.recv_exit_status()}"]
+    try:
+        channel.settimeout(5)
+        tail = stderr.read().decode(errors="replace").strip()[-1500:]
+    except (OSError, TimeoutError, paramiko.SSHException):
+        tail = ""
+    if tail:
+        parts.append(f"; stderr: {tail}")
+    return "".join(parts) + ")"
