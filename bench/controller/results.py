@@ -47,6 +47,9 @@ SAMPLE_COLUMNS = {
 }
 
 
+PARQUET_EVERY_S = 5.0
+
+
 class RunNotFound(InputError, FileNotFoundError):
     """A folder that is not a hopbench run."""
 
@@ -72,6 +75,7 @@ class RunStore:
         self._flushed_n = 0
         self.memory: list[dict[str, Any]] = []
         self._memory_flushed_n = 0
+        self._parquet_every = PARQUET_EVERY_S
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         fh = self._files.get(name)
@@ -88,7 +92,7 @@ class RunStore:
         row = {k: sample.get(k) for k in SAMPLE_COLUMNS}
         self._append("samples.jsonl", row)
         self.samples.append(row)
-        if time.monotonic() - self._flushed_at > 5.0:
+        if time.monotonic() - self._flushed_at > self._parquet_every:
             self.write_parquet()
 
     def add_record(self, name: str, record: dict[str, Any]) -> None:
@@ -100,7 +104,7 @@ class RunStore:
         for row in rows:
             self._append("memory.jsonl", row)
         self.memory.extend(rows)
-        if time.monotonic() - self._flushed_at > 5.0:
+        if time.monotonic() - self._flushed_at > self._parquet_every:
             self.write_parquet()
 
     def add_check(self, check: dict[str, Any]) -> None:
@@ -118,7 +122,17 @@ class RunStore:
         path.write_text(content)
 
     def write_parquet(self) -> None:
-        self._flushed_at = time.monotonic()
+        """Rewrite the parquet tables from the rows so far. The journal is what a crash keeps; the
+        tables follow every few seconds, and at least ten times as long as a rewrite took apart,
+        so a large run (the whole table rewritten each time) spends at most a tenth of its time here."""
+        t0 = time.monotonic()
+        self._flushed_at = t0
+        try:
+            self._write_parquet()
+        finally:
+            self._parquet_every = max(PARQUET_EVERY_S, 10 * (time.monotonic() - t0))
+
+    def _write_parquet(self) -> None:
         if len(self.memory) != self._memory_flushed_n:
             write_memory_parquet(self.dir, self.memory)
             self._memory_flushed_n = len(self.memory)
