@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.controller.density import by_step, overhead, per_sweep, slope_ci, start_latency
+from bench.controller.density import by_step, curve, overhead, per_sweep, slope_ci, start_latency
 from bench.node.memory import pod_of_cgroup, shim_info
 
 MB = 1e6
@@ -85,3 +85,19 @@ def test_pod_cgroup_and_shim_command_lines():
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
     conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]
     assert shim_info("conmon", conmon) == ("conmon:/run/hopbench/crio/exits", "ctr9")
+
+
+def test_curve_sets_the_first_pod_against_the_marginal_pods():
+    rows, sweep = [], 0
+    for pods in (0, 1, 10, 30):
+        for _ in range(3):
+            # The first pod brings 20 MB more to the daemons (first allocations), later pods 1 MB each.
+            daemon = 30 + (20 if pods else 0) + max(pods - 1, 0) * 1.0
+            rows += sweep_rows("crio/runc", sweep, pods, daemon, 2.0, 0.5)
+            sweep += 1
+    table = curve(pd.DataFrame(rows))
+    assert list(table["pods running"]) == [0, 1, 10, 30]
+    assert list(table["which pods"]) == ["", "first pod", "pods 2-10", "pods 11-30"]
+    added = list(table["PSS per pod added (MB)"])
+    assert np.isnan(added[0])
+    assert added[1] == pytest.approx(20 + 2.5) and added[2] == pytest.approx(1 + 2.5) and added[3] == pytest.approx(3.5)

@@ -10,13 +10,14 @@ import dataclasses
 import io
 import json
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from bench import stacks
-from bench.messages import Check, Error, Event, Info, Job, Lifecycle, Plan, Sample, Warning, decode_event
+from bench.messages import Artifact, Check, Error, Event, Info, Job, Lifecycle, Plan, Sample, Warning, decode_event
 from bench.node import schedule
 from bench.node.levels import REGISTRY, Context, Level, Outcome, Target, Timed, Turn
 from bench.node.protocol import Emitter
@@ -374,3 +375,20 @@ def test_levels_kube_and_kubelet_apply_to_the_default_handler_of_a_stack_with_wh
     (tmp_path / "control-plane.json").write_text("{}")
     assert KubeLevel.applies(runc) == ""
     assert "no RuntimeClass" in KubeLevel.applies(crun) and "no RuntimeClass" in KubeletLevel.applies(crun)
+
+
+def test_interleaved_bursts_record_the_agents_own_queueing_per_concurrency(tmp_path):
+
+    a, b = make_target("containerd"), make_target("crio")
+    ctx, rec = make_ctx(tmp_path, [a, b], levels=("fake",), iterations=8, warmup=0, concurrency=(1, 4), seed=1)
+    FakeLevel.on_lifecycle = [lambda turn: time.sleep(0.01)]
+    schedule.run(schedule.plan(ctx, {"fake": FakeLevel}), ctx)
+    arts = [e for e in rec.of(Artifact) if isinstance(e, Artifact) and e.name.startswith("client-load/")]
+    assert [x.name for x in arts] == ["client-load/lifecycle.json"]
+    load = json.loads(arts[0].content)
+    assert set(load) == {"1", "4"}
+    assert load["1"]["bursts"] == 16 and load["4"]["bursts"] == 4  # 8 rounds x 2 targets, 2 rounds x 2
+    assert load["4"]["lifecycles"] == 16 and load["4"]["start_lag_ms"]["n"] == 16  # every worker released once
+    assert 0 <= load["4"]["start_lag_ms"]["p50"] < 1000
+    assert load["4"]["probe_lag_ms"]["n"] > 0  # the probe woke while the 10 ms lifecycles ran
+    assert 0 < load["4"]["agent_cores"] < 2.5

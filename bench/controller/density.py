@@ -12,6 +12,10 @@ summed by group: daemons, shims (per-pod monitors) and pod processes (pause + wo
                PSS splits them among their users: the figure to budget with.
   shim per pod slope of the shims' sum alone (PSS); pod processes per pod likewise
   daemon per pod slope of the daemons' sum: what the daemons grow by per pod
+  curve        per step, the median total against the step before, per pod added: the first
+               pod (0 -> 1: what the first pod brings, shared pages and the daemons' first
+               allocations included) against the marginal pod at each later step, so a cost
+               that is not linear (a daemon's caches, a shim per container) shows
 """
 
 from __future__ import annotations
@@ -104,3 +108,30 @@ def start_latency(samples: pd.DataFrame) -> pd.DataFrame:
     return per.assign(ms=per["sum"] / 1e6).rename(columns={"iteration": "pods running"})[
         ["target", "pods running", "ms"]
     ]
+
+
+def curve(memory: pd.DataFrame) -> pd.DataFrame:
+    """Per target and step: pods running, median total PSS and RSS (MB), and PSS per pod added
+    since the step before (MB; the first row after 0 pods is the first pod's cost)."""
+    sweeps = per_sweep(memory)
+    if sweeps.empty:
+        return pd.DataFrame()
+    rows = []
+    for target, g in sweeps.groupby("target", sort=True):
+        med = g.groupby("pods_running")[["total pss", "total rss"]].median().sort_index()
+        prev_n = prev_pss = None
+        for n, r in med.iterrows():
+            added = (r["total pss"] - prev_pss) / (n - prev_n) / MB if prev_n is not None and n > prev_n else np.nan
+            kind = "" if prev_n is None else ("first pod" if prev_n == 0 and n == 1 else f"pods {prev_n + 1}-{n}")
+            rows.append(
+                {
+                    "target": target,
+                    "pods running": int(n),
+                    "total PSS (MB)": r["total pss"] / MB,
+                    "total RSS (MB)": r["total rss"] / MB,
+                    "PSS per pod added (MB)": added,
+                    "which pods": kind,
+                }
+            )
+            prev_n, prev_pss = int(n), r["total pss"]
+    return pd.DataFrame(rows)

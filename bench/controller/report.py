@@ -23,7 +23,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import crosscheck, density, drift, hops, kube, stats, upgrade  # noqa: E402
+from bench.controller import crosscheck, density, drift, hops, kube, stats, sweep, upgrade  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.ops import PARTS, POD_START_OPS  # noqa: E402
@@ -361,6 +361,73 @@ def latency_sections(samples: pd.DataFrame, summary: pd.DataFrame) -> list[Secti
     else:
         lat.blocks.append(Para("No successful measured sample: no chart.", "bad"))
     return out
+
+
+def sweep_chart(table: pd.DataFrame) -> str:
+    """Throughput (with its interval) and lifecycle p50 against lifecycles in flight, one line per target."""
+    data = sweep.chart_data(table)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for name, (c, per_s, lo, hi, p50) in data.items():
+        (line,) = top.plot(c, per_s, "o-", label=name)
+        top.fill_between(c, lo, hi, color=line.get_color(), alpha=0.2)
+        bottom.plot(c, p50, "o-", color=line.get_color(), label=name)
+    top.set_ylabel("lifecycles per second")
+    bottom.set_ylabel("lifecycle p50 (ms)")
+    bottom.set_xlabel("lifecycles in flight per target (log scale)")
+    for ax in (top, bottom):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    bottom.set_yscale("log")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sweep_sections(run_dir: Path, samples: pd.DataFrame) -> list[Section]:
+    """Throughput and latency against concurrency, where each target saturates, the agent's own load."""
+    if samples.empty or samples["concurrency"].nunique() < 3:
+        return []
+    table = sweep.throughput(samples)
+    knees = sweep.saturation(table)
+    if knees.empty:
+        return []
+    sentences = [
+        f"{r.stack}/{r.handler}: saturates at {r.saturates_at} in flight ({r.per_s_there:.1f} lifecycles/s, "
+        f"{sweep.SATURATION:.0%} of its best {r.best_per_s:.1f}/s at {r.best_at}); a lifecycle takes "
+        f"{r.lifecycle_p50_ms_at_1:.0f} ms at 1 in flight, {r.lifecycle_p50_ms_at_knee:.0f} ms there and "
+        f"{r.lifecycle_p50_ms_at_most:.0f} ms at {r.most}."
+        for r in knees.itertuples()
+    ]
+    shown = table.assign(
+        target=table["stack"].astype(str) + "/" + table["handler"].astype(str),
+        throughput=[
+            f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+            for v, lo, hi in zip(table["per_s"], table["per_s_lo"], table["per_s_hi"], strict=True)
+        ],
+    )[["target", "level", "concurrency", "bursts", "lifecycles", "throughput", "lifecycle_p50_ms"]]
+    blocks: list[Any] = [
+        Para(
+            "Throughput is a target's lifecycles over the wall time of its bursts (c lifecycles started together, "
+            "first op's start to last op's end), with a 95% bootstrap interval over the bursts; a target saturates "
+            f"at the lowest concurrency reaching {sweep.SATURATION:.0%} of its best throughput."
+        ),
+        Bullets(sentences),
+        Image("throughput and lifecycle latency against concurrency", sweep_chart(table)),
+        Table(shown, 2),
+    ]
+    load = sweep.client_load(run_dir)
+    if not load.empty:
+        blocks.append(
+            Para(
+                "The agent's own queueing (bench.node.clientload): start lag, how long after a burst's workers were "
+                "released together each one ran; probe lag, how late a thread asking to wake every 5 ms woke while "
+                "the burst ran; agent cores, the agent process's CPU time over the bursts' wall time. Lags in the "
+                "milliseconds or agent cores near 1 would mean the client, not the stack, sets the pace."
+            )
+        )
+        blocks.append(Table(load, 2))
+    return [Section("Concurrency sweep: throughput, latency and saturation", blocks, summary=True)]
 
 
 def _pct(x: float) -> str:
@@ -835,6 +902,19 @@ def density_sections(a: Analysis, samples: pd.DataFrame, meta: dict[str, Any]) -
             summary=True,
         ),
         Section(
+            "Memory per pod as the node fills: first pod against marginal pods (PSS, MB)",
+            [
+                Para(
+                    "Per step, the median total (daemons + shims + pods) against the step before, per pod added: "
+                    "the first pod's cost holds what any pod first brings (shared pages, the daemons' first "
+                    "allocations); the later rows are the marginal pod at each fill level. One slope hides a cost "
+                    "that bends."
+                ),
+                Table(density.curve(memory), 2),
+            ],
+            level=3,
+        ),
+        Section(
             "Median per step (MB)", [Table(steps, 2), Para(f"Sampler's own cost: {cost or 'not recorded'}.")], level=3
         ),
     ]
@@ -972,6 +1052,7 @@ def model(run_dir: Path) -> Report:
         [
             *header_sections(meta, checks),
             *latency_sections(samples, summary),
+            *sweep_sections(run_dir, samples),
             *conditions_sections(samples, summary, meta),
             *crosscheck_sections(run_dir, samples, meta),
             *upgrade_sections(a),

@@ -32,12 +32,13 @@ import json
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bench.messages import Artifact, Check, Error, Info, Lifecycle, Plan, Sample, Warning
-from bench.node import metrics, targets
+from bench.node import clientload, metrics, targets
 from bench.node.levels import REGISTRY, Context, Emit, Level, Target, Timed, Turn, load
 
 
@@ -190,14 +191,23 @@ def interleave(units: list[Unit], ctx: Context, rng: random.Random, group: str =
     """The units open together; round after round, one lifecycle of each (c at concurrency c) in
     a shuffled order, the daemons' counters read around each; then each is ended and closed,
     whatever happened."""
-    clocks = metrics.Clocks()
+    clocks, load = metrics.Clocks(), clientload.ClientLoad()
     try:
-        _interleave(units, ctx, rng, clocks)
+        _interleave(units, ctx, rng, clocks, load)
     finally:
         _emit_clocks(clocks, group, ctx)
+        _emit_load(load, group, ctx)
 
 
-def _interleave(units: list[Unit], ctx: Context, rng: random.Random, clocks: metrics.Clocks) -> None:
+def _emit_load(load: clientload.ClientLoad, name: str, ctx: Context) -> None:
+    found = load.report()
+    if found:
+        ctx.emit(Artifact(name=f"client-load/{name}.json", content=json.dumps(found, indent=1)))
+
+
+def _interleave(
+    units: list[Unit], ctx: Context, rng: random.Random, clocks: metrics.Clocks, load: clientload.ClientLoad
+) -> None:
     with contextlib.ExitStack() as stack:
         live: list[tuple[Unit, Level]] = []
         for unit in units:
@@ -243,7 +253,7 @@ def _interleave(units: list[Unit], ctx: Context, rng: random.Random, clocks: met
                     iterations = range(r * concurrency, min(total, (r + 1) * concurrency))
                     where = level.where()
                     before, mine = clocks.read(where[0]), level.calls()
-                    going = burst(level, concurrency, list(iterations), ctx, tallies[id(level)])
+                    going = burst(level, concurrency, list(iterations), ctx, tallies[id(level)], load)
                     clocks.add(where, before, clocks.read(where[0]))
                     clocks.add(where, mine, level.calls(), client=True)
                     if not going:
@@ -357,17 +367,43 @@ def at_concurrency(level: Level, concurrency: int, ctx: Context) -> bool:
     return burst(level, concurrency, list(range(scen.warmup + scen.iterations)), ctx, Tally(scen.max_failures))
 
 
-def burst(level: Level, concurrency: int, iterations: list[int], ctx: Context, tally: Tally) -> bool:
+def burst(
+    level: Level,
+    concurrency: int,
+    iterations: list[int],
+    ctx: Context,
+    tally: Tally,
+    load: clientload.ClientLoad | None = None,
+) -> bool:
     """`concurrency` workers share `iterations`, one lifecycle each at a time; False when the
-    target was abandoned (now or before)."""
+    target was abandoned (now or before). The workers start together (a barrier); with `load`,
+    the agent's own queueing and CPU are measured around the burst (bench.node.clientload)."""
+    if not iterations:
+        return not tally.abandoned.is_set()
+    load = load or clientload.ClientLoad()
+    with load.burst(concurrency, len(iterations)) as starts:
+        return _burst(level, concurrency, iterations, ctx, tally, starts)
+
+
+def _burst(
+    level: Level, concurrency: int, iterations: list[int], ctx: Context, tally: Tally, starts: list[int]
+) -> bool:
     scen = ctx.scen
     where = level.where()
     name = f"{where[0]}/{where[1]}" + ("" if level.name == "cri" else f" ({level.name})")
     work: queue.Queue[int] = queue.Queue()
     for i in iterations:
         work.put(i)
+    release = [0]
+    width = min(concurrency, len(iterations))
+    gate = threading.Barrier(width, action=lambda: release.__setitem__(0, time.monotonic_ns()))
 
     def worker(wid: int) -> None:
+        try:
+            gate.wait(timeout=max(60.0, scen.timeout_s))
+            starts.append(clientload.released(release))
+        except threading.BrokenBarrierError:
+            pass  # a worker that could not start in time: go on, unmeasured
         while not (ctx.stopped or tally.abandoned.is_set()):
             try:
                 i = work.get_nowait()
@@ -387,9 +423,7 @@ def burst(level: Level, concurrency: int, iterations: list[int], ctx: Context, t
                     )
                 )
 
-    threads = [
-        threading.Thread(target=worker, args=(w,), daemon=True) for w in range(min(concurrency, len(iterations)))
-    ]
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(width)]
     for t in threads:
         t.start()
     for t in threads:
