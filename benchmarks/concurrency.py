@@ -45,6 +45,7 @@ def main() -> int:
     for r in knees.itertuples():
         print(
             f"  {r.stack}/{r.handler}: saturates at {r.saturates_at} in flight, {r.per_s_there:.2f} lifecycles/s "
+            f"[{r.per_s_there_lo:.2f}, {r.per_s_there_hi:.2f}] "
             f"(best {r.best_per_s:.2f}/s at {r.best_at}); lifecycle p50 {r.lifecycle_p50_ms_at_1:.0f} ms at 1, "
             f"{r.lifecycle_p50_ms_at_most:.0f} ms at {r.most}"
         )

@@ -393,8 +393,9 @@ def sweep_sections(run_dir: Path, samples: pd.DataFrame) -> list[Section]:
     if knees.empty:
         return []
     sentences = [
-        f"{r.stack}/{r.handler}: saturates at {r.saturates_at} in flight ({r.per_s_there:.1f} lifecycles/s, "
-        f"{sweep.SATURATION:.0%} of its best {r.best_per_s:.1f}/s at {r.best_at}); a lifecycle takes "
+        f"{r.stack}/{r.handler}: saturates at {r.saturates_at} in flight, {r.per_s_there:.2f} lifecycles/s "
+        f"[{r.per_s_there_lo:.2f}, {r.per_s_there_hi:.2f}] (its best: {r.best_per_s:.2f}/s at {r.best_at}); "
+        "a lifecycle takes "
         f"{r.lifecycle_p50_ms_at_1:.0f} ms at 1 in flight, {r.lifecycle_p50_ms_at_knee:.0f} ms there and "
         f"{r.lifecycle_p50_ms_at_most:.0f} ms at {r.most}."
         for r in knees.itertuples()

@@ -89,6 +89,8 @@ def saturation(table: pd.DataFrame) -> pd.DataFrame:
                 **dict(zip(TARGET, key, strict=True)),
                 "saturates_at": int(knee["concurrency"]),
                 "per_s_there": float(knee["per_s"]),
+                "per_s_there_lo": float(knee["per_s_lo"]),
+                "per_s_there_hi": float(knee["per_s_hi"]),
                 "best_per_s": float(best["per_s"]),
                 "best_at": int(best["concurrency"]),
                 "lifecycle_p50_ms_at_1": float(g.iloc[0]["lifecycle_p50_ms"]),
