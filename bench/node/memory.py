@@ -167,7 +167,7 @@ class Classifier:
 
     def _classify_one(self, pid: int, stat: Stat, now_ticks: int) -> Known:
         settled = now_ticks - stat.start > SETTLE_S * CLK_TCK
-        name = stat.name
+        name = full_name(pid, stat.name)
         if name.startswith(SHIM_NAMES):
             cmdline = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
             where, oid = shim_info(name, cmdline)
@@ -234,6 +234,20 @@ def _stat(pid: int) -> Stat | None:
     )
 
 
+# The kernel keeps a process's name (comm) to its first 15 bytes.
+COMM_LEN = 15
+
+
+def full_name(pid: int, comm: str) -> str:
+    """The process's name, whole: comm, or where comm was cut short, its program's file name
+    (from the command line, when that starts the same), as ps and psutil give it."""
+    if len(comm) < COMM_LEN:
+        return comm
+    argv0 = _read(f"/proc/{pid}/cmdline").split("\0", 1)[0]
+    base = os.path.basename(argv0)
+    return base if base.startswith(comm) else comm
+
+
 def _uptime_ticks() -> int:
     return int(float(_read("/proc/uptime").split()[0]) * CLK_TCK)
 
@@ -262,7 +276,8 @@ def measure(p: Proc, start: int | None = None) -> dict[str, Any] | None:
     if stat is None or stat.state == "Z" or (start is not None and stat.start != start):
         return None
     if p.role in ("pause", "workload"):  # the name is the one after exec, as the role
-        p = Proc(p.pid, "pause" if stat.name == "pause" else "workload", p.stack, stat.name, p.pod, p.object_id)
+        name = p.name if p.name.startswith(stat.name) else full_name(p.pid, stat.name)
+        p = Proc(p.pid, "pause" if name == "pause" else "workload", p.stack, name, p.pod, p.object_id)
     pss_note = ""
     mem = smaps_rollup(p.pid)
     if mem is not None:
