@@ -97,12 +97,12 @@ def main() -> int:
             if label == "one-slow":
                 slow = started[-1]
                 rate = f"{args.slow_kbit}kbit"
-                sshnodes.sh(
+                tbf = [
                     "tc",
                     "qdisc",
                     "add",
                     "dev",
-                    slow.host_veth,
+                    "{dev}",
                     "root",
                     "tbf",
                     "rate",
@@ -111,27 +111,12 @@ def main() -> int:
                     "16kbit",
                     "latency",
                     "2s",
-                )
+                ]
+                sshnodes.sh(*(a.format(dev=slow.host_veth) for a in tbf))  # controller -> node
                 ns_dev = "hbn" + slow.host_veth.removeprefix("hbs")
                 sshnodes.sh(
-                    "ip",
-                    "netns",
-                    "exec",
-                    slow.netns,
-                    "tc",
-                    "qdisc",
-                    "add",
-                    "dev",
-                    ns_dev,
-                    "root",
-                    "tbf",
-                    "rate",
-                    rate,
-                    "burst",
-                    "16kbit",
-                    "latency",
-                    "2s",
-                )
+                    "ip", "netns", "exec", slow.netns, *(a.format(dev=ns_dev) for a in tbf)
+                )  # node -> controller
                 print(f"second run: {slow.name}'s link limited to {rate} both ways")
             m, run = one_run(work, inventory, scenario, label)
             if run is None:

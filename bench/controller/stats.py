@@ -22,6 +22,14 @@ statistically clear 1% change on a noisy shared machine is not news.
 p90 and p99 get percentile-bootstrap intervals where at least 5 samples lie above the
 percentile (n * (1 - q) >= 5); below that the bootstrap only resamples the maximum and the
 bounds are left missing.
+
+At lab scale (a run of a million samples, bootstraps of 4000 rounds) resampling every sample is
+rounds x n work and memory. So: a bootstrap of a quantile (a median, p90, p99, and the ratio or
+difference of two independent medians) from EXACT_FROM samples on draws each resample's order
+statistic from its exact distribution instead (quantile_draws); a bootstrap whose statistic does
+not factor (paired medians, whole lifecycles) draws m-out-of-n above SUBSAMPLE_FROM samples and
+rescales (scaled_bootstrap_ci); every bootstrap draws its rounds in chunks of bounded memory.
+tests/test_scale.py sets each against the plain bootstrap.
 """
 
 from __future__ import annotations
@@ -263,7 +271,7 @@ def ratio_of_medians(
 # group per round, f = SUBSAMPLE_FROM / largest group (the m-out-of-n bootstrap of Bickel, Goetze
 # and van Zwet, 1997), and scales each draw's deviation from the point estimate by sqrt(f): a
 # median's spread shrinks as 1/sqrt(size), so the interval is the full bootstrap's at a fraction
-# of its cost (tests/test_stats.py checks both agree). The statistic must be on a log scale (or
+# of its cost (tests/test_scale.py checks both agree). The statistic must be on a log scale (or
 # any scale where the deviation is additive) for the scaling to hold.
 SUBSAMPLE_FROM = 5000
 SUBSAMPLE_ROUNDS = 1000  # the tails' Monte Carlo error from 1000 rounds: +-0.5 points of coverage
@@ -298,7 +306,10 @@ def paired_log_ratio_ci(
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.log(mb / np.where(ma > 0, ma, np.nan)))
 
-    point = math.log(float(np.median(xb) / np.median(xa)))
+    ma, mb = float(np.median(xa)), float(np.median(xb))
+    if ma <= 0 or mb <= 0:
+        return (math.nan, math.nan)
+    point = math.log(mb / ma)
     lo, hi = scaled_bootstrap_ci(log_ratio, point, xa, xb, confidence=confidence, rounds=rounds, seed=seed, paired=True)
     return (math.exp(lo), math.exp(hi))
 
