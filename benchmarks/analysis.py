@@ -10,7 +10,8 @@ kept in --dir for the next time) and times, each in its own process (wall time, 
 - the nightly gate of the last night against its history (bench.controller.history.nightly_check);
 - the trend of one node over the year (history.trend, what the nightly report and notebook chart);
 - a notebook query over all 10 M rows: p50 per night of one op on every node (pyarrow dataset,
-  only the columns it needs);
+  only the columns it needs), and notebooks/nightly_trends.ipynb end to end (papermill, with
+  its kernel's start) on one node's year;
 - `hopbench report` and `hopbench compare` of a 1 M-sample run.
 
 Goals (issue 16): each year-of-nights figure <= 10 s and 2 GiB; the 1 M report <= 20 s.
@@ -19,6 +20,7 @@ Goals (issue 16): each year-of-nights figure <= 10 s and 2 GiB; the 1 M report <
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import sys
@@ -27,6 +29,7 @@ from pathlib import Path
 from benchmarks.common import PYTHON, figure, measure
 
 HOPBENCH = [PYTHON, "-m", "bench"]
+FIRST_NIGHT = datetime.datetime(2025, 1, 1, 2, 0, tzinfo=datetime.UTC)
 
 
 def _make_night_run(root: Path, i: int, run_id: str, per_run: int, nodes: int, nights: int) -> None:
@@ -40,7 +43,7 @@ def _make_night_run(root: Path, i: int, run_id: str, per_run: int, nodes: int, n
         per_run,
         node=f"node{node:02d}",
         scenario="nightly",
-        started_at=f"night-{night:04d}",  # sorts as the nights do, all the history needs
+        started_at=(FIRST_NIGHT + datetime.timedelta(days=night)).isoformat(),
         seed=i,
         journal=False,
         shift=1.2 if night == nights - 1 and node == 0 else 1.0,
@@ -52,7 +55,7 @@ def build_year(root: Path, rows: int, nodes: int, nights: int) -> list[str]:
     from concurrent.futures import ProcessPoolExecutor
 
     per_run = rows // (nodes * nights)
-    marker = root / f".complete-{rows}-{nodes}-{nights}"
+    marker = root / f".complete-v2-{rows}-{nodes}-{nights}"
     ids = [f"night{n:04d}-node{k:02d}" for n in range(nights) for k in range(nodes)]
     if marker.exists():
         return ids
@@ -81,6 +84,14 @@ t = data.to_table(
 )
 p50 = t.group_by(["run_id", "node"]).aggregate([("duration_ns", "approximate_median")])
 print(t.num_rows, p50.num_rows)
+"""
+
+NIGHTLY_NOTEBOOK = """
+import sys, papermill
+papermill.execute_notebook(
+    "notebooks/nightly_trends.ipynb", sys.argv[2], kernel_name="python3", progress_bar=False,
+    parameters={"results_dir": sys.argv[1], "scenario": "nightly", "node": "node00"},
+)
 """
 
 
@@ -123,6 +134,10 @@ def main() -> int:
             ],
         ),
         ("notebook query: p50 per night, every node, all rows", [PYTHON, "-c", NOTEBOOK_QUERY, results]),
+        (
+            "notebooks/nightly_trends.ipynb over the year (papermill)",
+            [PYTHON, "-c", NIGHTLY_NOTEBOOK, results, str(args.dir / "nightly_trends.out.ipynb")],
+        ),
     ):
         m = measure(argv)
         if m.returncode != 0:
