@@ -147,7 +147,7 @@ def main() -> int:
             continue
         ok &= figure(f"{name}: time", m.wall_s, "s", 10.0)
         ok &= figure(f"{name}: peak memory", m.peak_mib, "MiB", 2048.0)
-        if "nightly" in name:
+        if name.startswith("nightly gate"):
             print(f"    regressions found on the last night of node00 (it was made 20% slower): {m.stdout.strip()}")
 
     large = args.dir / "large"
