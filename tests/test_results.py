@@ -22,7 +22,7 @@ def sample(i):
     }
 
 
-def test_samples_survive_a_crash_before_the_parquet_is_written(tmp_path):
+def test_samples_survive_a_crash_before_the_parquet_is_written(tmp_path, capsys):
     store = RunStore(tmp_path, "r")
     store.update_meta(node="n")
     store.write_parquet()  # an early checkpoint with no samples
@@ -37,6 +37,8 @@ def test_samples_survive_a_crash_before_the_parquet_is_written(tmp_path):
     assert meta["status"] == "running"
     assert list(frame["iteration"]) == [0, 1, 2, 3, 4]
     assert frame["duration_ns"].dtype == "int64"
+    warned = capsys.readouterr().err
+    assert "samples.jsonl: line 6 is torn" in warned and "the 5 rows before it kept" in warned
 
 
 def test_meta_is_rewritten_whole(tmp_path):

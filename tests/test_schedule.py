@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -392,3 +393,19 @@ def test_interleaved_bursts_record_the_agents_own_queueing_per_concurrency(tmp_p
     assert 0 <= load["4"]["start_lag_ms"]["p50"] < 1000
     assert load["4"]["probe_lag_ms"]["n"] > 0  # the probe woke while the 10 ms lifecycles ran
     assert 0 < load["4"]["agent_cores"] < 2.5
+
+
+def test_a_second_agent_is_refused_with_the_first_ones_run_id_and_pid(tmp_path):
+    from bench.errors import ComponentError
+    from bench.node.protocol import node_lock
+
+    lock = str(tmp_path / "agent.lock")
+    with node_lock(lock, "run-A"):
+        with (
+            pytest.raises(ComponentError, match=rf"run run-A, agent PID {os.getpid()}; lock {lock}"),
+            node_lock(lock, "run-B"),
+        ):
+            pass
+        assert Path(lock).read_text() == f"{os.getpid()} run-A\n"  # the refused one wiped nothing
+    with node_lock(lock, "run-C"):  # released: the next one takes it
+        assert Path(lock).read_text() == f"{os.getpid()} run-C\n"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -238,19 +239,29 @@ def load_memory(run_dir: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The journal's rows; a torn last line (a crash mid-write) ends it: what came before is kept."""
+    return read_jsonl_whole(path)[0]
+
+
+def read_jsonl_whole(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The journal's rows and, when it ends in a torn line, a warning saying what was skipped ('' otherwise)."""
     if not path.exists():
-        return []
+        return [], ""
     rows = []
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.strip()
             if not line:
                 continue
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line after a crash: keep what came before
-    return rows
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                rest = len(raw) + len(fh.read())
+                return rows, (
+                    f"{path}: line {number} is torn (a crash mid-write?): it and the {rest} bytes from it on "
+                    f"are skipped, the {len(rows)} rows before it kept"
+                )
+    return rows, ""
 
 
 def load_meta(run_dir: Path) -> dict[str, Any]:
@@ -274,7 +285,9 @@ def load_samples(run_dir: Path, columns: list[str] | None = None, filters: Any =
     load_meta(run_dir)  # a folder that is not a run (or of another schema) is refused by name
     parquet = run_dir / "samples.parquet"
     if not samples_current(run_dir):
-        journal = read_jsonl(run_dir / "samples.jsonl")
+        journal, torn = read_jsonl_whole(run_dir / "samples.jsonl")
+        if torn:
+            print(f"warning: {torn}", file=sys.stderr)
         if not parquet.exists() or len(journal) >= _rows(parquet):
             write_samples_parquet(run_dir, journal)
     return pd.read_parquet(parquet, columns=columns, filters=filters)

@@ -55,14 +55,23 @@ class Emitter:
 
 
 @contextmanager
-def node_lock(path: str) -> Iterator[None]:
+def node_lock(path: str, run_id: str = "") -> Iterator[None]:
+    """One agent per node: an exclusive lock on `path`, which then holds this agent's PID and run id.
+
+    A second agent is refused with the first one's run id and PID. The file is opened without
+    truncating it, so the refused agent cannot wipe what the holder wrote."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
+    with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ComponentError(f"another hopbench agent runs on this node (lock {path})") from None
-        fh.write(str(os.getpid()))
+            fh.seek(0)
+            holder = fh.read(200).split()
+            who = f"run {holder[1]}, agent PID {holder[0]}" if len(holder) >= 2 else "holder unknown"
+            raise ComponentError(f"another hopbench agent runs on this node ({who}; lock {path})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()} {run_id}\n")
         fh.flush()
         yield
 
@@ -100,7 +109,7 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
     if job.mode == "check":
         targets.check_left(job, emit)
         return
-    with node_lock(job.lock_path):
+    with node_lock(job.lock_path, job.run_id):
         emit(Meta(node=nodeinfo.collect()))
         found = stacks.discover(job.stacks_dir)
         available = targets.resolve(job, found, emit)

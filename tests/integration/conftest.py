@@ -54,10 +54,16 @@ def playbook(name: str = "site.yml", *extra: str) -> dict[str, dict]:
     return stats
 
 
+def hopbench_exe() -> str:
+    """The `hopbench` command of this environment."""
+    return str(Path(sys.executable).with_name("hopbench"))
+
+
 def run_hopbench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The `hopbench` command of this environment, from the repository root, output captured."""
-    exe = str(Path(sys.executable).with_name("hopbench"))
-    return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout)
+    return subprocess.run(
+        [hopbench_exe(), *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
 def run_scenario(tmp_path: Path, name: str, body: str, command: str = "run") -> tuple[Path, dict, Any]:
