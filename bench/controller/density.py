@@ -111,27 +111,25 @@ def start_latency(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def curve(memory: pd.DataFrame) -> pd.DataFrame:
-    """Per target and step: pods running, median total PSS and RSS (MB), and PSS per pod added
-    since the step before (MB; the first row after 0 pods is the first pod's cost)."""
-    sweeps = per_sweep(memory)
-    if sweeps.empty:
+    """Per target and step: pods running, median total PSS and RSS (MB, as by_step), and PSS per
+    pod added since the step before (MB; the first row after 0 pods is the first pod's cost)."""
+    steps = by_step(memory)
+    if steps.empty:
         return pd.DataFrame()
-    rows = []
-    for target, g in sweeps.groupby("target", sort=True):
-        med = g.groupby("pods_running")[["total pss", "total rss"]].median().sort_index()
-        prev_n = prev_pss = None
-        for n, r in med.iterrows():
-            added = (r["total pss"] - prev_pss) / (n - prev_n) / MB if prev_n is not None and n > prev_n else np.nan
-            kind = "" if prev_n is None else ("first pod" if prev_n == 0 and n == 1 else f"pods {prev_n + 1}-{n}")
-            rows.append(
-                {
-                    "target": target,
-                    "pods running": int(n),
-                    "total PSS (MB)": r["total pss"] / MB,
-                    "total RSS (MB)": r["total rss"] / MB,
-                    "PSS per pod added (MB)": added,
-                    "which pods": kind,
-                }
-            )
-            prev_n, prev_pss = int(n), r["total pss"]
-    return pd.DataFrame(rows)
+    g = steps.groupby("target", sort=True)
+    prev = g["pods_running"].shift()
+    added = (g["total pss"].diff() / (steps["pods_running"] - prev)).to_numpy(dtype=float, na_value=np.nan)
+    which = [
+        "" if pd.isna(p) else ("first pod" if p == 0 and n == 1 else f"pods {int(p) + 1}-{n}")
+        for p, n in zip(prev, steps["pods_running"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "target": steps["target"],
+            "pods running": steps["pods_running"].astype(int),
+            "total PSS (MB)": steps["total pss"],
+            "total RSS (MB)": steps["total rss"],
+            "PSS per pod added (MB)": added,
+            "which pods": which,
+        }
+    )

@@ -68,8 +68,12 @@ def night(values_ms: Sequence[float] | np.ndarray) -> Night | None:
     if len(x) < 3:
         return None
     med = float(np.median(x))
-    sigma = MAD_TO_SIGMA * float(np.median(np.abs(x - med)))
-    return Night(med, sigma, len(x), MEDIAN_VARIANCE * sigma**2 / len(x))
+    return night_of(med, MAD_TO_SIGMA * float(np.median(np.abs(x - med))), len(x))
+
+
+def night_of(log_median: float, sigma: float, n: int) -> Night:
+    """A night from its log median, MAD-based sigma and count (the variance of the median follows)."""
+    return Night(log_median, sigma, n, MEDIAN_VARIANCE * sigma**2 / n)
 
 
 def pooled(nights: Sequence[Night]) -> list[Night]:

@@ -280,9 +280,18 @@ def load_samples(run_dir: Path, columns: list[str] | None = None, filters: Any =
 
     samples.parquet is read when it covers the whole journal (its stamp says so); otherwise it is
     rebuilt from the journal first (a run that crashed, or one still being written)."""
+    load_meta(run_dir)  # a folder that is not a run (or of another schema) is refused by name
+    return _read_samples(run_dir, columns, filters)
+
+
+def _read_samples(run_dir: Path, columns: list[str] | None, filters: Any) -> Any:
     import pandas as pd
 
-    load_meta(run_dir)  # a folder that is not a run (or of another schema) is refused by name
+    return pd.read_parquet(freshen_samples(run_dir), columns=columns, filters=filters)
+
+
+def freshen_samples(run_dir: Path) -> Path:
+    """samples.parquet, rebuilt first from the journal when it does not hold all of it; its path."""
     parquet = run_dir / "samples.parquet"
     if not samples_current(run_dir):
         journal, torn = read_jsonl_whole(run_dir / "samples.jsonl")
@@ -290,7 +299,7 @@ def load_samples(run_dir: Path, columns: list[str] | None = None, filters: Any =
             print(f"warning: {torn}", file=sys.stderr)
         if not parquet.exists() or len(journal) >= _rows(parquet):
             write_samples_parquet(run_dir, journal)
-    return pd.read_parquet(parquet, columns=columns, filters=filters)
+    return parquet
 
 
 def _rows(parquet: Path) -> int:
@@ -301,4 +310,4 @@ def _rows(parquet: Path) -> int:
 
 def load_run(run_dir: Path, columns: list[str] | None = None, filters: Any = None) -> tuple[dict[str, Any], Any]:
     """meta and samples of a run (see load_samples for `columns` and `filters`)."""
-    return load_meta(run_dir), load_samples(run_dir, columns, filters)
+    return load_meta(run_dir), _read_samples(run_dir, columns, filters)

@@ -106,10 +106,7 @@ def bootstrap_ci(
     indices when `paired`, for (x, y) points); `statistic` gets one (rounds, n, ...) array per
     group and returns one value per round (NaN rounds are left out). Rounds are drawn in chunks
     of at most CHUNK_VALUES values per group, so memory does not grow with the sample count."""
-    values = _bootstrap_values(statistic, list(groups), rounds, seed, paired)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.nanpercentile(values, [tail, 100 - tail])
-    return (float(lo), float(hi))
+    return _interval(_bootstrap_values(statistic, list(groups), rounds, seed, paired), confidence)
 
 
 def _bootstrap_values(

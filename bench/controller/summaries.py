@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import gate, stats
-from bench.controller.results import load_samples
+from bench.controller.results import freshen_samples, load_samples
 
 SUMMARY_FILE = "summary.parquet"
 KEY = ["node", *stats.COMPARE_KEY]
@@ -51,7 +51,7 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
     """The run's summary, from the cache when it matches the samples, else computed (and cached)."""
     import pyarrow.parquet as pq
 
-    load_samples(run_dir, columns=["run_id"])  # brings samples.parquet up to date with the journal
+    freshen_samples(run_dir)  # the stamp below is the up-to-date parquet's
     cache = run_dir / SUMMARY_FILE
     source = _source(run_dir)
     if cache.exists():
@@ -89,7 +89,5 @@ def nights(summary: pd.DataFrame) -> dict[tuple[object, ...], gate.Night]:
     out = {}
     for r in summary[summary["n"] >= 3].itertuples(index=False):
         key = tuple(getattr(r, k) for k in stats.COMPARE_KEY)
-        out[key] = gate.Night(
-            float(r.log_median), float(r.sigma), int(r.n), gate.MEDIAN_VARIANCE * float(r.sigma) ** 2 / int(r.n)
-        )
+        out[key] = gate.night_of(float(r.log_median), float(r.sigma), int(r.n))
     return out

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.controller import stats
+from bench.controller import drift, stats
 
 SATURATION = 0.9
 TARGET = ["node", "stack", "handler", "level"]
@@ -68,10 +68,9 @@ def throughput(samples: pd.DataFrame, rounds: int = 2000, seed: int = 0) -> pd.D
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    m = stats.measured_ms(samples)
-    life = m.groupby([*TARGET, "concurrency", "iteration"], observed=True)["ms"].sum()
-    p50 = life.groupby(level=[*TARGET, "concurrency"], observed=True).median().rename("lifecycle_p50_ms")
-    return frame.merge(p50.reset_index(), on=[*TARGET, "concurrency"], how="left")
+    # drift.lifecycles: complete measured lifecycles, one time each (the sum of their ops).
+    p50 = drift.lifecycles(samples).groupby(drift.TARGET, observed=True)["ms"].median().rename("lifecycle_p50_ms")
+    return frame.merge(p50.reset_index(), on=drift.TARGET, how="left")
 
 
 def saturation(table: pd.DataFrame) -> pd.DataFrame:

@@ -53,6 +53,28 @@ class LagProbe:
         self.thread.join()
 
 
+class StartGate:
+    """The workers of one burst wait here until all have arrived; the last releases them and each
+    records how long after that release it ran (ns). A worker that waits past the timeout goes on
+    unmeasured."""
+
+    def __init__(self, width: int, timeout_s: float) -> None:
+        self.lags: list[int] = []
+        self.released_ns = 0
+        self.timeout_s = timeout_s
+        self.barrier = threading.Barrier(width, action=self._release)
+
+    def _release(self) -> None:
+        self.released_ns = time.monotonic_ns()
+
+    def wait(self) -> None:
+        try:
+            self.barrier.wait(timeout=self.timeout_s)
+        except threading.BrokenBarrierError:
+            return
+        self.lags.append(time.monotonic_ns() - self.released_ns)
+
+
 class ClientLoad:
     """Per concurrency: bursts, lifecycles, wall and CPU time, start lags and probe lags."""
 
@@ -67,14 +89,15 @@ class ClientLoad:
         )
 
     @contextlib.contextmanager
-    def burst(self, concurrency: int, lifecycles: int) -> Iterator[list[int]]:
-        """Around one burst: yields the list its workers append their start lags to."""
-        starts: list[int] = []
+    def burst(self, concurrency: int, lifecycles: int, timeout_s: float) -> Iterator[StartGate]:
+        """Around one burst: yields the gate its min(concurrency, lifecycles) workers start through."""
+        gate = StartGate(min(concurrency, lifecycles), timeout_s)
+        starts = gate.lags
         lags: list[int] = []
         w0, c0 = time.monotonic_ns(), time.process_time_ns()
         try:
             with LagProbe(lags) if concurrency > 1 or lifecycles > 1 else contextlib.nullcontext():
-                yield starts
+                yield gate
         finally:
             wall, cpu = time.monotonic_ns() - w0, time.process_time_ns() - c0
             with self.lock:
@@ -111,8 +134,3 @@ def _percentiles(values_ns: list[int]) -> dict[str, float | int | None]:
         return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))] / 1e6
 
     return {"n": len(v), "p50": at(0.5), "p99": at(0.99), "max": v[-1] / 1e6}
-
-
-def released(barrier_release: list[int]) -> int:
-    """The lag of the calling worker since the barrier let it go (ns)."""
-    return time.monotonic_ns() - barrier_release[0]

@@ -20,11 +20,12 @@ Private_*; PSS is None with the reason where it cannot be read) and CPU time (us
 from /proc/PID/stat).
 
 The sampler stays out of the way at lab scale (300+ processes at 1 Hz): a process is classified
-once, when first seen (its comm, command line and cgroup), and remembered by (pid, start time),
-so a reused pid is a new process; only processes younger than SETTLE_S are looked at again (runc
-moves a container's first process into its cgroup and execs it after it appears). A sweep then
-costs per process one read of /proc/PID/stat and, for the stacks' own, one of smaps_rollup and
-one of comm (pause or workload: the name changes at exec).
+once, when first seen (its name, command line and cgroup), and remembered by pid with its start
+time (a measured process whose start time changed is classified again); a process found to be
+none of the stacks' is looked at again only while younger than SETTLE_S (runc moves a
+container's first process into its cgroup and execs it after it appears). A sweep then reads,
+per process of the stacks, /proc/PID/stat (CPU time, and the name: pause or workload changes
+at exec) and smaps_rollup; other processes cost only their entry in /proc.
 """
 
 from __future__ import annotations
@@ -136,8 +137,7 @@ class Classifier:
         pod_stack = {p.pod: p.stack for p in found if p.role == "shim" and p.pod}
         for pid, k in pod_procs:
             # pause or workload: the name changes at exec, so measure() reads it again at each sweep
-            role = "pause" if k.name == "pause" else "workload"
-            found.append(Proc(pid, role, pod_stack.get(k.uid, ""), k.name, k.uid, k.cid))
+            found.append(Proc(pid, pod_role(k.name), pod_stack.get(k.uid, ""), k.name, k.uid, k.cid))
         return found
 
     def _scan(self, skip: set[int]) -> None:
@@ -176,8 +176,9 @@ class Classifier:
         return Known(stat.start, settled, "pod" if uid else "", name, uid=uid, cid=cid)
 
 
-# Processes younger than this are classified again at every sweep (a container's first process
-# appears in its runtime's cgroup and under the runtime's name before it moves and execs).
+# A process found to be none of the stacks' is classified again at every sweep while younger than
+# this (a container's first process appears in its runtime's cgroup and under the runtime's name
+# before it moves and execs).
 SETTLE_S = 5.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -234,6 +235,11 @@ def _stat(pid: int) -> Stat | None:
     )
 
 
+def pod_role(name: str) -> str:
+    """A pod process is the pod's infra (pause) or its workload."""
+    return "pause" if name == "pause" else "workload"
+
+
 # The kernel keeps a process's name (comm) to its first 15 bytes.
 COMM_LEN = 15
 
@@ -277,7 +283,7 @@ def measure(p: Proc, start: int | None = None) -> dict[str, Any] | None:
         return None
     if p.role in ("pause", "workload"):  # the name is the one after exec, as the role
         name = p.name if p.name.startswith(stat.name) else full_name(p.pid, stat.name)
-        p = Proc(p.pid, "pause" if name == "pause" else "workload", p.stack, name, p.pod, p.object_id)
+        p = Proc(p.pid, pod_role(name), p.stack, name, p.pod, p.object_id)
     pss_note = ""
     mem = smaps_rollup(p.pid)
     if mem is not None:

@@ -32,7 +32,6 @@ import json
 import queue
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -381,12 +380,12 @@ def burst(
     if not iterations:
         return not tally.abandoned.is_set()
     load = load or clientload.ClientLoad()
-    with load.burst(concurrency, len(iterations)) as starts:
-        return _burst(level, concurrency, iterations, ctx, tally, starts)
+    with load.burst(concurrency, len(iterations), max(60.0, ctx.scen.timeout_s)) as gate:
+        return _burst(level, concurrency, iterations, ctx, tally, gate)
 
 
 def _burst(
-    level: Level, concurrency: int, iterations: list[int], ctx: Context, tally: Tally, starts: list[int]
+    level: Level, concurrency: int, iterations: list[int], ctx: Context, tally: Tally, gate: clientload.StartGate
 ) -> bool:
     scen = ctx.scen
     where = level.where()
@@ -394,16 +393,9 @@ def _burst(
     work: queue.Queue[int] = queue.Queue()
     for i in iterations:
         work.put(i)
-    release = [0]
-    width = min(concurrency, len(iterations))
-    gate = threading.Barrier(width, action=lambda: release.__setitem__(0, time.monotonic_ns()))
 
     def worker(wid: int) -> None:
-        try:
-            gate.wait(timeout=max(60.0, scen.timeout_s))
-            starts.append(clientload.released(release))
-        except threading.BrokenBarrierError:
-            pass  # a worker that could not start in time: go on, unmeasured
+        gate.wait()
         while not (ctx.stopped or tally.abandoned.is_set()):
             try:
                 i = work.get_nowait()
@@ -423,7 +415,9 @@ def _burst(
                     )
                 )
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(width)]
+    threads = [
+        threading.Thread(target=worker, args=(w,), daemon=True) for w in range(min(concurrency, len(iterations)))
+    ]
     for t in threads:
         t.start()
     for t in threads:

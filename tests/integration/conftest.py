@@ -147,8 +147,9 @@ def run_until(
 ) -> tuple[int, str, Path]:
     """Start `hopbench ARGS`, wait until results/*/JOURNAL's text satisfies `ready`, then `act`
     (interrupt it, cut its connection…) and wait for it to end: (exit status, stderr, run folder)."""
-    exe = str(Path(sys.executable).with_name("hopbench"))
-    proc = subprocess.Popen([exe, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [hopbench_exe(), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         end = time.monotonic() + deadline_s
         found: Path | None = None

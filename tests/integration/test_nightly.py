@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, playbook
+from .conftest import REPO, hopbench_exe, playbook
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def test_nightly_compares_the_second_night_with_the_first(provisioned, tmp_path)
         "concurrency: [1]\nregression: {threshold_pct: 10, history: 3}\n"
     )
     results = tmp_path / "results"
-    exe = str(Path(sys.executable).with_name("hopbench"))
+    exe = hopbench_exe()
 
     def night():
         return subprocess.run(
