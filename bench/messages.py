@@ -42,6 +42,9 @@ class Job:
     lock_path: str = LOCK_PATH
     heartbeat_s: float = 0.0
     stop_on_eof: bool = False
+    # Stop and clean up when no line (a "ping" or an order) came from the controller for this long
+    # (0: never). A link that dies silently leaves the session open; the agent must not wait on it.
+    watchdog_s: float = 0.0
     workload_archive: str = WORKLOAD_ARCHIVE
 
     def encode(self) -> str:

@@ -20,8 +20,8 @@ import pytest
 from bench import stacks
 from bench.messages import Artifact, Check, Error, Event, Info, Job, Lifecycle, Plan, Sample, Warning, decode_event
 from bench.node import schedule
+from bench.node.channel import Emitter
 from bench.node.levels import REGISTRY, Context, Level, Outcome, Target, Timed, Turn
-from bench.node.protocol import Emitter
 from bench.scenario import Density, Scenario
 
 
@@ -320,7 +320,9 @@ def test_density_plans_its_pod_count_and_events_cross_the_wire_unchanged(tmp_pat
     schedule.plan(ctx, {"density": DensityLevel})
     (plan,) = rec.of(Plan)
     out = io.StringIO()
-    Emitter(out)(plan)
+    emit = Emitter(out)
+    emit(plan)
+    assert emit.drain(5)
     assert decode_event(out.getvalue()) == plan
     assert json.loads(out.getvalue())["lifecycles"] == 7
 

@@ -14,6 +14,7 @@ ones it made and sweeps any left with its run label (bench.node.schedule, the le
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -28,30 +29,11 @@ from typing import IO
 
 from bench import __version__, messages, stacks
 from bench.errors import ComponentError
-from bench.messages import Done, Error, Event, Heartbeat, Hello, Job, Meta, MetaEnd, Warning
+from bench.messages import Done, Error, Hello, Job, Meta, MetaEnd, Warning
 from bench.node import kubelet, nodeinfo, schedule, targets
+from bench.node.channel import Emitter, heartbeat, watch_stdin, watchdog
 from bench.node.levels import Context
 from bench.node.levels.critest import probe_overhead
-
-
-class Emitter:
-    """Thread-safe JSON-lines writer of events; remembers when the reader has gone away."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-        self.closed = threading.Event()
-
-    def __call__(self, event: Event) -> None:
-        line = event.encode()
-        with self.lock:
-            if self.closed.is_set():
-                return
-            try:
-                self.out.write(line + "\n")
-                self.out.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                self.closed.set()
 
 
 @contextmanager
@@ -74,34 +56,6 @@ def node_lock(path: str, run_id: str = "") -> Iterator[None]:
         fh.write(f"{os.getpid()} {run_id}\n")
         fh.flush()
         yield
-
-
-def watch_stdin(stdin: IO[str], stop: threading.Event, received: list[int], stop_on_eof: bool) -> None:
-    """After the job, stdin carries orders: a line "stop" stops the run (how a remote controller
-    interrupts); with `stop_on_eof` (SSH), so does the end of stdin: the connection is gone."""
-
-    def watch() -> None:
-        for line in stdin:
-            if line.strip() == "stop":
-                received.append(signal.SIGTERM)
-                stop.set()
-                return
-        if stop_on_eof:
-            received.append(signal.SIGHUP)
-            stop.set()
-
-    threading.Thread(target=watch, name="stdin-orders", daemon=True).start()
-
-
-def heartbeat(emit: Emitter, every_s: float) -> None:
-    """A line every `every_s` while the agent lives, so a remote controller can tell quiet from gone."""
-
-    def beat() -> None:
-        while not emit.closed.is_set():
-            time.sleep(every_s)
-            emit(Heartbeat())
-
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
 
 def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -> None:
@@ -140,16 +94,33 @@ def main(stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     emit(Hello(agent_version=__version__, pid=os.getpid()))
+    lost: list[str] = []
     try:
         job = messages.Job.decode(stdin.readline())
         kubelet.set_node(job.node)
-        watch_stdin(stdin, stop, received, job.stop_on_eof)
+        heard = [time.monotonic()]
+        watch_stdin(stdin, stop, received, job.stop_on_eof, heard)
+        if job.watchdog_s:
+            watchdog(emit, stop, heard, job.watchdog_s, lost)
         if job.heartbeat_s:
             heartbeat(emit, job.heartbeat_s)
         serve(job, emit, stop, received)
     except Exception as exc:  # noqa: BLE001 - reported to the controller, then a non-zero exit
         emit(Error(message=f"{type(exc).__name__}: {exc}"))
         emit(Done(ok=False, interrupted=stop.is_set()))
-        return 1
+        return _end(emit, 1, lost)
     emit(Done(ok=not stop.is_set(), interrupted=stop.is_set()))
-    return 0 if not stop.is_set() else 130
+    return _end(emit, 0 if not stop.is_set() else 130, lost)
+
+
+def _end(emit: Emitter, rc: int, lost: list[str]) -> int:
+    """Write what is queued, then exit. With the controller lost the channel may never take
+    another byte: say why on stderr (if it takes it) and
+    leave without waiting on stdout (the interpreter's own flush at exit would block on it)."""
+    if lost:
+        with contextlib.suppress(OSError):
+            os.set_blocking(2, False)  # a full stderr pipe must not hold the exit either
+            os.write(2, f"hopbench agent {os.getpid()}: {lost[0]}: stopped and cleaned up\n".encode())
+        os._exit(rc)
+    emit.drain()
+    return rc

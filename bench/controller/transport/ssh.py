@@ -13,7 +13,9 @@ job enters it (the job goes over stdin).
 
 While the agent runs, the controller writes "stop" on its stdin to interrupt it. The job asks
 the agent to stop when stdin ends (the session is gone) and to send a heartbeat; when no line
-arrives for `idle_timeout_s` the connection is declared lost. After a loss, `check_left`
+arrives for `idle_timeout_s` the connection is declared lost. The other way, the controller
+writes "ping" every heartbeat: an agent that hears nothing for `idle_timeout_s` (the link died
+without a FIN and sshd keeps the session) stops and cleans up by itself (its watchdog). After a loss, `check_left`
 reconnects and asks a fresh agent what the run left on the node.
 """
 
@@ -168,6 +170,7 @@ class SSHTransport(Transport):
     def run_agent(self, job: Job) -> Iterator[Event]:
         client = self.connect()
         self.client = client
+        done_pinging = threading.Event()
         try:
             archive = self.upload_agent(client)
             argv = [
@@ -181,13 +184,17 @@ class SSHTransport(Transport):
             ]
             stdin, stdout, stderr = client.exec_command(shlex.join(argv))
             stdout.channel.settimeout(self.idle_timeout)
-            job = dataclasses.replace(job, stop_on_eof=True, heartbeat_s=max(1.0, self.idle_timeout / 6))
+            beat = max(1.0, self.idle_timeout / 6)
+            job = dataclasses.replace(job, stop_on_eof=True, heartbeat_s=beat, watchdog_s=self.idle_timeout)
             if self.conf.lock_path:
                 job = dataclasses.replace(job, lock_path=self.conf.lock_path)
             with self.lock:
                 self.stdin = stdin
             stdin.write(job.encode() + "\n")
             stdin.flush()
+            threading.Thread(
+                target=self._ping, args=(beat, done_pinging), name=f"ping-{self.node}", daemon=True
+            ).start()
             done = False
             while True:
                 try:
@@ -217,19 +224,28 @@ class SSHTransport(Transport):
                 message = stderr.read().decode(errors="replace").strip()[-2000:]
                 raise TransportError(f"agent on {self.node} exited with {rc}: {message}")
         finally:
+            done_pinging.set()
             with self.lock:
                 self.stdin = None
             client.close()
             self.client = None
 
-    def interrupt(self) -> None:
+    def _say(self, line: str) -> None:
         with self.lock:
             if self.stdin is not None:
                 try:
-                    self.stdin.write("stop\n")
+                    self.stdin.write(line + "\n")
                     self.stdin.flush()
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
+
+    def _ping(self, every_s: float, done: threading.Event) -> None:
+        """A line to the agent every `every_s` while it runs: its watchdog's proof the controller is there."""
+        while not done.wait(every_s):
+            self._say("ping")
+
+    def interrupt(self) -> None:
+        self._say("stop")
 
     def check_left(self, run_id: str, attempts: int = 10, wait_s: float = 3.0) -> dict[str, int]:
         """Reconnect and ask a fresh agent how many pods of `run_id` are still on the node.

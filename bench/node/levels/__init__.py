@@ -82,7 +82,7 @@ class StopLifecycle(Exception):
 
 
 class Emit(Protocol):
-    """Where events go (bench.node.protocol.Emitter); `closed` once the reader has gone away."""
+    """Where events go (bench.node.channel.Emitter); `closed` once the reader has gone away."""
 
     closed: threading.Event
 
