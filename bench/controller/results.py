@@ -19,6 +19,8 @@ A crash loses at most the sample being written: the journal is flushed per line.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sys
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import RESULTS_SCHEMA_VERSION
-from bench.errors import InputError
+from bench.errors import ComponentError, InputError
 
 SAMPLE_COLUMNS = {
     "run_id": "string",
@@ -55,13 +57,41 @@ class RunNotFound(InputError, FileNotFoundError):
     """A folder that is not a hopbench run."""
 
 
+class StoreError(ComponentError):
+    """The results folder stopped taking writes (full, read-only, gone): the run cannot keep more."""
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` whole or not at all: a full disk leaves the old file, and no temporary one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _writes(method: Any) -> Any:
+    """A RunStore method that writes: an OSError (ENOSPC, EROFS, EIO...) becomes one StoreError
+    naming the folder, and the store stays broken: later writes are refused at once (a journal
+    line never lands after a gap)."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            raise StoreError(self.broken)
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            self.broken = f"results folder {self.dir}: cannot write ({exc.strerror or exc}) in {method.__name__}"
+            raise StoreError(self.broken) from exc
+
+    return wrapper
 
 
 class RunStore:
@@ -77,6 +107,7 @@ class RunStore:
         self.memory: list[dict[str, Any]] = []
         self._memory_flushed_n = 0
         self._parquet_every = PARQUET_EVERY_S
+        self.broken = ""  # why the folder stopped taking writes ('' while it takes them)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         fh = self._files.get(name)
@@ -85,10 +116,12 @@ class RunStore:
         fh.write(json.dumps(record, default=str) + "\n")
         fh.flush()
 
+    @_writes
     def update_meta(self, **fields: Any) -> None:
         self.meta.update(fields)
         write_json_atomic(self.dir / "meta.json", self.meta)
 
+    @_writes
     def add_sample(self, sample: dict[str, Any]) -> None:
         row = {k: sample.get(k) for k in SAMPLE_COLUMNS}
         self._append("samples.jsonl", row)
@@ -96,10 +129,12 @@ class RunStore:
         if time.monotonic() - self._flushed_at > self._parquet_every:
             self.write_parquet()
 
+    @_writes
     def add_record(self, name: str, record: dict[str, Any]) -> None:
         """One row of a journal other than the samples (splits.jsonl, calls.jsonl)."""
         self._append(name, {k: v for k, v in record.items() if k != "event"})
 
+    @_writes
     def add_memory(self, rows: list[dict[str, Any]]) -> None:
         """One sweep of the memory sampler; memory.parquet follows every few seconds."""
         for row in rows:
@@ -108,12 +143,15 @@ class RunStore:
         if time.monotonic() - self._flushed_at > self._parquet_every:
             self.write_parquet()
 
+    @_writes
     def add_check(self, check: dict[str, Any]) -> None:
         self._append("checks.jsonl", check)
 
+    @_writes
     def add_event(self, event: dict[str, Any]) -> None:
         self._append("events.jsonl", {"wall_time": time.time(), **event})
 
+    @_writes
     def add_artifact(self, name: str, content: str) -> None:
         """A raw file from the node (e.g. hyperfine's JSON export), kept beside the samples."""
         path = (self.dir / name).resolve()
@@ -122,6 +160,7 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
 
+    @_writes
     def write_parquet(self) -> None:
         """Rewrite the parquet tables from the rows so far. The journal is what a crash keeps; the
         tables follow every few seconds, and at least ten times as long as a rewrite took apart,
@@ -143,10 +182,15 @@ class RunStore:
         self._flushed_n = len(self.samples)
 
     def close(self) -> None:
-        self.write_parquet()
-        for fh in self._files.values():
-            fh.close()
-        self._files.clear()
+        """The tables brought up to date (unless the folder is broken) and the journals closed."""
+        try:
+            if not self.broken:
+                self.write_parquet()
+        finally:
+            for fh in self._files.values():
+                with contextlib.suppress(OSError):  # its last flush fails on a full disk: lines before stay
+                    fh.close()
+            self._files.clear()
 
 
 # samples.parquet records how many bytes of samples.jsonl it holds (schema metadata): a reader
@@ -268,7 +312,12 @@ def load_meta(run_dir: Path) -> dict[str, Any]:
     meta_path = run_dir / "meta.json"
     if not meta_path.exists():
         raise RunNotFound(f"{run_dir}: no meta.json, not a hopbench run folder")
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_path}: cannot read the run's meta.json: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("schema_version") != RESULTS_SCHEMA_VERSION:
         got = meta.get("schema_version")
         raise InputError(f"{meta_path}: field 'schema_version': expected {RESULTS_SCHEMA_VERSION}, got {got!r}")

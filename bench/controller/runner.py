@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -21,7 +22,7 @@ from rich.table import Table
 from bench import __version__
 from bench.codec import to_data
 from bench.controller import report, stats, summaries
-from bench.controller.results import RunStore
+from bench.controller.results import RunStore, StoreError
 from bench.controller.transport import Transport, TransportError
 from bench.messages import (
     Artifact,
@@ -103,7 +104,12 @@ def execute(
     transports = transport if isinstance(transport, list) else [transport]
     names = [t.node for t in transports]
     run_id = new_run_id(scenario.name, names[0] if len(names) == 1 else f"{len(names)}nodes")
-    store = RunStore(results_root, run_id)
+    try:
+        store = RunStore(results_root, run_id)
+    except OSError as exc:
+        raise StoreError(
+            f"--results {results_root}: cannot make the run folder {run_id}: {exc.strerror or exc}"
+        ) from None
     store.update_meta(
         node=names[0] if len(names) == 1 else ",".join(names),
         nodes={n: {"status": "running"} for n in names},
@@ -135,6 +141,14 @@ def execute(
         for t in transports:
             t.interrupt()
 
+    def storage_failed(why: str, node_errors: list[str]) -> None:
+        """The results folder stopped taking writes: stop every agent (they remove their pods) and
+        say so; what the journals hold up to here stays."""
+        node_errors.append(why)
+        console.print(f"[red]{why}: stopping the run; every sample written before is kept[/]")
+        for t in transports:
+            t.interrupt()
+
     def drive(t: Transport, task: TaskID) -> None:
         done: dict[str, Any] = {}
         node_errors: list[str] = []
@@ -144,7 +158,14 @@ def execute(
             for ev in t.run_agent(job):
                 started = True
                 with lock:
-                    failed[0] += _handle(ev, store, progress, task, console, node_errors, done, t.node)
+                    if store.broken:  # nothing more can be kept: follow the agent to its end only
+                        if isinstance(ev, Done):
+                            done.update(ev.record())
+                        continue
+                    try:
+                        failed[0] += _handle(ev, store, progress, task, console, node_errors, done, t.node)
+                    except StoreError as exc:
+                        storage_failed(str(exc), node_errors)
         except TransportError as exc:
             node_errors.append(str(exc))
             with lock:
@@ -185,7 +206,8 @@ def execute(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    store.close()
+    with contextlib.suppress(StoreError):  # store.broken says why
+        store.close()
     for info in outcome.values():
         errors += info.get("errors", [])
     nodes = {n: {**store.meta.get("nodes", {}).get(n, {}), **outcome[n]} for n in names}
@@ -195,7 +217,9 @@ def execute(
             "no available target on this node: provision it (hopbench provision) or check the scenario's targets"
         )
     statuses = {info.get("status") for info in outcome.values()}
-    if interrupts or "interrupted" in statuses:
+    if store.broken:
+        status = "failed"  # stopped by the results folder, not by a user or a node
+    elif interrupts or "interrupted" in statuses:
         status = "interrupted"
     elif statuses == {"complete"} and not errors:
         status = "complete"
@@ -203,11 +227,25 @@ def execute(
         status = "incomplete"
     else:
         status = "failed"
-    store.update_meta(
-        ended_at=_now(), status=status, errors=errors, failed_checks=failed[0], samples=len(store.samples), nodes=nodes
-    )
+    if store.broken and store.broken not in errors:
+        errors.append(store.broken)
+    with contextlib.suppress(StoreError):
+        store.update_meta(
+            ended_at=_now(),
+            status=status,
+            errors=errors,
+            failed_checks=failed[0],
+            samples=len(store.samples),
+            nodes=nodes,
+        )
     report_path = None
-    if store.samples:
+    if store.broken:
+        console.print(
+            f"[red]{store.broken}.[/] The run stopped; its agents removed their pods. The journals keep the "
+            f"{len(store.samples)} samples written before; once the folder takes writes again, "
+            f"`hopbench report {store.dir}` rebuilds the tables and the report from them."
+        )
+    elif store.samples:
         print_summary(store, console)
         summaries.run_summary(store.dir)  # cached now: the nightly gate and the trend read it, not the samples
         report_path = report.build_report(store.dir)
