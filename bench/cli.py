@@ -9,15 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
-from bench.errors import HopbenchError
+from bench.errors import HopbenchError, InputError
 
 DEFAULT_SCENARIO = "scenarios/quick.yaml"
 CROSSCHECK_SCENARIO = "scenarios/crosscheck.yaml"
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from bench.controller.runner import run_playbook
+    from bench.controller import extravars
+    from bench.controller.runner import REPO, run_playbook
 
+    ansible_dir = REPO / "ansible"
+    playbooks = sorted(p.name for p in ansible_dir.glob("*.yml"))
+    if args.playbook not in playbooks:
+        raise InputError(f"--playbook {args.playbook!r}: expected a playbook of {ansible_dir}: {', '.join(playbooks)}")
+    if args.inventory and not Path(args.inventory).exists():
+        raise InputError(f"--inventory {args.inventory}: no such inventory file or folder")
+    extravars.check(args.extra_vars, ansible_dir)
     extra = [arg for ev in args.extra_vars for arg in ("-e", ev)]
     return run_playbook(args.playbook, args.inventory, extra)
 
@@ -32,7 +40,10 @@ def transports_for(args: argparse.Namespace) -> list[Any]:
     from bench.controller.transport.ssh import SSHTransport
 
     nodes = inventory.load(args.inventory, args.limit or None)
-    return [LocalTransport(n.name) if n.connection == "local" else SSHTransport(n) for n in nodes]
+    return [
+        LocalTransport(n.name) if n.connection == "local" else SSHTransport(n, idle_timeout_s=n.idle_timeout_s)
+        for n in nodes
+    ]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
