@@ -8,6 +8,7 @@ written once, here.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import math
@@ -1036,9 +1037,47 @@ def closing_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
         Section("Reproduce", [Pre(str(meta.get("command", "")))], summary=True),
     ]
     if events:
-        items = [f"{ev.get('event', '')}: {ev.get('message', '')}" for ev in events[:200]]
+        items = [f"{_when(ev, meta)} {ev.get('event', '')}: {ev.get('message', '')}" for ev in events[:200]]
         out.append(Section("Warnings and errors", [Bullets(items)]))
     return out
+
+
+def _when(event: dict[str, Any], meta: dict[str, Any]) -> str:
+    """When the controller heard of an event: UTC time and seconds into the run ('' when unknown)."""
+    at = event.get("wall_time")
+    if not isinstance(at, int | float):
+        return ""
+    clock = dt.datetime.fromtimestamp(at, dt.UTC)
+    try:
+        into = f" (+{at - dt.datetime.fromisoformat(str(meta.get('started_at'))).timestamp():.0f} s)"
+    except ValueError:
+        into = ""
+    return f"{clock:%H:%M:%S}{into}"
+
+
+def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list[Section]:
+    """What went wrong during the run, and when: each error (a target abandoned, a level that could
+    not open or close, a node lost), first in the summary, so a number is never read without it."""
+    errors = [e for e in events if e.get("event") == "error"]
+    if not errors:
+        return []
+    rows = pd.DataFrame(
+        [
+            {
+                "when (UTC)": _when(e, meta),
+                "node": e.get("node", ""),
+                "target": e.get("target", "") or "-",
+                "what": str(e.get("message", "")),
+            }
+            for e in errors[:100]
+        ]
+    )
+    hit = sorted({str(e.get("target")) for e in errors if e.get("target")})
+    say = (
+        f"{len(errors)} error(s) during the run; the figures of {', '.join(hit) or 'the node'} stop where they "
+        "failed (every sample taken before is kept), the other targets ran to the end."
+    )
+    return [Section("What went wrong, and when", [Para(say, "bad"), Table(rows)], summary=True)]
 
 
 def model(run_dir: Path) -> Report:
@@ -1052,6 +1091,7 @@ def model(run_dir: Path) -> Report:
         f"hopbench run {meta['run_id']}",
         [
             *header_sections(meta, checks),
+            *failure_sections(meta, events),
             *latency_sections(samples, summary),
             *sweep_sections(run_dir, samples),
             *conditions_sections(samples, summary, meta),
