@@ -157,7 +157,8 @@ def resolve(job: Job, found: list[stacks.Stack], emit: Emit) -> list[Target]:
 
 
 def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
-    """Remove pods a crashed earlier run left on the target's stack (label io.hopbench/managed)."""
+    """Remove pods a crashed earlier run left on the target's stack (label io.hopbench/managed), and
+    the files and cgroups kubelet would have removed with them."""
     if target.stack is None:
         return
     client = CriClient(target.stack.cri_endpoint, timeout_s)
@@ -167,6 +168,9 @@ def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
                 continue  # another agent's pod, being measured right now
             run = sandbox.labels.get(kubelet.RUN_LABEL, "?")
             errors = client.remove_pod(sandbox.id)
+            uid = sandbox.labels.get("io.kubernetes.pod.uid") or sandbox.metadata.uid
+            if uid:  # what kubelet prepared for the pod: its log and state folders, its cgroups
+                remove_pod_files(kubelet.Pod(name=sandbox.metadata.name, run_id=run, uid=uid))
             emit(
                 Warning(
                     message=f"removed pod {sandbox.metadata.name} left by run {run} on {target.stack.name}"

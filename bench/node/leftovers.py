@@ -1,0 +1,212 @@
+"""What runs and lies around on a node between runs: the inventory a leak shows up in.
+
+After a run ends (or is killed, or a daemon dies under it and the next run sweeps) the node
+should hold no more than before: no shim, conmon or pod process, mount, veth, network namespace,
+IPAM lease, pod cgroup, pod file, daemon file descriptor or state-directory byte beyond what a
+run leaves by design (images, the daemons' databases). `take` counts each; `compare` says what
+grew. The soak (benchmarks/soak.py) and the fault tests read it; nothing here changes the node.
+
+Every count is read from /proc, /sys and the stacks' own directories (the stack descriptions in
+/etc/hopbench/stacks name them), the way the agent finds processes (bench.node.memory): by the
+executable's name and the pod's cgroup, never by guessing from process order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench import stacks
+from bench.node import kubelet
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MONITORS = ("containerd-shim", "conmon")  # a per-pod or per-container process of a stack
+IPAM_OWN_FILES = ("lock", "last_reserved_ip")  # host-local's bookkeeping, not leases
+
+
+def _exe_name(pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return ""
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def processes() -> dict[str, int]:
+    """Shims (containerd-shim-*), conmons, and the processes under them (pause, workloads, runsc's)."""
+    kids = _children()
+    shims = conmons = under = 0
+    for pid in sorted({p for ps in kids.values() for p in ps}):
+        name = _exe_name(pid)
+        if not name.startswith(MONITORS):
+            continue
+        if name.startswith("conmon"):
+            conmons += 1
+        else:
+            shims += 1
+        stack = list(kids.get(pid, []))
+        while stack:
+            child = stack.pop()
+            under += 1
+            stack.extend(kids.get(child, []))
+    return {"shims": shims, "conmon": conmons, "pod processes": under}
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> int:
+    with open(mountinfo) as fh:
+        return sum(1 for _ in fh)
+
+
+def veths(net: str = "/sys/class/net") -> int:
+    return sum(1 for name in os.listdir(net) if name.startswith("veth"))
+
+
+def netns(described: Iterable[stacks.Stack]) -> int:
+    """Named network namespaces: /run/netns (containerd, CRI-O) and each stack's own netns dir
+    under its state directories (dockerd's exec root)."""
+    dirs = {os.path.realpath("/run/netns")}
+    for stack in described:
+        for state in stack.extra.get("state_dirs", []):
+            dirs.add(os.path.realpath(os.path.join(state, "netns")))
+    return sum(len(os.listdir(d)) for d in dirs if os.path.isdir(d))
+
+
+def ipam_dirs(stack: stacks.Stack) -> list[Path]:
+    """host-local's lease folders of the stack's CNI networks: <dataDir>/<network>."""
+    conf_dir = Path(stack.extra.get("cni", {}).get("conf_dir", ""))
+    found = []
+    for conf in sorted(conf_dir.glob("*.conflist")) if conf_dir.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads(conf.read_text())
+            for plugin in doc.get("plugins", []):
+                ipam = plugin.get("ipam") or {}
+                if ipam.get("type") == "host-local":
+                    found.append(Path(ipam.get("dataDir", "/var/lib/cni/networks")) / doc["name"])
+    return found
+
+
+def leases(described: Iterable[stacks.Stack]) -> int:
+    count = 0
+    for stack in described:
+        for folder in ipam_dirs(stack):
+            if folder.is_dir():
+                count += sum(1 for p in folder.iterdir() if not p.name.startswith(IPAM_OWN_FILES))
+    return count
+
+
+def pod_cgroups(root: Path = CGROUP_ROOT) -> int:
+    """pod<uid> cgroups under kubelet's BestEffort parent, in every hierarchy."""
+    rel = kubelet.CGROUP_ROOT.lstrip("/")
+    count = 0
+    for hierarchy in root.iterdir() if root.is_dir() else []:
+        parent = hierarchy / rel
+        if parent.is_dir():
+            count += sum(1 for p in parent.iterdir() if p.is_dir() and p.name.startswith("pod"))
+    return count
+
+
+def pod_files() -> int:
+    """Pod log and state folders (what kubelet prepares per pod, bench.node.kubelet.Pod)."""
+    return sum(
+        len(os.listdir(d)) for d in (kubelet.DEFAULT_LOG_ROOT, kubelet.DEFAULT_POD_STATE_ROOT) if os.path.isdir(d)
+    )
+
+
+def daemon_fds(described: Iterable[stacks.Stack]) -> dict[str, int]:
+    out = {}
+    for stack in described:
+        for daemon in stack.daemons:
+            pid = daemon.pid()
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    out[f"{stack.name} {daemon.name}"] = len(os.listdir(f"/proc/{pid}/fd"))
+    return out
+
+
+def tree_bytes(top: str) -> int:
+    """Bytes of the files under `top` (lstat sizes, symlinks not followed, other mounts not entered)."""
+    total = 0
+    if not os.path.isdir(top):
+        return 0
+    dev = os.lstat(top).st_dev
+    for here, dirs, files in os.walk(top):
+        keep = []
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                if os.lstat(os.path.join(here, d)).st_dev == dev:
+                    keep.append(d)
+        dirs[:] = keep
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(here, f)).st_size
+    return total
+
+
+def state_bytes(described: Iterable[stacks.Stack]) -> dict[str, int]:
+    return {
+        stack.name: sum(tree_bytes(d) for d in stack.extra.get("state_dirs", []))
+        for stack in described
+        if stack.extra.get("state_dirs")
+    }
+
+
+def take(stacks_dir: str = stacks.DEFAULT_STACKS_DIR) -> dict[str, Any]:
+    """The node's inventory now: counts, daemon fds by daemon, state bytes by stack."""
+    described = [s for s in stacks.discover(stacks_dir) if not s.unavailable]
+    return {
+        **processes(),
+        "mounts": mounts(),
+        "veths": veths(),
+        "network namespaces": netns(described),
+        "IPAM leases": leases(described),
+        "pod cgroups": pod_cgroups(),
+        "pod folders": pod_files(),
+        "daemon fds": daemon_fds(described),
+        "state bytes": state_bytes(described),
+    }
+
+
+COUNTS = (
+    "shims",
+    "conmon",
+    "pod processes",
+    "mounts",
+    "veths",
+    "network namespaces",
+    "IPAM leases",
+    "pod cgroups",
+    "pod folders",
+)
+
+
+def grown(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What a node holds after that it did not before: each count that rose, as 'what: a -> b'.
+    Daemon fds and state bytes are not here: they move with a daemon's own caches and databases
+    (the soak reports their trend instead)."""
+    return [f"{key}: {before[key]} -> {after[key]}" for key in COUNTS if after.get(key, 0) > before.get(key, 0)]
+
+
+def main() -> None:
+    print(json.dumps(take(), indent=1))
+
+
+if __name__ == "__main__":
+    main()
