@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -96,9 +97,37 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _results_root(results: str) -> Path:
+    """--results of a command that reads runs: an existing folder."""
+    root = Path(results)
+    if not root.is_dir():
+        raise InputError(f"--results {results}: no such folder (where `hopbench run --results` wrote its runs)")
+    return root
+
+
 def _run_dir(run: str, results: str) -> Path:
+    """A run given as its folder, or as its id under --results (an id is a name, never a path)."""
     run_dir = Path(run)
-    return run_dir if run_dir.is_dir() else Path(results) / run
+    if run_dir.is_dir():
+        return run_dir
+    if not RUN_ID.match(run):
+        raise InputError(f"run {run!r}: expected a run folder or a run id (letters, digits, '.', '_', '-')")
+    run_dir = _results_root(results) / run
+    if not run_dir.is_dir():
+        raise InputError(f"run {run!r}: no such run in {results}/ (`hopbench runs --results {results}` lists them)")
+    return run_dir
+
+
+def _in_range(flag: str, value: float, lo: float, hi: float, closed: bool = True) -> float:
+    """A number flag within [lo, hi] (or (lo, hi) when not `closed`), finite."""
+    inside = lo <= value <= hi if closed else lo < value < hi
+    if not inside:  # NaN is never inside
+        brackets = "[]" if closed else "()"
+        raise InputError(f"{flag} {value:g}: expected a number in {brackets[0]}{lo:g}, {hi:g}{brackets[1]}")
+    return value
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -114,7 +143,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from bench.controller.history import list_runs
 
-    runs = list_runs(Path(args.results))
+    runs = list_runs(_results_root(args.results))
     table = Table(title=f"runs in {args.results}/")
     for col in ("run_id", "scenario", "node", "status", "started_at", "samples"):
         table.add_column(col)
@@ -170,6 +199,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from bench.controller.history import compare_dirs
 
+    _in_range("--threshold", args.threshold, 0, 1000)
+    _in_range("--alpha", args.alpha, 0, 1, closed=False)
     a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
     frame = compare_dirs(a, b, args.threshold / 100, args.alpha, args.across_versions)
     if frame.empty:

@@ -34,9 +34,11 @@ def list_runs(root: Path) -> pd.DataFrame:
     for meta_path in sorted(root.glob("*/meta.json")):
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        scen = meta.get("scenario", {})
+        if not isinstance(meta, dict):
+            continue  # not a run's meta.json
+        scen = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
         rows.append(
             {
                 "run_id": meta.get("run_id", meta_path.parent.name),
