@@ -64,3 +64,25 @@ def test_kept_runs_render_with_the_method_written_once(tmp_path):
     for heading in ("Headline", "Hop cost between adjacent levels", "Method", "Environment", "Reproduce"):
         assert f"<h2>{heading}" in html and f"## {heading}" in md
     assert "Targets" in html and "## Targets" not in md
+
+
+def test_what_went_wrong_says_when_and_to_which_target():
+    meta = {"started_at": "2026-12-03T10:00:00+00:00"}
+    t0 = pd.Timestamp("2026-12-03T10:00:00Z").timestamp()
+    events = [
+        {"event": "warning", "message": "slow", "wall_time": t0 + 1},
+        {
+            "event": "error",
+            "message": "crio abandoned after 3 failed lifecycles",
+            "target": "crio/runc",
+            "node": "local",
+            "wall_time": t0 + 42.4,
+        },
+    ]
+    (section,) = report.failure_sections(meta, events)
+    assert section.summary and section.title == "What went wrong, and when"
+    md = to_markdown(Report("r", [section]))
+    assert "10:00:42 (+42 s)" in md and "crio/runc" in md and "abandoned after 3 failed lifecycles" in md
+    assert "1 error(s) during the run; the figures of crio/runc stop where they failed" in md
+    assert report.failure_sections(meta, events[:1]) == []
+    assert report._when({"wall_time": t0}, {"started_at": "not a time"}) == "10:00:00"

@@ -1,6 +1,8 @@
 import json
 
-from bench.controller.results import RunStore, load_run
+import pytest
+
+from bench.controller.results import RunStore, StoreError, load_run, write_json_atomic
 
 
 def sample(i):
@@ -47,3 +49,28 @@ def test_meta_is_rewritten_whole(tmp_path):
     store.update_meta(b=2)
     meta = json.loads((store.dir / "meta.json").read_text())
     assert meta["a"] == 1 and meta["b"] == 2 and meta["schema_version"] == 1
+
+
+def test_a_folder_that_stops_taking_writes_breaks_the_store_and_keeps_what_was_written(tmp_path):
+    store = RunStore(tmp_path, "r")
+    store.update_meta(node="n")
+    for i in range(3):
+        store.add_sample(sample(i))
+    store._files["samples.jsonl"].close()
+    store._files["samples.jsonl"] = open("/dev/full", "a")  # noqa: SIM115 - the kernel's ENOSPC on every flush
+    with pytest.raises(StoreError, match=f"results folder {store.dir}: cannot write \\(No space left on device\\)"):
+        store.add_sample(sample(3))
+    assert store.broken
+    with pytest.raises(StoreError):
+        store.add_event({"event": "warning"})  # refused at once: no line lands after a gap
+    store.close()  # no error, no parquet from a broken store
+    meta, frame = load_run(store.dir)
+    assert list(frame["iteration"]) == [0, 1, 2]
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    (tmp_path / "m.json").write_text('{"a": 1}')
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "m.json", {1j: object()})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
