@@ -83,6 +83,8 @@ def test_what_went_wrong_says_when_and_to_which_target():
     assert section.summary and section.title == "What went wrong, and when"
     md = to_markdown(Report("r", [section]))
     assert "10:00:42 (+42 s)" in md and "crio/runc" in md and "abandoned after 3 failed lifecycles" in md
-    assert "1 error(s) during the run; the figures of crio/runc stop where they failed" in md
-    assert report.failure_sections(meta, events[:1]) == []
+    assert "1 error(s) and 0 failed lifecycle(s) during the run, on crio/runc" in md
+    assert report.failure_sections(meta, events[:1]) == []  # a warning of no target is not a failure
+    failed = {"event": "warning", "message": "x iteration 3: StopContainer failed", "target": "crio/runc"}
+    assert "lifecycle failed: x iteration 3" in to_markdown(Report("r", report.failure_sections(meta, [failed])))
     assert report._when({"wall_time": t0}, {"started_at": "not a time"}) == "10:00:00"

@@ -1057,9 +1057,10 @@ def _when(event: dict[str, Any], meta: dict[str, Any]) -> str:
 
 def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list[Section]:
     """What went wrong during the run, and when: each error (a target abandoned, a level that could
-    not open or close, a node lost), first in the summary, so a number is never read without it."""
-    errors = [e for e in events if e.get("event") == "error"]
-    if not errors:
+    not open or close, a node lost) and each failed lifecycle (a warning naming its target), first
+    in the summary, so a number is never read without it."""
+    wrong = [e for e in events if e.get("event") == "error" or (e.get("event") == "warning" and e.get("target"))]
+    if not wrong:
         return []
     rows = pd.DataFrame(
         [
@@ -1067,15 +1068,17 @@ def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
                 "when (UTC)": _when(e, meta),
                 "node": e.get("node", ""),
                 "target": e.get("target", "") or "-",
-                "what": str(e.get("message", "")),
+                "what": ("" if e.get("event") == "error" else "lifecycle failed: ") + str(e.get("message", "")),
             }
-            for e in errors[:100]
+            for e in wrong[:100]
         ]
     )
-    hit = sorted({str(e.get("target")) for e in errors if e.get("target")})
+    errors = sum(e.get("event") == "error" for e in wrong)
+    hit = sorted({str(e.get("target")) for e in wrong if e.get("target")})
     say = (
-        f"{len(errors)} error(s) during the run; the figures of {', '.join(hit) or 'the node'} stop where they "
-        "failed (every sample taken before is kept), the other targets ran to the end."
+        f"{errors} error(s) and {len(wrong) - errors} failed lifecycle(s) during the run, on "
+        f"{', '.join(hit) or 'the node'}. A failed lifecycle has no figure; an abandoned target's figures stop "
+        "where it was abandoned (every sample taken before is kept); the other targets ran to the end."
     )
     return [Section("What went wrong, and when", [Para(say, "bad"), Table(rows)], summary=True)]
 

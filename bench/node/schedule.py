@@ -329,7 +329,7 @@ def one(level: Level, turn: Turn, ctx: Context) -> bool:
     failed = next((t for t in out.timed if not t.ok), None)
     if failed is not None or out.problem:
         why = f"{failed.op} failed: {failed.error}" if failed is not None else out.problem
-        ctx.emit(Warning(message=f"{name} level {level.name} iteration {turn.iteration}: {why}"))
+        ctx.emit(Warning(message=f"{name} level {level.name} iteration {turn.iteration}: {why}", target=name))
     return complete and not out.problem
 
 
@@ -404,7 +404,7 @@ def _burst(
             try:
                 ok = one(level, Turn(i, concurrency, wid, i < scen.warmup), ctx)
             except Exception as exc:  # noqa: BLE001 - a level bug fails the lifecycle, not the worker
-                ctx.emit(Warning(message=f"{name} iteration {i}: {type(exc).__name__}: {exc}"))
+                ctx.emit(Warning(message=f"{name} iteration {i}: {type(exc).__name__}: {exc}", target=name))
                 ok = False
             ctx.emit(Lifecycle(target=name, concurrency=concurrency, iteration=i, ok=ok))
             if not ok and tally.fail():
