@@ -229,15 +229,17 @@ def execute(
         status = "failed"
     if store.broken and store.broken not in errors:
         errors.append(store.broken)
+    ended = {
+        "ended_at": _now(),
+        "status": status,
+        "errors": errors,
+        "failed_checks": failed[0],
+        "samples": len(store.samples),
+        "nodes": nodes,
+    }
+    store.meta.update(ended)  # what the command says, even when meta.json cannot take it
     with contextlib.suppress(StoreError):
-        store.update_meta(
-            ended_at=_now(),
-            status=status,
-            errors=errors,
-            failed_checks=failed[0],
-            samples=len(store.samples),
-            nodes=nodes,
-        )
+        store.update_meta(**ended)
     report_path = None
     if store.broken:
         console.print(
