@@ -215,3 +215,45 @@ def test_a_cut_connection_keeps_the_samples_and_the_node_removes_its_pods(nodes,
     assert not any("bench.node" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
     events = read_jsonl(run / "events.jsonl")
     assert any(e.get("node") == "hbnode2" and "connection lost" in e.get("message", "") for e in events)
+
+
+def test_an_agent_whose_link_dies_silently_stops_and_cleans_up_by_itself(nodes, tmp_path):
+    """The link goes down without a FIN: sshd keeps the session (and the agent's stdin) open for
+    as long as TCP retries, so only the agent's watchdog on the controller's pings can stop it."""
+    node = nodes["nodes"][0]
+    idle_s = 8
+    path = inventory_of(nodes, {node.name})
+    path.write_text(
+        path.read_text().replace("  children:\n", f"    hopbench_idle_timeout_s: {idle_s}\n  children:\n", 1)
+    )
+    results = tmp_path / "results"
+    took: dict[str, float] = {}
+
+    def silence(_proc: subprocess.Popen[str]) -> None:
+        session = agent_session(node)
+        (agent,) = [c for c in session.children() if "bench.node" in " ".join(c.cmdline())]
+        sshnodes.sh("ip", "link", "set", "dev", node.host_veth, "down")
+        started = time.monotonic()
+        try:
+            gone, _ = psutil.wait_procs([agent], timeout=idle_s + 60)
+            took["agent"] = time.monotonic() - started
+            assert gone, f"the agent (PID {agent.pid}) still runs {idle_s + 60} s after its link died"
+            assert session.is_running()  # sshd never noticed: the agent stopped by itself
+        finally:
+            sshnodes.sh("ip", "link", "set", "dev", node.host_veth, "up")
+
+    rc, err, run = run_until(
+        ["run", "-s", str(scenario(tmp_path, 300)), "-i", str(path), "--results", str(results)],
+        results,
+        "samples.jsonl",
+        lambda text: len(text.splitlines()) >= 15,
+        silence,
+        "15 samples over SSH",
+        deadline_s=180,
+    )
+    print(f"agent stopped {took['agent']:.1f} s after its link died (watchdog {idle_s} s)")
+    assert rc == 1, err[-3000:]
+    meta, samples = load_run(run)
+    assert meta["status"] == "incomplete" and len(samples) >= 15
+    assert "connection lost" in " ".join(meta["nodes"][node.name]["errors"])
+    no_pods_left(meta["run_id"])
