@@ -38,7 +38,8 @@ def list_runs(root: Path) -> pd.DataFrame:
             continue
         if not isinstance(meta, dict):
             continue  # not a run's meta.json
-        scen = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
+        scen = meta.get("scenario")
+        scen = scen if isinstance(scen, dict) else {}
         rows.append(
             {
                 "run_id": meta.get("run_id", meta_path.parent.name),
