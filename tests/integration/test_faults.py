@@ -73,22 +73,24 @@ def test_a_second_run_on_the_node_is_refused_with_the_first_ones_run_id_and_pid(
 FAULT_RUN = (
     "levels: [cri]\niterations: {n}\nwarmup: 0\nconcurrency: [1]\ncontrol: false\ntimeout_s: 10\nmax_failures: 3\n"
 )
+# Instances by kind and role (the default one, or an older one beside it), not by version, so
+# the tests follow the versions the roles install.
+DEFAULT, OLDER = True, False
 KILLS = [  # victim daemon, its stack instance, the stack instance that must run on undisturbed
-    ("containerd", "containerd@2.4.2", "crio"),
-    ("dockerd", "docker@29.8.1-dev", "containerd@1.6.20"),
-    ("crio", "crio", "containerd@1.6.20"),
-    ("cri-dockerd", "docker@20.10.24", "containerd@1.6.20"),
+    ("containerd", ("containerd", DEFAULT), ("crio", DEFAULT)),
+    ("dockerd", ("docker", DEFAULT), ("containerd", OLDER)),
+    ("crio", ("crio", DEFAULT), ("containerd", OLDER)),
+    ("cri-dockerd", ("docker", OLDER), ("containerd", OLDER)),
 ]
 killed_runs: list[str] = []
 
 
-def instance(name: str) -> stacks.Stack:
-    """A provisioned, available stack by instance name, or its kind's default instance."""
-    found = [s for s in stacks.discover() if not s.unavailable]
-    by_kind = [s for s in found if s.kind == name and s.default]
-    match = [s for s in found if s.name == name] or by_kind
+def instance(kind: str, default: bool = DEFAULT) -> stacks.Stack:
+    """A provisioned, available instance of `kind`: its default one, or another (an older version)."""
+    match = [s for s in stacks.discover() if not s.unavailable and s.kind == kind and s.default == default]
     if not match:
-        pytest.skip(f"stack {name} is not provisioned or not available on this node")
+        role = "default" if default else "non-default"
+        pytest.skip(f"no {role} instance of {kind} is provisioned and available on this node")
     return match[0]
 
 
@@ -101,10 +103,6 @@ def ok_lifecycles(samples: Any, target: str) -> int:
     stack, handler = target.split("/")
     mine = samples[(samples["stack"] == stack) & (samples["handler"] == handler)]
     return int(mine.groupby("iteration")["ok"].all().sum()) if len(mine) else 0
-
-
-def journal_rows(path: Path, stack: str) -> int:
-    return sum(f'"stack": "{stack}"' in line for line in path.read_text().splitlines())
 
 
 def _events(run: Path) -> list[dict[str, Any]]:
@@ -137,7 +135,7 @@ def assert_failure_reported(run: Path, victim: str, survivor: str, iterations: i
 @pytest.mark.parametrize("monitor", ["containerd-shim", "conmon"])
 def test_a_killed_shim_or_conmon_fails_its_lifecycle_and_the_run_goes_on(provisioned, tmp_path, monitor):
     victim = instance("containerd" if monitor == "containerd-shim" else "crio")
-    other = instance("containerd@1.6.20")
+    other = instance("containerd", OLDER)
     kills: list[int] = []
 
     def kill_one(proc: subprocess.Popen[str]) -> None:
@@ -179,7 +177,7 @@ def test_a_killed_shim_or_conmon_fails_its_lifecycle_and_the_run_goes_on(provisi
 def test_a_hung_daemon_is_caught_by_the_call_deadline(provisioned, tmp_path):
     """crio stopped (SIGSTOP), not dead: its socket accepts and nothing answers. Each call fails at
     timeout_s, the target is abandoned after max_failures; the other target runs to the end."""
-    victim, other = instance("crio"), instance("containerd@1.6.20")
+    victim, other = instance("crio"), instance("containerd", OLDER)
     (daemon,) = [d for d in victim.daemons if d.name == "crio"]
     pid = daemon.pid()
     assert pid is not None
@@ -210,7 +208,7 @@ def test_a_hung_daemon_is_caught_by_the_call_deadline(provisioned, tmp_path):
 
 @pytest.mark.parametrize(("daemon", "victim_stack", "other_stack"), KILLS, ids=[k[0] for k in KILLS])
 def test_a_killed_stack_daemon_fails_its_target_only(provisioned, tmp_path, daemon, victim_stack, other_stack):
-    victim, other = instance(victim_stack), instance(other_stack)
+    victim, other = instance(*victim_stack), instance(*other_stack)
     (proc,) = [d for d in victim.daemons if d.name == daemon]
     pid = proc.pid()
     assert pid is not None, f"{daemon} of {victim.name} is not running"
@@ -239,8 +237,8 @@ def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tm
         pytest.skip("no fault test ran before this one in this session: nothing to sweep")
     playbook()  # brings every killed daemon back, as after a crash in the lab
     assert all(d.pid() is not None for s in stacks.discover() if not s.unavailable for d in s.daemons)
-    every = ("containerd", "docker", "crio", "containerd@1.6.20", "docker@20.10.24")
-    body = f"targets: [{', '.join(target_of(instance(n)) for n in every)}]\n"
+    every = [("containerd", DEFAULT), ("docker", DEFAULT), ("crio", DEFAULT), ("containerd", OLDER), ("docker", OLDER)]
+    body = f"targets: [{', '.join(target_of(instance(*n)) for n in every)}]\n"
     run, meta, _ = run_scenario(tmp_path, "after-faults", body + FAULT_RUN.format(n=2))
     for run_id in killed_runs:
         no_pods_left(run_id)
