@@ -173,6 +173,11 @@ class RunStore:
             self._parquet_every = max(PARQUET_EVERY_S, 10 * (time.monotonic() - t0))
 
     def _write_parquet(self) -> None:
+        # The journals to the disk first, at each checkpoint and not per line (an fsync per sample
+        # would put the controller's I/O into the node's timings): a disk that fails or a machine
+        # that stops loses at most the lines since the last checkpoint, never the run folder.
+        for fh in self._files.values():
+            os.fsync(fh.fileno())
         if len(self.memory) != self._memory_flushed_n:
             write_memory_parquet(self.dir, self.memory)
             self._memory_flushed_n = len(self.memory)
