@@ -103,6 +103,25 @@ def ipam_dirs(stack: stacks.Stack) -> list[Path]:
     return found
 
 
+def lease_files(stack: stacks.Stack) -> list[Path]:
+    """The stack's host-local leases: one file per address, named by it, holding the sandbox's id."""
+    return [
+        p
+        for folder in ipam_dirs(stack)
+        if folder.is_dir()
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(IPAM_OWN_FILES)
+    ]
+
+
+def lease_owner(path: Path) -> str:
+    """The sandbox (container) id a lease was given to: the file's first line ('' if unreadable)."""
+    try:
+        return path.read_text().split(maxsplit=1)[0] if path.stat().st_size else ""
+    except (OSError, IndexError, UnicodeDecodeError):
+        return ""
+
+
 def leases(described: Iterable[stacks.Stack]) -> int:
     count = 0
     for stack in described:

@@ -8,12 +8,14 @@ measured, and a controller that lost a node asks here what a run left (mode chec
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import time
 
 from bench import stacks
 from bench.messages import Job, Left, TargetInfo, Targets, Warning
-from bench.node import kubelet
+from bench.node import kubelet, leftovers
 from bench.node.cri import CriClient, remove_pod_files
 from bench.node.levels import Emit, Target
 from bench.scenario import HANDLERS
@@ -177,8 +179,29 @@ def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
                     + (f" with errors: {'; '.join(errors)}" if errors else "")
                 )
             )
+        release_orphan_leases(target.stack, {s.id for s in client.sandboxes({})}, timeout_s, emit)
     finally:
         client.close()
+
+
+def release_orphan_leases(stack: stacks.Stack, sandbox_ids: set[str], older_than_s: float, emit: Emit) -> None:
+    """Free the addresses of sandboxes the stack no longer knows. A daemon killed (or hung past the
+    call deadline) inside RunPodSandbox can leave host-local's lease behind with no sandbox to remove
+    through the CRI; the network is the stack's own (hopbench's CNI folder), so a lease whose owner
+    is not a sandbox of the stack is an orphan. Leases younger than a call deadline are left: a
+    sandbox being made right now (by an agent of another node sharing the stack) is not listed yet."""
+    now = time.time()
+    for path in leftovers.lease_files(stack):
+        owner = leftovers.lease_owner(path)
+        try:
+            young = now - path.stat().st_mtime < older_than_s
+        except OSError:
+            continue
+        if not owner or owner in sandbox_ids or young:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        emit(Warning(message=f"released IPAM lease {path.name} of sandbox {owner[:12]}, unknown to {stack.name}"))
 
 
 def check_left(job: Job, emit: Emit) -> None:
