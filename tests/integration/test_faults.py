@@ -242,6 +242,13 @@ def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tm
     run, meta, _ = run_scenario(tmp_path, "after-faults", body + FAULT_RUN.format(n=2))
     for run_id in killed_runs:
         no_pods_left(run_id)
-    left = leftovers.take()
-    assert left["shims"] == left["conmon"] == left["pod processes"] == 0, left
-    assert left["veths"] == left["network namespaces"] == left["IPAM leases"] == left["pod cgroups"] == 0, left
+    # Daemons finish some teardown after RemovePodSandbox returns (a network namespace goes a few
+    # seconds later): what is left is read until it is nothing, for at most a minute.
+    pods_leave = [k for k in leftovers.COUNTS if k != "mounts"]  # the node's own mounts are not the pods'
+    end = time.monotonic() + 60
+    while True:
+        left = {k: v for k, v in leftovers.take().items() if k in pods_leave}
+        if not any(left.values()) or time.monotonic() > end:
+            break
+        time.sleep(1)
+    assert left == dict.fromkeys(pods_leave, 0)
