@@ -123,12 +123,7 @@ def lease_owner(path: Path) -> str:
 
 
 def leases(described: Iterable[stacks.Stack]) -> int:
-    count = 0
-    for stack in described:
-        for folder in ipam_dirs(stack):
-            if folder.is_dir():
-                count += sum(1 for p in folder.iterdir() if not p.name.startswith(IPAM_OWN_FILES))
-    return count
+    return sum(len(lease_files(stack)) for stack in described)
 
 
 def pod_cgroups(root: Path = CGROUP_ROOT) -> int:

@@ -3,7 +3,6 @@ mid-run, a daemon that hangs."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench import stacks
-from bench.controller.results import load_meta, load_run
+from bench.controller.results import load_meta, load_run, read_jsonl
 from bench.messages import LOCK_PATH
 from bench.node import leftovers, memory
 
@@ -105,10 +104,6 @@ def ok_lifecycles(samples: Any, target: str) -> int:
     return int(mine.groupby("iteration")["ok"].all().sum()) if len(mine) else 0
 
 
-def _events(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
-
-
 def fault_run(tmp_path: Path, name: str, targets: list[str], iterations: int, ready, act) -> tuple[int, str, Path]:
     scen = tmp_path / f"{name}.yaml"
     scen.write_text(f"schema: 1\nname: {name}\ntargets: [{', '.join(targets)}]\n" + FAULT_RUN.format(n=iterations))
@@ -121,7 +116,7 @@ def fault_run(tmp_path: Path, name: str, targets: list[str], iterations: int, re
 def assert_failure_reported(run: Path, victim: str, survivor: str, iterations: int, before_kill: int) -> Any:
     meta, samples = load_run(run)
     assert meta["status"] == "failed", meta["status"]  # the agent ended, with the victim's errors
-    assert any(e.get("target") == victim for e in _events(run) if e["event"] == "error")
+    assert any(e.get("target") == victim for e in read_jsonl(run / "events.jsonl") if e["event"] == "error")
     assert ok_lifecycles(samples, survivor) == iterations  # the other target ran to the end
     stack = victim.split("/")[0]
     assert len(samples[samples["stack"] == stack]) >= before_kill  # nothing taken before the kill is lost
@@ -200,7 +195,7 @@ def test_a_hung_daemon_is_caught_by_the_call_deadline(provisioned, tmp_path):
         os.kill(pid, signal.SIGCONT)
     assert rc == 1, err[-3000:]
     meta = assert_failure_reported(run, target_of(victim), target_of(other), 30, seen[0])
-    events = _events(run)
+    events = read_jsonl(run / "events.jsonl")
     assert any("DEADLINE_EXCEEDED" in e.get("message", "") or "Deadline" in e.get("message", "") for e in events)
     # Woken, crio finishes what it was asked; the next run sweeps any pod it then made.
     killed_runs.append(meta["run_id"])
