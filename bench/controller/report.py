@@ -24,7 +24,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import crosscheck, density, drift, hops, kube, stats, sweep, upgrade  # noqa: E402
+from bench.controller import crosscheck, density, drift, headline, hops, kube, stats, sweep, upgrade  # noqa: E402
+from bench.controller.colours import target_colours  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
 from bench.ops import PARTS, POD_START_OPS  # noqa: E402
@@ -45,7 +46,8 @@ CHART_CDF_POINTS = 2000
 def _measured_series(samples: pd.DataFrame) -> pd.DataFrame:
     """Measured samples with `ms` and a `series` label: target, level and concurrency."""
     m = stats.measured_ms(samples)
-    return m.assign(series=m["stack"] + "/" + m["handler"] + " " + m["level"] + " c=" + m["concurrency"].astype(str))
+    m = m.assign(target=m["stack"] + "/" + m["handler"])
+    return m.assign(series=m["target"] + " " + m["level"] + " c=" + m["concurrency"].astype(str))
 
 
 def latency_chart(samples: pd.DataFrame) -> str:
@@ -66,6 +68,8 @@ def latency_chart(samples: pd.DataFrame) -> str:
     lo, hi = measured["ms"].min(), measured["ms"].max()
     rng = np.random.default_rng(0)
     groups = {k: g.to_numpy() for k, g in measured.groupby(["op", "series"], observed=True)["ms"]}
+    colours = target_colours(measured["target"].unique())
+    colour_of = dict(zip(measured["series"], measured["target"].map(colours), strict=True))
     for ax, op in zip(axes[:, 0], ops, strict=True):
         series = per_op[op]
         data = [groups[(op, s)] for s in series]
@@ -73,7 +77,7 @@ def latency_chart(samples: pd.DataFrame) -> str:
         for i, d in enumerate(data, start=1):
             if len(d) > CHART_DOTS:  # a big run: a random subset, or the dots would be one smear
                 d = rng.choice(d, CHART_DOTS, replace=False)
-            ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=6, alpha=0.45, color="tab:blue")
+            ax.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), s=6, alpha=0.45, color=colour_of[series[i - 1]])
         ax.set_xscale("log")
         ax.set_xlim(lo * 0.8, hi * 1.25)
         ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -96,6 +100,9 @@ def cdf_chart(samples: pd.DataFrame) -> str:
     cols = 3
     rows = (len(ops) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), squeeze=False)
+    colours = target_colours(measured["target"].unique())
+    styles = ["-", "--", ":", "-."]
+    variants = sorted(set(zip(measured["level"], measured["concurrency"], strict=True)))
     for ax, op in zip(axes.flat, ops, strict=False):
         for series, g in measured[measured["op"] == op].groupby("series"):
             x = np.sort(g["ms"].to_numpy())
@@ -103,7 +110,9 @@ def cdf_chart(samples: pd.DataFrame) -> str:
             if len(x) > CHART_CDF_POINTS:  # the curve at evenly spaced fractions: the same picture, fewer vertices
                 keep = np.unique(np.linspace(0, len(x) - 1, CHART_CDF_POINTS).astype(int))
                 x, y = x[keep], y[keep]
-            ax.step(x, y, where="post", label=str(series))
+            # Colour: the target; line style: its level and concurrency.
+            style = styles[variants.index((g["level"].iloc[0], g["concurrency"].iloc[0])) % len(styles)]
+            ax.step(x, y, where="post", label=str(series), color=colours[g["target"].iloc[0]], ls=style)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -175,8 +184,9 @@ def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame
     ax.set_title("memory per pod", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[0][len(targets) + 1]
+    colours = target_colours(starts["target"]) if not starts.empty else {}
     for target, g in starts.groupby("target") if not starts.empty else []:
-        ax.plot(g["pods running"], g["ms"], ".-", label=target)
+        ax.plot(g["pods running"], g["ms"], ".-", label=target, color=colours[str(target)])
     ax.set_xlabel("pods already running")
     ax.set_ylabel("pod start (ms)")
     ax.set_title("RunPodSandbox + Create + Start", fontsize=10)
@@ -254,7 +264,7 @@ def cli_vs_api(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def headline(summary: pd.DataFrame) -> pd.DataFrame:
+def p50_per_op(summary: pd.DataFrame) -> pd.DataFrame:
     """p50 [95% CI] per op (rows) and target (columns), level cri at concurrency 1 (else the first level)."""
     if summary.empty:
         return pd.DataFrame()
@@ -332,6 +342,13 @@ def header_sections(meta: dict[str, Any], checks: list[dict[str, Any]]) -> list[
     )
     if scen.get("description"):
         intro.blocks.append(Para(str(scen["description"])))
+    return [intro]
+
+
+def checks_sections(checks: list[dict[str, Any]]) -> list[Section]:
+    """Whether each lifecycle's workload really ran: after the headline, before the details."""
+    passed = sum(1 for c in checks if c.get("ok"))
+    failed = [c for c in checks if not c.get("ok")]
     verdict = Section(
         "Workload checks",
         [
@@ -344,14 +361,34 @@ def header_sections(meta: dict[str, Any], checks: list[dict[str, Any]]) -> list[
     )
     if failed:
         verdict.blocks.append(Bullets([json.dumps(c) for c in failed[:20]]))
-    return [intro, verdict]
+    return [verdict]
+
+
+def headline_sections(samples: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any], a: Analysis) -> list[Section]:
+    """The answer first (bench.controller.headline): sentences, the table they come from, the
+    side-by-side chart; then p50 per op and target."""
+    interleaved = meta.get("scenario", {}).get("schedule") == "interleaved"
+    h = headline.build(samples, interleaved, a.memory_per_pod, a.hop_costs)
+    out = []
+    if h.sentences:
+        blocks: list[Any] = [Bullets(h.sentences)]
+        table = h.table()
+        if not table.empty:
+            blocks.append(Table(table))
+        rows = headline.chart_rows(h, summary)
+        if not rows.empty:
+            colours = target_colours(rows["target"])
+            blocks.append(Image("p50 per op and target, with 95% intervals", _png(headline.chart(rows, colours))))
+        out.append(Section("Headline", blocks, summary=True))
+    per_op = p50_per_op(summary)
+    if not per_op.empty:
+        out.append(Section("p50 per op", [Table(per_op)], summary=True, level=3 if h.sentences else 2))
+    return out
 
 
 def latency_sections(samples: pd.DataFrame, summary: pd.DataFrame) -> list[Section]:
-    head = headline(summary)
-    out = [Section("Headline", [Table(head)], summary=True)] if not head.empty else []
     lat = Section("Latency per op")
-    out.append(lat)
+    out = [lat]
     if samples.empty:
         lat.blocks.append(Para("No samples.", "bad"))
         return out
@@ -368,8 +405,9 @@ def sweep_chart(table: pd.DataFrame) -> str:
     """Throughput (with its interval) and lifecycle p50 against lifecycles in flight, one line per target."""
     data = sweep.chart_data(table)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    colours = target_colours(name.split(" ")[0] for name in data)
     for name, (c, per_s, lo, hi, p50) in data.items():
-        (line,) = top.plot(c, per_s, "o-", label=name)
+        (line,) = top.plot(c, per_s, "o-", label=name, color=colours[name.split(" ")[0]])
         top.fill_between(c, lo, hi, color=line.get_color(), alpha=0.2)
         bottom.plot(c, p50, "o-", color=line.get_color(), label=name)
     top.set_ylabel("lifecycles per second")
@@ -1095,6 +1133,8 @@ def model(run_dir: Path) -> Report:
         [
             *header_sections(meta, checks),
             *failure_sections(meta, events),
+            *headline_sections(samples, summary, meta, a),
+            *checks_sections(checks),
             *latency_sections(samples, summary),
             *sweep_sections(run_dir, samples),
             *conditions_sections(samples, summary, meta),
