@@ -137,6 +137,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.controller import export
+
+    for path in export.write(_run_dir(args.run, args.results), args.format, Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from bench.controller import importer
+
+    versions = importer.parse_versions(args.version)
+    if args.endpoint:
+        versions = {**importer.daemon_versions(args.endpoint), **versions}
+    run_dir = importer.import_critest(
+        Path(args.dir),
+        Path(args.results),
+        args.stack,
+        args.handler,
+        args.node,
+        versions,
+        command=shlex.join(["hopbench", *sys.argv[1:]]),
+    )
+    print(run_dir)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -299,6 +326,28 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("run", help="run id or run folder")
     rep.add_argument("--results", default="results", help="results folder (default results/)")
     rep.set_defaults(fn=cmd_report)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a run in another tool's format: OpenMetrics (Prometheus, node_exporter textfile), "
+        "kube-burner's latency documents (Elasticsearch/OpenSearch), clusterloader2 PerfData (Perfdash), CSV",
+    )
+    ex.add_argument("run", help="run id or run folder")
+    ex.add_argument("--format", "-f", required=True, choices=["openmetrics", "kube-burner", "perfdata", "csv"])
+    ex.add_argument("--out", "-o", help="output file (a folder for perfdata; default: in the run folder)")
+    ex.add_argument("--results", default="results", help="results folder (default results/)")
+    ex.set_defaults(fn=cmd_export)
+
+    im = sub.add_parser("import", help="turn another tool's results into a hopbench run (critest -benchmark's JSON)")
+    im.add_argument("tool", choices=["critest"], help="the tool that wrote the results")
+    im.add_argument("dir", help="critest's -benchmarking-output-dir (pod_/container_benchmark_data.json)")
+    im.add_argument("--stack", required=True, help="the stack critest ran against, e.g. containerd@2.4.2")
+    im.add_argument("--handler", default="runc", help="the runtime handler critest used (default runc)")
+    im.add_argument("--node", default="local", help="the node critest ran on (default local)")
+    im.add_argument("--version", action="append", default=[], help="a component's version, name=value (repeatable)")
+    im.add_argument("--endpoint", help="read the runtime's version from this CRI socket (unix:///...)")
+    im.add_argument("--results", default="results", help="results folder (default results/)")
+    im.set_defaults(fn=cmd_import)
 
     rs = sub.add_parser("runs", help="list the runs under the results folder")
     rs.add_argument("--results", default="results", help="results folder (default results/)")

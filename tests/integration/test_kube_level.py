@@ -16,6 +16,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -23,7 +24,7 @@ from bench.controller.results import load_memory, read_jsonl
 from bench.node.apiserver import ApiClient, ControlPlane
 from bench.ops import DOCKERSHIM_LIFECYCLE_OPS, KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
-from .conftest import no_pods_left, playbook, run_scenario
+from .conftest import no_pods_left, playbook, run_hopbench, run_scenario
 
 pytestmark = pytest.mark.integration
 KUBE_JSON = Path("/etc/hopbench/kube.json")
@@ -112,6 +113,7 @@ def test_pods_through_the_api_server_and_a_kubelet_per_stack_run_their_workload_
     for title in ("Pod startup through the API server", "The kubelet&#39;s own view", "Kubelet memory"):
         assert title in html, title
     assert "control plane + kubelet" in html  # the kube -> cri hop
+    assert_perfdata_of(run, kube)
     # The API server has no pods and no nodes of the run left.
     api = ApiClient(cp)
     pods = api.request("GET", f"/api/v1/namespaces/hopbench/pods?labelSelector=io.hopbench/run={meta['run_id']}")
@@ -120,6 +122,28 @@ def test_pods_through_the_api_server_and_a_kubelet_per_stack_run_their_workload_
     assert not {n for n in nodes if n.startswith("hb-kube-")}
     api.close()
     assert_nothing_left(meta, samples)
+
+
+def assert_perfdata_of(run, kube):
+    """`hopbench export --format perfdata` on this real level-kube run: clusterloader2's PerfData per
+    target and concurrency, pod_startup = PodScheduled + SandboxReady + PodReady per pod."""
+    proc = run_hopbench("export", str(run), "--format", "perfdata", "--out", str(run / "perf"))
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((run / "perf").glob("PodStartupLatency_PodStartupLatency_*.json"))
+    assert len(files) == kube.groupby(["stack", "concurrency"]).ngroups
+    measured = kube[~kube["warmup"]]
+    for path in files:
+        doc = json.loads(path.read_text())
+        assert doc["version"] == "1.0" and doc["labels"]["run_id"] == run.name
+        items = {i["labels"]["Metric"]: i for i in doc["dataItems"]}
+        assert set(items) == {"pod_startup", "create_to_schedule", "schedule_to_watch"}
+        assert all(i["unit"] == "ms" and set(i["data"]) == {"Perc50", "Perc90", "Perc99"} for i in items.values())
+        stack = doc["labels"]["target"].split("/")[0]
+        mine = measured[(measured["stack"] == stack) & (measured["concurrency"] == int(doc["labels"]["concurrency"]))]
+        per_pod = mine[mine["op"].isin(KUBE_LIFECYCLE_OPS[:3])].groupby(["iteration", "worker"])["duration_ns"].sum()
+        assert int(doc["labels"]["pods"]) == len(per_pod)
+        p50 = float(np.percentile(per_pod / 1e6, 50))
+        assert items["pod_startup"]["data"]["Perc50"] == pytest.approx(p50, abs=1e-3)
 
 
 def test_static_pods_through_a_standalone_kubelet_per_stack_reach_ready_and_go_away(kube_installed, tmp_path):
