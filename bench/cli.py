@@ -164,6 +164,33 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.controller import doctor
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    every = {}
+    for transport in transports_for(args):
+        facts = doctor.gather(transport)
+        found = doctor.findings(facts)
+        every[transport.node] = {"facts": facts, "findings": [f.__dict__ for f in found]}
+        if args.json:
+            continue
+        table = Table(title=f"node {transport.node}")
+        for col in ("check", "node has", "", "what it means for a run"):
+            table.add_column(col)
+        for f in found:
+            table.add_row(f.check, f.have, "ok" if f.ok else "[yellow]gap[/]", f.consequence)
+        console.print(table)
+    if args.json:
+        print(json.dumps(every, indent=2, sort_keys=True))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -321,6 +348,12 @@ def parser() -> argparse.ArgumentParser:
     tg = sub.add_parser("targets", help="list every stack/handler pair on the node, available or not and why")
     tg.add_argument("--json", action="store_true", help="machine-readable output")
     tg.set_defaults(fn=cmd_targets)
+
+    dr = sub.add_parser("doctor", help="per node: what the stacks need, what the node has, what each gap means")
+    dr.add_argument("--inventory", "-i", help="Ansible inventory of the nodes (default: this machine)")
+    dr.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
+    dr.add_argument("--json", action="store_true", help="the facts and findings as JSON")
+    dr.set_defaults(fn=cmd_doctor)
 
     rep = sub.add_parser("report", help="(re)build the HTML report and Markdown summary of a run")
     rep.add_argument("run", help="run id or run folder")

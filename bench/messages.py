@@ -30,8 +30,8 @@ WORKLOAD_ARCHIVE = "/var/lib/hopbench/images/workload.oci.tar"
 
 @dataclass(frozen=True)
 class Job:
-    """What the agent is asked to do: run the scenario ("run"), list targets ("targets"), or
-    say what an earlier run left on the node ("check")."""
+    """What the agent is asked to do: run the scenario ("run"), list targets ("targets"), say
+    what an earlier run left on the node ("check"), or what the node has ("doctor")."""
 
     run_id: str
     node: str
@@ -57,9 +57,9 @@ class Job:
         except json.JSONDecodeError as exc:
             raise MessageError(f"job: not JSON ({exc})") from exc
         job = from_data(cls, data, "job")
-        if job.mode not in ("run", "targets", "check"):
-            raise MessageError(f"job.mode: expected run, targets or check, got {job.mode!r}")
-        if job.mode != "check" and job.scenario is None:
+        if job.mode not in ("run", "targets", "check", "doctor"):
+            raise MessageError(f"job.mode: expected run, targets, check or doctor, got {job.mode!r}")
+        if job.mode in ("run", "targets") and job.scenario is None:
             raise MessageError("job.scenario: a scenario is needed to run or list targets")
         return job
 

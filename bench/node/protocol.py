@@ -30,7 +30,7 @@ from typing import IO
 from bench import __version__, messages, stacks
 from bench.errors import ComponentError
 from bench.messages import Done, Error, Hello, Job, Meta, MetaEnd, Warning
-from bench.node import kubelet, nodeinfo, schedule, targets
+from bench.node import doctor, kubelet, nodeinfo, schedule, targets
 from bench.node.channel import Emitter, heartbeat, watch_stdin, watchdog
 from bench.node.levels import Context
 from bench.node.levels.critest import probe_overhead
@@ -62,6 +62,9 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
     """Run one job: list the node's targets, then (mode run) every level the scenario asks for."""
     if job.mode == "check":
         targets.check_left(job, emit)
+        return
+    if job.mode == "doctor":  # facts only: no lock, nothing started (bench.node.doctor)
+        emit(Meta(node=doctor.facts(job.stacks_dir)))
         return
     with node_lock(job.lock_path, job.run_id):
         emit(Meta(node=nodeinfo.collect()))

@@ -41,6 +41,9 @@ class LocalTransport(Transport):
             yield parse_line(line, self.node)
         rc = self.proc.wait()
         stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        for pipe in (self.proc.stdout, self.proc.stderr):  # closed here, not left to the collector
+            if pipe is not None:
+                pipe.close()
         if rc not in (0, 130):
             raise TransportError(f"agent on {self.node} exited with {rc}: {stderr.strip()[-2000:]}")
 

@@ -1,0 +1,97 @@
+"""`hopbench doctor`: what each gap means (pure logic on given facts), and this machine described
+as it is (the real agent in mode doctor, checked against the kernel's own files read here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bench import cli
+from bench.controller.doctor import findings
+
+GOOD = {
+    "kernel": {"release": "6.8.0"},
+    "os": {"PRETTY_NAME": "Debian GNU/Linux 13"},
+    "cgroups": {"mode": "unified"},
+    "init": "systemd",
+    "capabilities": {"effective": "1ffffffffff", "cap_sys_resource": True},
+    "kvm": {"usable": True, "api_version": 12},
+    "filesystems": ["ext4", "overlay"],
+    "disk": {"path": "/var/lib", "free_bytes": 100 * 2**30},
+    "memory": {"available_bytes": 16 * 2**30, "total_bytes": 32 * 2**30},
+    "clocksource": {"current": "tsc", "available": ["tsc", "hpet"]},
+    "cpu": {"logical": 8, "model": "x"},
+    "stacks": [{"stack": "containerd@2.4.2", "handlers": ["runc"]}],
+}
+
+
+def by_check(facts):
+    return {f.check.split(" (")[0]: f for f in findings(facts)}
+
+
+def test_a_node_with_everything_has_no_gap():
+    assert all(f.ok for f in findings(GOOD)), [f for f in findings(GOOD) if not f.ok]
+
+
+def test_each_gap_says_what_it_does_to_a_run():
+    bad = {
+        **GOOD,
+        "cgroups": {"mode": "hybrid"},
+        "init": "tini",
+        "capabilities": {"effective": "1fffeffffff", "cap_sys_resource": False},
+        "kvm": {"usable": False, "why": "no /dev/kvm"},
+        "filesystems": ["ext4"],
+        "disk": {"path": "/var/lib", "free_bytes": 2**30},
+        "memory": {"available_bytes": 2**30, "total_bytes": 2 * 2**30},
+        "clocksource": {"current": "hpet", "available": ["hpet"]},
+        "stacks": [],
+    }
+    f = by_check(bad)
+    assert not any(x.ok for k, x in f.items() if k not in ("kernel", "CPUs"))
+    assert "crun" in f["cgroup mode"].consequence
+    assert "cgroupfs driver" in f["systemd"].consequence and "tini" in f["systemd"].have
+    assert "Kata targets are unavailable" in f["KVM"].consequence and "no /dev/kvm" in f["KVM"].have
+    assert "oom clamp wrapper will be in the timed path" in f["CAP_SYS_RESOURCE"].consequence
+    assert "native/vfs" in f["overlayfs"].consequence
+    assert "fill the disk" in f["free disk"].consequence
+    assert "density sweeps stop early" in f["memory available"].consequence
+    assert "microseconds" in f["clock source"].consequence
+    assert "hopbench provision" in f["stacks described"].consequence
+
+
+def test_missing_or_broken_facts_are_gaps_not_crashes():
+    f = by_check({"stacks": [{"error": "StackDescriptionError: bad"}], "kvm": {"error": "PermissionError"}})
+    assert not f["stacks described"].ok and "StackDescriptionError" in f["stacks described"].consequence
+    assert not f["KVM"].ok and not f["cgroup mode"].ok
+
+
+def cgroup_mode_here() -> str:
+    """From the mount table, read here: cgroup2 alone is unified, beside v1 controllers hybrid."""
+    kinds = {line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
+    if "cgroup2" in kinds:
+        return "hybrid" if "cgroup" in kinds else "unified"
+    return "legacy" if "cgroup" in kinds else "none"
+
+
+def test_doctor_describes_this_machine(capsys):
+    assert cli.main(["doctor", "--json"]) == 0
+    (node,) = json.loads(capsys.readouterr().out).values()
+    facts, found = node["facts"], {f["check"].split(" (")[0]: f for f in node["findings"]}
+    assert facts["kernel"]["release"] == os.uname().release
+    assert facts["cgroups"]["mode"] == cgroup_mode_here()
+    assert found["cgroup mode"]["ok"] == (cgroup_mode_here() == "unified")
+    init = Path("/proc/1/comm").read_text().strip()
+    assert found["systemd"]["ok"] == (init == "systemd")
+    assert init == "systemd" or init in found["systemd"]["have"]
+    status = Path("/proc/self/status").read_text().splitlines()
+    cap_eff = next(line.split()[1] for line in status if line.startswith("CapEff"))
+    assert found["CAP_SYS_RESOURCE"]["ok"] == bool(int(cap_eff, 16) >> 24 & 1)
+    assert found["overlayfs"]["ok"] == ("overlay" in Path("/proc/filesystems").read_text().split())
+    current = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource").read_text().strip()
+    assert found["clock source"]["have"].startswith(current)
+    if not Path("/dev/kvm").exists():
+        assert not found["KVM"]["ok"]
+    st = os.statvfs("/var/lib")
+    assert abs(facts["disk"]["free_bytes"] - st.f_bavail * st.f_frsize) < 2**30
+    assert facts["cpu"]["logical"] == os.cpu_count()
