@@ -131,9 +131,12 @@ def _in_range(flag: str, value: float, lo: float, hi: float, closed: bool = True
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.controller.report import build_report
+    from bench.controller.report import build_adr, build_report
 
-    print(build_report(_run_dir(args.run, args.results)))
+    run_dir = _run_dir(args.run, args.results)
+    print(build_report(run_dir))
+    if args.adr:
+        print(build_adr(run_dir))
     return 0
 
 
@@ -358,6 +361,9 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)build the HTML report and Markdown summary of a run")
     rep.add_argument("run", help="run id or run folder")
     rep.add_argument("--results", default="results", help="results folder (default results/)")
+    rep.add_argument(
+        "--adr", action="store_true", help="also write adr.md: the decision-record section (context, options, evidence)"
+    )
     rep.set_defaults(fn=cmd_report)
 
     ex = sub.add_parser(

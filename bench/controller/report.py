@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import crosscheck, density, drift, headline, hops, kube, stats, sweep, upgrade  # noqa: E402
+from bench.controller import cite, crosscheck, density, drift, headline, hops, kube, stats, sweep, upgrade  # noqa: E402
 from bench.controller.colours import target_colours  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
@@ -1072,6 +1072,7 @@ def closing_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
             "Scenario",
             [Para(f"{scen.get('path', '')}, sha256 {scen.get('sha256', '')}"), Pre(str(meta.get("scenario_text", "")))],
         ),
+        Section("Citation", [Pre(cite.citation(meta))], summary=True),
         Section("Reproduce", [Pre(str(meta.get("command", "")))], summary=True),
     ]
     if events:
@@ -1156,6 +1157,17 @@ def build_report(run_dir: Path) -> Path:
     out = run_dir / "report.html"
     out.write_text(to_html(report))
     (run_dir / "report.md").write_text(to_markdown(report))
+    return out
+
+
+def build_adr(run_dir: Path) -> Path:
+    """Write adr.md, the decision-record section of the run (bench.controller.cite.adr), into its folder."""
+    meta, samples = load_run(run_dir)
+    a = analyse(run_dir, samples)
+    interleaved = meta.get("scenario", {}).get("schedule") == "interleaved"
+    head = headline.build(samples, interleaved, a.memory_per_pod, a.hop_costs)
+    out = run_dir / "adr.md"
+    out.write_text(cite.adr(meta, head))
     return out
 
 
