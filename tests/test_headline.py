@@ -118,3 +118,36 @@ def test_colours_follow_the_target_not_its_place_in_the_run():
         int(KNOWN[("containerd", "runc")][i : i + 2], 16) for i in (1, 3, 5)
     )
     assert target_colours(["weird/thing"])["weird/thing"] == target_colours(["weird/thing", "x/y"])["weird/thing"]
+
+
+def test_the_nightly_trend_draws_each_ops_baseline_band():
+    import base64
+    import io
+
+    import matplotlib.image
+
+    from bench.controller.report import trend_chart
+
+    trend = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(4)],
+            "started_at": [f"2026-12-0{i + 1}T02:00:00+00:00" for i in range(4)],
+            "stack": "containerd",
+            "handler": "runc",
+            "level": "cri",
+            "concurrency": 1,
+            "op": "RunPodSandbox",
+            "ms": [100.0, 102.0, 99.0, 130.0],
+        }
+    )
+    key = {"stack": "containerd", "handler": "runc", "level": "cri", "concurrency": 1, "op": "RunPodSandbox"}
+    base = pd.DataFrame([{**key, "p50_a_ms": 100.3}])
+
+    def pixels(uri: str):
+        return matplotlib.image.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")
+
+    with_band, without = pixels(trend_chart(trend, base, 0.10)), pixels(trend_chart(trend))
+    assert with_band.shape[1] == without.shape[1]
+    # The band tints the plot area: more pixels differ from white with it than without.
+    tinted = lambda img: int(((img[..., :3] < 0.99).any(axis=-1)).sum())  # noqa: E731
+    assert tinted(with_band) > tinted(without) + 1000

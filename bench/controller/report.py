@@ -160,9 +160,21 @@ def split_chart(table: pd.DataFrame) -> str:
 def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame) -> str:
     """Per target: PSS stacked by group against pods running; per-pod overhead bars; start latency as the node fills."""
     targets = sorted(steps["target"].unique())
-    fig, axes = plt.subplots(1, len(targets) + 2, figsize=(4.2 * (len(targets) + 2), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets) + 3, figsize=(4.2 * (len(targets) + 3), 3.6), squeeze=False)
     colours = {"daemons": "#6baed6", "shims": "#fd8d3c", "pods": "#74c476"}
-    for ax, target in zip(axes[0], targets, strict=False):
+    # First, every stack on one axis: total PSS against pods running, in each target's colour.
+    ax = axes[0][0]
+    per_target = target_colours(targets)
+    for target in targets:
+        t = steps[steps["target"] == target].sort_values("pods_running")
+        total = sum(t[f"{g} pss"] for g in colours)
+        ax.plot(t["pods_running"], total, "o-", ms=3, color=per_target[target], label=target)
+    ax.set_title("memory vs pods, per stack", fontsize=10)
+    ax.set_xlabel("pods running")
+    ax.set_ylabel("MB (PSS of daemons, shims, pods)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    for ax, target in zip(axes[0][1:], targets, strict=False):
         t = steps[steps["target"] == target]
         ax.stackplot(
             t["pods_running"], *(t[f"{g} pss"] for g in colours), labels=list(colours), colors=list(colours.values())
@@ -173,7 +185,7 @@ def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame
         ax.set_ylabel("MB (PSS stacked)")
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
-    ax = axes[0][len(targets)]
+    ax = axes[0][len(targets) + 1]
     x = np.arange(len(table))
     for offset, kind, colour in ((-0.2, "PSS", "#3182bd"), (0.2, "RSS", "#bdbdbd")):
         mid = table[f"per pod {kind} (MB)"].to_numpy(dtype=float)
@@ -183,7 +195,7 @@ def density_chart(steps: pd.DataFrame, table: pd.DataFrame, starts: pd.DataFrame
     ax.set_ylabel("MB per running pod (95% CI)")
     ax.set_title("memory per pod", fontsize=10)
     ax.legend(fontsize=8)
-    ax = axes[0][len(targets) + 1]
+    ax = axes[0][len(targets) + 2]
     colours = target_colours(starts["target"]) if not starts.empty else {}
     for target, g in starts.groupby("target") if not starts.empty else []:
         ax.plot(g["pods running"], g["ms"], ".-", label=target, color=colours[str(target)])
@@ -999,7 +1011,8 @@ def nightly_sections(a: Analysis, run_dir: Path, meta: dict[str, Any]) -> list[S
         section.blocks.append(Table(rows, 3, summary=flagged[[*cols, "ratio_hi", "p_value", "verdict"]]))
     history = trend(run_dir.parent, str(meta.get("scenario", {}).get("name")), str(meta.get("node")))
     if not history.empty and history["run_id"].nunique() > 1:
-        section.blocks.append(Image("p50 trend per op", trend_chart(history)))
+        threshold = float(nightly.get("threshold", 0.10))
+        section.blocks.append(Image("p50 trend per op", trend_chart(history, rows, threshold)))
     return [section]
 
 
@@ -1179,21 +1192,38 @@ def _load_nightly(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def trend_chart(trend: pd.DataFrame) -> str:
-    """p50 per run over time, one panel per target, one line per op (lowest concurrency)."""
+def trend_chart(trend: pd.DataFrame, baseline: pd.DataFrame | None = None, threshold: float = 0.10) -> str:
+    """p50 per run over time, one panel per target, one line per op (lowest concurrency). With the
+    nightly rows (`baseline`: p50_a_ms, the baseline nights' p50), each op gets its baseline band:
+    from p50/(1 + threshold) to p50 * (1 + threshold) over the baseline nights, the range inside
+    which tonight's p50 cannot be a regression beyond the threshold."""
     t = trend[trend["concurrency"] == trend["concurrency"].min()].copy()
     t["target"] = t["stack"] + "/" + t["handler"] + " " + t["level"]
     targets = sorted(t["target"].unique())
+    base: dict[tuple[str, str], float] = {}
+    if baseline is not None and not baseline.empty and "p50_a_ms" in baseline:
+        b = baseline[baseline["concurrency"] == t["concurrency"].min()]
+        for r in b.itertuples():
+            base[(f"{r.stack}/{r.handler} {r.level}", str(r.op))] = float(r.p50_a_ms)
+    tonight = str(t.sort_values("started_at")["run_id"].iloc[-1]) if not t.empty else ""
     fig, axes = plt.subplots(len(targets), 1, figsize=(9, 2.6 * len(targets)), squeeze=False)
     for ax, target in zip(axes[:, 0], targets, strict=True):
         g = t[t["target"] == target]
         for op, og in g.groupby("op"):
             og = og.sort_values("started_at")
-            ax.plot(pd.to_datetime(og["started_at"]), og["ms"], ".-", label=str(op))
+            when = pd.to_datetime(og["started_at"])
+            (line,) = ax.plot(when, og["ms"], ".-", label=str(op))
+            p50 = base.get((str(target), str(op)))
+            earlier = when[og["run_id"] != tonight]
+            if p50 is not None and len(earlier):
+                span = [earlier.min(), when.max()]
+                ax.fill_between(span, p50 / (1 + threshold), p50 * (1 + threshold), color=line.get_color(), alpha=0.12)
         ax.set_title(target, loc="left", fontsize=10)
         ax.set_ylabel("p50 (ms)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=4)
+    if base:
+        axes[-1, 0].set_xlabel(f"shaded: each op's baseline p50 within ±{100 * threshold:g}% (no regression inside)")
     fig.autofmt_xdate()
     fig.tight_layout()
     return _png(fig)
