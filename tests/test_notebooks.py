@@ -40,3 +40,26 @@ def test_notebook_runs_on_the_kept_results(path, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
     assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in getattr(c, "outputs", []))
+
+
+def test_an_imported_critest_run_shows_in_the_comparison_notebook(tmp_path):
+    """`hopbench import critest` output is a run like any other: the comparison notebook reads it."""
+    from bench.controller.importer import import_critest
+
+    results = tmp_path / "results"
+    run = import_critest(REPO / "tests" / "data" / "critest", results, "containerd@2.4.2", "runc")
+    out = tmp_path / "stacks_comparison.ipynb"
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "stacks_comparison.ipynb"),
+        str(out),
+        parameters={"results_dir": str(results), "run_id": run.name, "level": "critest", "reference": "none"},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "critest-import" in text and "RunPodSandbox" in text
