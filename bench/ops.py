@@ -57,3 +57,17 @@ OCI_LIFECYCLE_OPS = ("create", "start", "kill", "delete")
 
 # The parts one CRI op is cut into by the in-situ split (bench.node.split).
 PARTS = ("before", "network", "runtime", "between", "after")
+
+# critest's op names in its benchmark JSON -> the CRI call each one times (bench.node.critest,
+# bench.controller.importer).
+CRITEST_OPS = {
+    "CreatePod": "RunPodSandbox",
+    "StatusPod": "PodSandboxStatus",
+    "StopPod": "StopPodSandbox",
+    "RemovePod": "RemovePodSandbox",
+    "CreateContainer": "CreateContainer",
+    "StartContainer": "StartContainer",
+    "StatusContainer": "ContainerStatus",
+    "StopContainer": "StopContainer",
+    "RemoveContainer": "RemoveContainer",
+}

@@ -23,22 +23,22 @@ def test_notebook_is_stored_without_outputs(path):
     assert any("parameters" in c.metadata.get("tags", []) for c in code)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_on_the_kept_results(path, tmp_path):
-    kept = tmp_path / "kept"
-    shutil.copytree(REPO / "results" / "kept", kept)  # the notebooks write parquet files next to the journals
-    out = tmp_path / path.name
+def execute(path: Path, out: Path, parameters: dict[str, str]) -> nbformat.NotebookNode:
+    """The notebook run top to bottom with papermill; it must raise no error in any cell."""
     papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters={"results_dir": str(kept)},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
+        str(path), str(out), parameters=parameters, kernel_name="python3", cwd=str(REPO), progress_bar=False
     )
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
+    return nb
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_kept_results(path, tmp_path):
+    kept = tmp_path / "kept"
+    shutil.copytree(REPO / "results" / "kept", kept)  # the notebooks write parquet files next to the journals
+    nb = execute(path, tmp_path / path.name, {"results_dir": str(kept)})
     assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in getattr(c, "outputs", []))
 
 
@@ -48,18 +48,8 @@ def test_an_imported_critest_run_shows_in_the_comparison_notebook(tmp_path):
 
     results = tmp_path / "results"
     run = import_critest(REPO / "tests" / "data" / "critest", results, "containerd@2.4.2", "runc")
-    out = tmp_path / "stacks_comparison.ipynb"
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / "stacks_comparison.ipynb"),
-        str(out),
-        parameters={"results_dir": str(results), "run_id": run.name, "level": "critest", "reference": "none"},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
-    )
-    nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert errors == []
+    params = {"results_dir": str(results), "run_id": run.name, "level": "critest", "reference": "none"}
+    nb = execute(REPO / "notebooks" / "stacks_comparison.ipynb", tmp_path / "out.ipynb", params)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "critest-import" in text and "RunPodSandbox" in text

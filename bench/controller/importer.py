@@ -6,7 +6,7 @@ critest's benchmark mode (`critest -benchmark -benchmarking-output-dir DIR`) wri
 RemoveContainer per sample): `operationsNames`, `numParallel`, and per datapoint its
 `sampleIndex`, wall-clock `startTime` and `operationsDurationsNs` in the order of the names.
 Each file found becomes samples of level `critest` under the CRI names (CreatePod ->
-RunPodSandbox...; bench.node.critest.CRITEST_OPS), so the run compares with hopbench's own
+RunPodSandbox...; bench.ops.CRITEST_OPS), so the run compares with hopbench's own
 level-critest runs and with other imports (`hopbench compare`), and shows in the notebooks.
 
 critest does not say which runtime it ran against: the stack and handler come from the command
@@ -32,22 +32,10 @@ from bench import RESULTS_SCHEMA_VERSION, __version__
 from bench.controller.results import RunStore
 from bench.controller.runner import git_commit
 from bench.errors import ComponentError, InputError
+from bench.ops import CRITEST_OPS
 
 FILES = ("pod_benchmark_data.json", "container_benchmark_data.json")
 MAX_BYTES = 256 * 2**20
-# critest's op names -> the CRI call each one times (bench.node.critest.CRITEST_OPS, repeated
-# here so that the controller does not import the node's gRPC stubs for a table).
-CRITEST_OPS = {
-    "CreatePod": "RunPodSandbox",
-    "StatusPod": "PodSandboxStatus",
-    "StopPod": "StopPodSandbox",
-    "RemovePod": "RemovePodSandbox",
-    "CreateContainer": "CreateContainer",
-    "StartContainer": "StartContainer",
-    "StatusContainer": "ContainerStatus",
-    "StopContainer": "StopContainer",
-    "RemoveContainer": "RemoveContainer",
-}
 LEVEL = "critest"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 

@@ -32,6 +32,7 @@ from cri_api.v1 import api_pb2 as cri
 
 from bench.errors import ComponentError
 from bench.node.levels import Timed
+from bench.ops import CRITEST_OPS
 
 CRITEST = "/usr/local/lib/hopbench/bin/critest"
 UID_PREFIX = "cri-test-uid"
@@ -40,18 +41,6 @@ ATTEMPT = 2
 STOP_TIMEOUT_S = 60
 COMMAND = ("top",)
 SYSTEMD_SLICE = "/test.slice"  # critest's DefaultSystemdCgroupSlice
-# critest's op names in its JSON -> the CRI call each one times.
-CRITEST_OPS = {
-    "CreatePod": "RunPodSandbox",
-    "StatusPod": "PodSandboxStatus",
-    "StopPod": "StopPodSandbox",
-    "RemovePod": "RemovePodSandbox",
-    "CreateContainer": "CreateContainer",
-    "StartContainer": "StartContainer",
-    "StatusContainer": "ContainerStatus",
-    "StopContainer": "StopContainer",
-    "RemoveContainer": "RemoveContainer",
-}
 POD_OPS = ("RunPodSandbox", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox")
 CONTAINER_OPS = ("CreateContainer", "StartContainer", "ContainerStatus", "StopContainer", "RemoveContainer")
 OPS = POD_OPS + CONTAINER_OPS
