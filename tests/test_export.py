@@ -35,6 +35,7 @@ def test_openmetrics_parses_with_the_reference_parsers_and_holds_each_ops_quanti
     assert text.endswith("# EOF\n")
     families = {f.name: f for f in openmetrics_families(text)}
     assert set(families) == {
+        "hopbench_run",
         "hopbench_run_timestamp_seconds",
         "hopbench_run_complete",
         "hopbench_op_latency_seconds",
@@ -62,7 +63,11 @@ def test_openmetrics_parses_with_the_reference_parsers_and_holds_each_ops_quanti
     }
     assert n["RunPodSandbox"] == 30
     (stamp,) = families["hopbench_run_timestamp_seconds"].samples
-    assert stamp.labels["run_id"] == meta["run_id"] and stamp.value > 1.7e9
+    assert stamp.value > 1.7e9
+    (info,) = families["hopbench_run"].samples
+    assert info.labels["run_id"] == meta["run_id"] and info.labels["commit"] == meta["harness"]["commit"]
+    # Only the info series names the run: the op series keep their labels from one night to the next.
+    assert all("run_id" not in s.labels for f in families.values() if f.name != "hopbench_run" for s in f.samples)
 
 
 def test_openmetrics_escapes_label_values_and_flags_regressions():

@@ -3,9 +3,11 @@
 - `openmetrics`: OpenMetrics text (Prometheus reads it; node_exporter's textfile collector reads
   the same lines from a `.prom` file). Gauges, per node, target, level, concurrency and op:
   `hopbench_op_latency_seconds{...,quantile="0.5|0.9|0.99"}`, `hopbench_op_samples`,
-  `hopbench_op_failed`; per run `hopbench_run_timestamp_seconds` (start) and
-  `hopbench_run_complete`; with a nightly check, `hopbench_regression` (1 where the gate flagged
-  a regression, else 0). No timestamps on samples (the textfile collector refuses them).
+  `hopbench_op_failed`; per run `hopbench_run_info` (run id, node, harness commit: the only series
+  naming the run, so the others keep their labels night after night),
+  `hopbench_run_timestamp_seconds` (start) and `hopbench_run_complete`; with a nightly check,
+  `hopbench_regression` (1 where the gate flagged a regression, else 0). No timestamps on
+  samples (the textfile collector refuses them).
 - `kube-burner`: a JSON list, one document per target and op in the shape of kube-burner's
   latency quantiles (`pkg/measurements/metrics`: quantileName, uuid, P99, P95, P50, max, avg in
   ms, timestamp, metricName, jobName, metadata), for Elasticsearch/OpenSearch dashboards.
@@ -78,17 +80,27 @@ def _measured(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def openmetrics(meta: dict[str, Any], samples: pd.DataFrame, nightly: dict[str, Any] | None = None) -> str:
-    """The run as OpenMetrics text, ending with `# EOF`."""
-    run = {"run_id": meta["run_id"], "scenario": meta.get("scenario", {}).get("name", "")}
+    """The run as OpenMetrics text, ending with `# EOF`. The run id is on the info and timestamp
+    series only: the op series keep the same labels night after night (a label that changes every
+    run would make a new series each night)."""
+    run = {"scenario": meta.get("scenario", {}).get("name", "")}
+    info = {
+        "run_id": meta["run_id"],
+        **run,
+        "node": meta.get("node", ""),
+        "commit": meta.get("harness", {}).get("commit") or "",
+    }
     summary = stats.summarize(samples)
     lines: list[str] = []
 
-    def family(name: str, help_text: str, unit: str = "") -> None:
-        lines.append(f"# TYPE {name} gauge")
+    def family(name: str, help_text: str, unit: str = "", kind: str = "gauge") -> None:
+        lines.append(f"# TYPE {name} {kind}")
         if unit:
             lines.append(f"# UNIT {name} {unit}")
         lines.append(f"# HELP {name} {help_text}")
 
+    family("hopbench_run", "The run these figures come from.", kind="info")
+    lines.append(f"hopbench_run_info{_labels(info)} 1")
     family("hopbench_run_timestamp_seconds", "Start of the run (Unix time).", "seconds")
     lines.append(f"hopbench_run_timestamp_seconds{_labels(run)} {_num(_started(meta))}")
     family("hopbench_run_complete", "1 when the run completed, 0 when it failed or was cut short.")
