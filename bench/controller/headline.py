@@ -125,7 +125,7 @@ def findings(samples: pd.DataFrame, interleaved: bool) -> list[Finding]:
     for measure, ops in MEASURES.items():
         life = per_lifecycle(samples, ops)
         for node, g in life.groupby("node", sort=True):
-            per_target = {t: tg for t, tg in g.groupby("target", sort=True) if len(tg) >= 1}
+            per_target = dict(iter(g.groupby("target", sort=True)))
             found = []
             for target, tg in per_target.items():
                 values = tg["ms"].to_numpy(float)
