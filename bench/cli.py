@@ -58,7 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     transports = transports_for(args)
     result = runner.execute(
-        scenario, transports, Path(args.results), console, command=shlex.join(["hopbench", *sys.argv[1:]])
+        scenario,
+        transports,
+        Path(args.results),
+        console,
+        command=shlex.join(["hopbench", *sys.argv[1:]]),
+        build_report=not args.no_report,
     )
     console.print(f"results: {result.dir}")
     if result.report_path:
@@ -346,6 +351,11 @@ def parser() -> argparse.ArgumentParser:
             help="Ansible inventory naming the nodes and their SSH settings (default: this machine)",
         )
         run.add_argument("--limit", "-l", action="append", default=[], help="only this inventory host (repeatable)")
+        run.add_argument(
+            "--no-report",
+            action="store_true",
+            help="skip report.html/report.md (`hopbench report RUN` builds them later): soaks and loops",
+        )
         run.set_defaults(fn=cmd_run)
 
     tg = sub.add_parser("targets", help="list every stack/handler pair on the node, available or not and why")

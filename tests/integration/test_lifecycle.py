@@ -154,9 +154,12 @@ def test_bad_scenario_fails_before_touching_the_node(provisioned, tmp_path):
 
 
 def test_samples_parquet_is_tidy(provisioned, tmp_path):
+    """...and --no-report leaves the report to `hopbench report` (what the soak uses)."""
     results = tmp_path / "results"
     subprocess.run(
-        hopbench("run", "--scenario", str(scenario(tmp_path, 1, [1], warmup=0)), "--results", str(results)),
+        hopbench(
+            "run", "--scenario", str(scenario(tmp_path, 1, [1], warmup=0)), "--results", str(results), "--no-report"
+        ),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -181,3 +184,6 @@ def test_samples_parquet_is_tidy(provisioned, tmp_path):
         assert col in frame.columns
     assert set(frame["level"]) == {"cri"} and set(frame["node"]) == {"local"}
     assert json.loads((only_run(results) / "meta.json").read_text())["samples"] == len(frame)
+    assert not (only_run(results) / "report.html").exists()
+    subprocess.run(hopbench("report", str(only_run(results))), cwd=REPO, capture_output=True, check=True, timeout=300)
+    assert "## Headline" in (only_run(results) / "report.md").read_text()
