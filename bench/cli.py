@@ -136,12 +136,12 @@ def _in_range(flag: str, value: float, lo: float, hi: float, closed: bool = True
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.controller.report import build_adr, build_report
+    from bench.controller.report import build_report
 
     run_dir = _run_dir(args.run, args.results)
-    print(build_report(run_dir))
+    print(build_report(run_dir, adr=args.adr))
     if args.adr:
-        print(build_adr(run_dir))
+        print(run_dir / "adr.md")
     return 0
 
 

@@ -49,6 +49,11 @@ def _gib(n: Any) -> str:
     return f"{float(n) / GIB:.1f} GiB" if isinstance(n, int | float) else "?"
 
 
+def _check(check: str, ok: bool, have: str, good: str, gap: str) -> Finding:
+    """A yes/no check: what the node has, and the consequence that goes with ok or with the gap."""
+    return Finding(check, have, ok, good if ok else gap)
+
+
 def findings(facts: dict[str, Any]) -> list[Finding]:
     """One finding per check, with its consequence for a run when the node falls short."""
     out: list[Finding] = []
@@ -69,83 +74,75 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
     init = str(facts.get("init", "?"))
     systemd = init == "systemd"
     out.append(
-        Finding(
+        _check(
             "systemd",
-            "yes" if systemd else f"no (PID 1 is {init})",
             systemd,
-            "stacks use the systemd cgroup driver as kubeadm nodes do"
-            if systemd
-            else "stacks run with the cgroupfs driver under hopbench's own supervisor, not the systemd driver "
-            "kubeadm nodes use: the cgroup paths and the driver's own cost differ",
+            "yes" if systemd else f"no (PID 1 is {init})",
+            "stacks use the systemd cgroup driver as kubeadm nodes do",
+            "stacks run with the cgroupfs driver under hopbench's own supervisor, not the systemd driver kubeadm "
+            "nodes use: the cgroup paths and the driver's own cost differ",
         )
     )
 
     kvm = facts.get("kvm", {})
     usable = bool(kvm.get("usable"))
     out.append(
-        Finding(
+        _check(
             "KVM",
-            "usable (made a VM and a vCPU)" if usable else f"no ({kvm.get('why', kvm.get('error', '?'))})",
             usable,
-            "the kernel gives what Kata's hypervisor needs (a VM and vCPUs)"
-            if usable
-            else "Kata targets are unavailable (Kata needs a hypervisor)",
+            "usable (made a VM and a vCPU)" if usable else f"no ({kvm.get('why', kvm.get('error', '?'))})",
+            "the kernel gives what Kata's hypervisor needs (a VM and vCPUs)",
+            "Kata targets are unavailable (Kata needs a hypervisor)",
         )
     )
 
     caps = facts.get("capabilities", {})
     resource = bool(caps.get("cap_sys_resource"))
     out.append(
-        Finding(
+        _check(
             "CAP_SYS_RESOURCE",
-            "yes" if resource else f"no (effective caps {caps.get('effective', '?')})",
             resource,
-            "runtimes set oom_score_adj as on a production node"
-            if resource
-            else "runtimes cannot lower oom_score_adj: the oom clamp wrapper will be in the timed path of every "
-            "OCI runtime call",
+            "yes" if resource else f"no (effective caps {caps.get('effective', '?')})",
+            "runtimes set oom_score_adj as on a production node",
+            "runtimes cannot lower oom_score_adj: the oom clamp wrapper will be in the timed path of every OCI "
+            "runtime call",
         )
     )
 
     fs = facts.get("filesystems", [])
     overlay = isinstance(fs, list) and "overlay" in fs
     out.append(
-        Finding(
+        _check(
             "overlayfs",
-            "yes" if overlay else "no",
             overlay,
-            "the overlayfs snapshotter and storage driver, as on production nodes"
-            if overlay
-            else "no overlayfs: the stacks fall back to copying snapshotters (native/vfs); container creation is "
-            "far slower and not comparable",
+            "yes" if overlay else "no",
+            "the overlayfs snapshotter and storage driver, as on production nodes",
+            "no overlayfs: the stacks fall back to copying snapshotters (native/vfs); container creation is far "
+            "slower and not comparable",
         )
     )
 
     disk = facts.get("disk", {})
     free = disk.get("free_bytes", 0)
-    enough = isinstance(free, int) and free >= MIN_FREE_DISK
     out.append(
-        Finding(
+        _check(
             f"free disk ({disk.get('path', '?')})",
+            isinstance(free, int) and free >= MIN_FREE_DISK,
             _gib(free),
-            enough,
-            "room for the builds, images and stack state"
-            if enough
-            else f"below {_gib(MIN_FREE_DISK)}: provisioning (Go builds, images) or a density run may fill the disk",
+            "room for the builds, images and stack state",
+            f"below {_gib(MIN_FREE_DISK)}: provisioning (Go builds, images) or a density run may fill the disk",
         )
     )
 
     mem = facts.get("memory", {})
     avail = mem.get("available_bytes", 0)
-    roomy = isinstance(avail, int) and avail >= MIN_AVAILABLE_MEMORY
     out.append(
-        Finding(
+        _check(
             "memory available",
+            isinstance(avail, int) and avail >= MIN_AVAILABLE_MEMORY,
             f"{_gib(avail)} of {_gib(mem.get('total_bytes'))}",
-            roomy,
-            "room for the daemons and a density sweep"
-            if roomy
-            else f"below {_gib(MIN_AVAILABLE_MEMORY)}: density sweeps stop early; the page cache evicted between "
+            "room for the daemons and a density sweep",
+            f"below {_gib(MIN_AVAILABLE_MEMORY)}: density sweeps stop early; the page cache evicted between "
             "lifecycles slows image reads",
         )
     )

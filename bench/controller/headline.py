@@ -251,19 +251,18 @@ def chart_rows(h: Headline, summary: pd.DataFrame) -> pd.DataFrame:
         for f in h.findings
     ]
     if not summary.empty:
-        s = summary[(summary["level"] == LEVEL) & (summary["concurrency"] == 1)]
-        s = s[s["n"] > 0] if "n" in s else s
-        for r in s.itertuples():
-            rows.append(
-                {
-                    "label": str(r.op),
-                    "target": f"{r.stack}/{r.handler}",
-                    "node": str(r.node),
-                    "p50": float(r.p50_ms),
-                    "lo": float(getattr(r, "p50_lo_ms", math.nan)),
-                    "hi": float(getattr(r, "p50_hi_ms", math.nan)),
-                }
-            )
+        s = summary[(summary["level"] == LEVEL) & (summary["concurrency"] == 1) & (summary["n"] > 0)]
+        rows += [
+            {
+                "label": str(r.op),
+                "target": f"{r.stack}/{r.handler}",
+                "node": str(r.node),
+                "p50": r.p50_ms,
+                "lo": r.p50_lo_ms,
+                "hi": r.p50_hi_ms,
+            }
+            for r in s.itertuples()
+        ]
     frame = pd.DataFrame(rows, columns=["label", "target", "node", "p50", "lo", "hi"])
     if frame["node"].nunique() > 1:
         frame["target"] = frame["node"] + " " + frame["target"]

@@ -376,11 +376,9 @@ def checks_sections(checks: list[dict[str, Any]]) -> list[Section]:
     return [verdict]
 
 
-def headline_sections(samples: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any], a: Analysis) -> list[Section]:
+def headline_sections(h: headline.Headline, summary: pd.DataFrame) -> list[Section]:
     """The answer first (bench.controller.headline): sentences, the table they come from, the
     side-by-side chart; then p50 per op and target."""
-    interleaved = meta.get("scenario", {}).get("schedule") == "interleaved"
-    h = headline.build(samples, interleaved, a.memory_per_pod, a.hop_costs)
     out = []
     if h.sentences:
         blocks: list[Any] = [Bullets(h.sentences)]
@@ -1137,17 +1135,24 @@ def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
 
 def model(run_dir: Path) -> Report:
     """The report of one run, every section built once."""
+    return _model(run_dir)[0]
+
+
+def _model(run_dir: Path) -> tuple[Report, dict[str, Any], headline.Headline]:
+    """The report, the run's meta and its headline (which adr.md reuses rather than recomputes)."""
     meta, samples = load_run(run_dir)
     checks = read_jsonl(run_dir / "checks.jsonl")
     events = [e for e in read_jsonl(run_dir / "events.jsonl") if e.get("event") in ("warning", "error")]
     summary = stats.summarize(samples)
     a = analyse(run_dir, samples)
-    return Report(
+    interleaved = meta.get("scenario", {}).get("schedule") == "interleaved"
+    head = headline.build(samples, interleaved, a.memory_per_pod, a.hop_costs)
+    report = Report(
         f"hopbench run {meta['run_id']}",
         [
             *header_sections(meta, checks),
             *failure_sections(meta, events),
-            *headline_sections(samples, summary, meta, a),
+            *headline_sections(head, summary),
             *checks_sections(checks),
             *latency_sections(samples, summary),
             *sweep_sections(run_dir, samples),
@@ -1162,25 +1167,18 @@ def model(run_dir: Path) -> Report:
             *closing_sections(meta, events),
         ],
     )
+    return report, meta, head
 
 
-def build_report(run_dir: Path) -> Path:
-    """Write report.html (every section) and report.md (the summary) into the run folder."""
-    report = model(run_dir)
+def build_report(run_dir: Path, adr: bool = False) -> Path:
+    """Write report.html (every section) and report.md (the summary) into the run folder; with
+    `adr`, also adr.md, the decision-record section (bench.controller.cite.adr)."""
+    report, meta, head = _model(run_dir)
     out = run_dir / "report.html"
     out.write_text(to_html(report))
     (run_dir / "report.md").write_text(to_markdown(report))
-    return out
-
-
-def build_adr(run_dir: Path) -> Path:
-    """Write adr.md, the decision-record section of the run (bench.controller.cite.adr), into its folder."""
-    meta, samples = load_run(run_dir)
-    a = analyse(run_dir, samples)
-    interleaved = meta.get("scenario", {}).get("schedule") == "interleaved"
-    head = headline.build(samples, interleaved, a.memory_per_pod, a.hop_costs)
-    out = run_dir / "adr.md"
-    out.write_text(cite.adr(meta, head))
+    if adr:
+        (run_dir / "adr.md").write_text(cite.adr(meta, head))
     return out
 
 
