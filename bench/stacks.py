@@ -68,6 +68,8 @@ class Stack:
     kind: str = ""  # containerd, crio or docker
     version: str = ""  # the instance's version label, e.g. 2.4.2
     default: bool = True  # the instance a plain STACK/HANDLER target means
+    # Version commands of the stack's components other than its daemons (CRI-O's conmon).
+    components: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class StackDescriptionError(InputError):
@@ -104,7 +106,15 @@ def load_stack(path: Path) -> Stack:
         for name, h in _need(data, "handlers", path, dict).items()
     }
     known = {"stack", "cri_endpoint", "daemons", "handlers", "pause_image", "workload_image", "unavailable"}
-    known |= {"version", "default"}
+    known |= {"version", "default", "components"}
+    components = data.get("components") or {}
+    if not isinstance(components, dict) or not all(
+        isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv) for argv in components.values()
+    ):
+        raise StackDescriptionError(
+            f"{path}: field 'components': expected a mapping of name to a version command (a list of strings), "
+            f"got {components!r}"
+        )
     kind = _need(data, "stack", path, str)
     version = str(data.get("version") or "")
     default = data.get("default", True)
@@ -123,6 +133,7 @@ def load_stack(path: Path) -> Stack:
         description_path=str(path),
         extra={k: v for k, v in data.items() if k not in known},
         unavailable=str(data.get("unavailable") or ""),
+        components={str(name): tuple(argv) for name, argv in components.items()},
     )
 
 

@@ -3,11 +3,12 @@
     python -m benchmarks.soak [--runs 100] [--scenario FILE] [--out DIR]
 
 Takes the node's inventory (bench.node.leftovers: shims, conmon and pod processes, mounts, veths,
-network namespaces, IPAM leases, pod cgroups and folders, each daemon's open file descriptors,
-bytes under the stacks' state directories) before the first run and after each one, and prints
-a before / after / highest table at the end. Each run's exit status, wall time and inventory go
-to DIR/soak.jsonl as they happen, so an interrupted soak keeps what it measured: Ctrl-C ends it
-after the run in flight (the run itself is left to finish in its own session).
+network namespaces, IPAM leases, pod cgroups and folders, dangling links and bytes under the
+stacks' state directories, each daemon's open file descriptors) before the first run and after
+each one, and prints a before / after / highest table at the end. Each run's exit status, wall
+time and inventory go to DIR/soak.jsonl as they happen, so an interrupted soak keeps what it
+measured: Ctrl-C ends it after the run in flight (the run itself is left to finish in its own
+session).
 
 The node must be provisioned (`hopbench provision`) and no other run may be going on (the node
 lock refuses a second agent). Not a test: it prints figures, it fails nothing.
@@ -69,8 +70,10 @@ def table(before: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     invs = [r["inventory"] for r in rows]
     after = invs[-1] if invs else before
     lines = ["| quantity | before | after | highest after a run |", "|---|---:|---:|---:|"]
-    for key in leftovers.COUNTS:
-        lines.append(f"| {key} | {before[key]} | {after[key]} | {max(i[key] for i in invs) if invs else '-'} |")
+    for key in leftovers.COUNTS:  # a count added since the soak began is "-" where it was not taken
+        high = max((i[key] for i in invs if key in i), default=None)
+        cells = [_cell(v, False) for v in (before.get(key), after.get(key), high)]
+        lines.append(f"| {key} | {' | '.join(cells)} |")
     for group, mib in (("daemon fds", False), ("state bytes", True)):
         for name in sorted(set(before[group]) | set(after[group])):
             high = max((i[group].get(name, 0) for i in invs), default=None)
@@ -111,8 +114,8 @@ def main() -> None:
         print(
             f"run {i:3d}/{args.runs}: rc {row['rc']} {row['status']:<9} {row['wall_s']:6.1f} s  "
             f"shims {inv['shims']} conmon {inv['conmon']} mounts {inv['mounts']} veths {inv['veths']} "
-            f"netns {inv['network namespaces']} leases {inv['IPAM leases']} pod cgroups {inv['pod cgroups']}"
-            + (f"  GREW {row['grew']}" if row["grew"] else ""),
+            f"netns {inv['network namespaces']} leases {inv['IPAM leases']} pod cgroups {inv['pod cgroups']} "
+            f"dangling links {inv['dangling links']}" + (f"  GREW {row['grew']}" if row["grew"] else ""),
             flush=True,
         )
     failed = [r for r in rows if r["rc"] != 0 or r["status"] != "complete"]

@@ -6,17 +6,19 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bench import stacks
 from bench.controller import upgrade
 from bench.node.targets import match_targets
 
 
-def describe(tmp_path, kind: str, version: str, default: bool, handlers=("runc", "crun")) -> stacks.Stack:
+def describe(tmp_path, kind: str, version: str, default: bool, handlers=("runc", "crun"), **more) -> stacks.Stack:
     path = tmp_path / f"{kind}-{version}.json"
     path.write_text(
         json.dumps(
-            {
+            more
+            | {
                 "stack": kind,
                 "version": version,
                 # Ansible's to_nice_json writes a templated boolean as a string.
@@ -37,6 +39,15 @@ def test_an_instance_is_named_after_its_stack_and_version(tmp_path):
     assert (s.name, s.kind, s.version, s.default) == ("containerd@2.4.2", "containerd", "2.4.2", True)
     assert not describe(tmp_path, "containerd", "1.6.20", False).default
     assert stacks.kind_of("containerd@2.4.2") == "containerd" and stacks.kind_of("none") == "none"
+
+
+def test_components_are_version_commands_and_anything_else_is_refused(tmp_path):
+    s = describe(tmp_path, "crio", "1.36.3", True, components={"conmon": ["/x/conmon", "--version"]})
+    assert s.components == {"conmon": ("/x/conmon", "--version")} and "components" not in s.extra
+    assert describe(tmp_path, "crio", "1.36.3", True).components == {}
+    for bad in ({"conmon": "/x/conmon --version"}, {"conmon": []}, ["conmon"], {"conmon": [1]}):
+        with pytest.raises(stacks.StackDescriptionError, match=r"crio-1.36.3.json: field 'components': expected"):
+            describe(tmp_path, "crio", "1.36.3", True, components=bad)
 
 
 def test_versions_order_numerically():

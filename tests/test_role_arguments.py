@@ -20,6 +20,7 @@ CASES = [
     ("crio", {"crio_install_method": "nightly"}, "crio_install_method"),
     ("runc", {"runc_install_method": "curl"}, "runc_install_method"),
     ("crio", {"crio_drop_infra_ctr": "perhaps"}, "crio_drop_infra_ctr"),
+    ("crio", {"crio_conmon_install_method": "github"}, "crio_conmon_install_method"),
     (
         "containerd",
         {"containerd_instance": {"id": "x", "source": "git", "version": "", "bridge": "b", "subnet": "s"}},

@@ -2,8 +2,8 @@
 
 After a run ends (or is killed, or a daemon dies under it and the next run sweeps) the node
 should hold no more than before: no shim, conmon or pod process, mount, veth, network namespace,
-IPAM lease, pod cgroup, pod file, daemon file descriptor or state-directory byte beyond what a
-run leaves by design (images, the daemons' databases). `take` counts each; `compare` says what
+IPAM lease, pod cgroup, pod file, dangling symlink, daemon file descriptor or state-directory byte
+beyond what a run leaves by design (images, the daemons' databases). `take` counts each; `compare` says what
 grew. The soak (benchmarks/soak.py) and the fault tests read it; nothing here changes the node.
 
 Every count is read from /proc, /sys and the stacks' own directories (the stack descriptions in
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,33 @@ def tree_bytes(top: str) -> int:
     return total
 
 
+def dangling_links(top: str) -> int:
+    """Symlinks under `top` whose target is gone (other mounts not entered). CRI-O's conmon links
+    each container's attach socket folder into the attach directory; conmon before 2.1.7 never
+    removed the link, so a leaking node gains one per container it ever ran."""
+    count = 0
+    if not os.path.isdir(top):
+        return 0
+    dev = os.lstat(top).st_dev
+    for here, dirs, files in os.walk(top):
+        keep = []
+        for name in dirs + files:
+            path = os.path.join(here, name)
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    count += not os.path.exists(path)
+                elif stat.S_ISDIR(st.st_mode) and st.st_dev == dev:
+                    keep.append(name)
+        dirs[:] = [d for d in dirs if d in keep]
+    return count
+
+
+def stale_links(described: Iterable[stacks.Stack]) -> int:
+    """Dangling symlinks under every stack's state directories."""
+    return sum(dangling_links(d) for stack in described for d in stack.extra.get("state_dirs", []))
+
+
 def state_bytes(described: Iterable[stacks.Stack]) -> dict[str, int]:
     return {
         stack.name: sum(tree_bytes(d) for d in stack.extra.get("state_dirs", []))
@@ -193,6 +221,7 @@ def take(stacks_dir: str = stacks.DEFAULT_STACKS_DIR) -> dict[str, Any]:
         "IPAM leases": leases(described),
         "pod cgroups": pod_cgroups(),
         "pod folders": pod_files(),
+        "dangling links": stale_links(described),
         "daemon fds": daemon_fds(described),
         "state bytes": state_bytes(described),
     }
@@ -208,6 +237,7 @@ COUNTS = (
     "IPAM leases",
     "pod cgroups",
     "pod folders",
+    "dangling links",
 )
 
 

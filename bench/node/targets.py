@@ -34,6 +34,8 @@ def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict
                 f"{daemon.name} is not running (no live process for {daemon.pidfile}); run hopbench provision",
                 versions,
             )
+    for name, argv in stack.components.items():
+        versions[name] = stacks.command_version(argv)
     client = CriClient(stack.cri_endpoint, timeout_s)
     try:
         v = client.version()

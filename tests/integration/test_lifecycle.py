@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import stacks
 from bench.controller.results import load_run, read_jsonl
-from bench.node import kubelet
+from bench.node import kubelet, leftovers
 from bench.ops import POD_LIFECYCLE_OPS
 
 from .conftest import default_targets, no_pods_left, run_hopbench, run_until
@@ -73,6 +74,8 @@ def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
         assert target not in REQUIRED
         pytest.skip(f"{target} is unavailable on this node: {info['reason']}")
     results = tmp_path / "results"
+    described = [s for s in stacks.discover() if s.name == info["stack"]]
+    links_before = leftovers.stale_links(described)
     proc = run_hopbench(
         "run", "--scenario", str(scenario(tmp_path, 4, [1, 2], target=target)), "--results", str(results)
     )
@@ -93,6 +96,8 @@ def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
         measured["versions"]["cri"].split()[0]
         == {"containerd": "containerd", "docker": "docker", "crio": "cri-o"}[target.split("/")[0]]
     )
+    if target.startswith("crio/"):  # conmon's version is recorded with CRI-O's
+        assert measured["versions"]["conmon"].startswith("conmon version "), measured["versions"]
     assert meta["scenario"]["sha256"] and meta["started_at"] <= meta["ended_at"]
 
     # Every lifecycle: the seven ops, in order, all ok, each with a real positive duration.
@@ -113,6 +118,9 @@ def test_run_measures_the_real_lifecycle(node_targets, tmp_path, target):
     report = (run / "report.html").read_text()
     assert "data:image/png;base64," in report and "StartContainer" in report
     no_pods_left(meta["run_id"], (target.split("/")[0],))
+    # Nothing the stack made for these pods is left as a dangling link (conmon before 2.1.7 left one
+    # per container in CRI-O's attach folder).
+    assert leftovers.stale_links(described) == links_before
     assert not any(Path(kubelet.DEFAULT_LOG_ROOT).glob(f"hopbench_hb-{meta['run_id'][-8:]}*"))
 
 

@@ -1,0 +1,36 @@
+"""The node inventory's dangling-link count: what a leaking conmon leaves in CRI-O's attach folder."""
+
+from __future__ import annotations
+
+import os
+
+from bench.node import leftovers
+from benchmarks import soak
+
+
+def test_only_links_whose_target_is_gone_are_counted_and_links_are_not_followed(tmp_path):
+    state = tmp_path / "run"
+    attach = state / "attach"
+    attach.mkdir(parents=True)
+    live = state / "userdata-live"
+    live.mkdir()
+    os.symlink(live, attach / "live")  # a running container's link
+    os.symlink(state / "userdata-gone", attach / "gone1")  # a removed container's
+    os.symlink(state / "userdata-gone2", attach / "gone2")
+    (state / "deeper" / "still").mkdir(parents=True)
+    os.symlink("nowhere", state / "deeper" / "still" / "gone3")  # relative, dangling
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink("nowhere", outside / "not-ours")
+    os.symlink(outside, state / "to-outside")  # a live link to a folder: counted as live, not entered
+    (state / "file").write_text("x")
+    assert leftovers.dangling_links(str(state)) == 3
+    assert leftovers.dangling_links(str(tmp_path / "absent")) == 0
+
+
+def test_the_soak_table_has_a_row_for_every_count_even_one_older_rows_lack():
+    before = {k: 0 for k in leftovers.COUNTS if k != "dangling links"} | {"daemon fds": {}, "state bytes": {}}
+    rows = [{"inventory": before | {"dangling links": 64}}, {"inventory": before | {"dangling links": 128}}]
+    table = soak.table(before, rows)
+    assert "| dangling links | - | 128 | 128 |" in table
+    assert len(table) == 2 + len(leftovers.COUNTS)
