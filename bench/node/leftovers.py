@@ -3,8 +3,8 @@
 After a run ends (or is killed, or a daemon dies under it and the next run sweeps) the node
 should hold no more than before: no shim, conmon or pod process, mount, veth, network namespace,
 IPAM lease, pod cgroup, pod file, dangling symlink, daemon file descriptor or state-directory byte
-beyond what a run leaves by design (images, the daemons' databases). `take` counts each; `compare` says what
-grew. The soak (benchmarks/soak.py) and the fault tests read it; nothing here changes the node.
+beyond what a run leaves by design (images, the daemons' databases). `take` counts each; `grown`
+says what grew. The soak (benchmarks/soak.py) and the fault tests read it; nothing here changes the node.
 
 Every count is read from /proc, /sys and the stacks' own directories (the stack descriptions in
 /etc/hopbench/stacks name them), the way the agent finds processes (bench.node.memory): by the
@@ -193,7 +193,7 @@ def dangling_links(top: str) -> int:
                     count += not os.path.exists(path)
                 elif stat.S_ISDIR(st.st_mode) and st.st_dev == dev:
                     keep.append(name)
-        dirs[:] = [d for d in dirs if d in keep]
+        dirs[:] = keep  # real folders on this mount: links are counted, never followed
     return count
 
 
