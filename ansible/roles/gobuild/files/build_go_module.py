@@ -2,8 +2,10 @@
 """Build a Go program from its module on the Go module proxy, cached by version.
 
 Some components (cri-dockerd, crictl...) have no Debian package. This builds one from
-its Go module with the node's Go toolchain and keeps the binary in a cache keyed by
-module, version and build settings, so a second run (or a second clone) skips the build.
+its Go module with the pinned Go toolchain the gobuild role installed (go_toolchain.py,
+given by absolute path: never a `go` found on PATH) and keeps the binary in a cache keyed by
+module, version, build settings and Go release, so a second run (or a second clone) skips the
+build.
 
 A module whose go.mod has replace directives cannot be built by `go install
 module@version`. So the build happens in a throwaway main module of ours that requires
@@ -63,6 +65,22 @@ def go_directive(gomod: str) -> str:
     return m.group(1) if m else "1.21"
 
 
+def toolchain_version(go: str) -> str:
+    """The Go release of the toolchain binary `go` (go1.26.8), which must be an absolute path."""
+    if not os.path.isabs(go):
+        raise SystemExit(f"--go {go!r}: give the toolchain's go binary by absolute path, not a name looked up on PATH")
+    proc = subprocess.run(
+        [go, "env", "GOVERSION"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOTOOLCHAIN": "local"},
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise SystemExit(f"{go} env GOVERSION failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc.stdout.strip()
+
+
 def run(argv: list[str], cwd: str, env: dict[str, str]) -> str:
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -86,7 +104,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--package", required=True, help="package path of the main package to build")
     p.add_argument("--name", required=True, help="binary name")
     p.add_argument("--cache-dir", default="/var/cache/hopbench")
-    p.add_argument("--go", default="go")
+    p.add_argument("--go", required=True, help="the go binary of the pinned toolchain (gobuild role)")
+    p.add_argument("--goproxy", default="https://proxy.golang.org,direct")
     p.add_argument("--tags", default="")
     p.add_argument("--ldflags", default="-s -w")
     p.add_argument(
@@ -107,7 +126,10 @@ def main(argv: list[str]) -> int:
     if bool(args.module) == bool(args.source):
         p.error("give exactly one of --module and --source")
     source_sum = _tree_sha256(args.source) if args.source else ""
+    # The toolchain first: no lookup on PATH, and a binary built by another Go is not reused.
+    go_version = toolchain_version(args.go)
     fields = [args.module or f"source:{source_sum}", args.version, args.package, args.tags, args.ldflags, args.cgo]
+    fields.append(f"go={go_version}")
     if args.staging_version:
         fields.append(f"staging={args.staging_prefix}{args.staging_version}")
     test_binary = args.test_binary == "1"
@@ -116,18 +138,23 @@ def main(argv: list[str]) -> int:
     bin_dir = os.path.join(args.cache_dir, "bin")
     target = os.path.join(bin_dir, f"{args.name}-{args.version}-{key}")
     if os.access(target, os.X_OK):
-        print(json.dumps({"changed": False, "path": target, "version": args.version}))
+        print(json.dumps({"changed": False, "path": target, "version": args.version, "go": go_version}))
         return 0
 
     os.makedirs(bin_dir, exist_ok=True)
+    # Nothing of the node's own Go setup leaks in: GOROOT follows the toolchain's own binary,
+    # and GOTOOLCHAIN=local makes a module that needs a newer Go fail with that message instead
+    # of fetching another toolchain behind the pin.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GO") and k != "CGO_ENABLED"}
     env = {
-        **os.environ,
+        **inherited,
         "GOMODCACHE": os.path.join(args.cache_dir, "go", "mod"),
         "GOCACHE": os.path.join(args.cache_dir, "go", "build"),
         "GOPATH": os.path.join(args.cache_dir, "go", "path"),
         "GOFLAGS": "-mod=mod -buildvcs=false",
         "CGO_ENABLED": args.cgo,
-        "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
+        "GOTOOLCHAIN": "local",
+        "GOPROXY": args.goproxy,
     }
     with tempfile.TemporaryDirectory(prefix=f"hopbench-build-{args.name}-") as work:
         if args.source:
@@ -135,7 +162,7 @@ def main(argv: list[str]) -> int:
             cmd = [args.go, "build", "-trimpath", "-ldflags", args.ldflags, "-o", target + ".tmp", args.package]
             run(cmd, work, env)
             os.replace(target + ".tmp", target)
-            print(json.dumps({"changed": True, "path": target, "version": args.version}))
+            print(json.dumps({"changed": True, "path": target, "version": args.version, "go": go_version}))
             return 0
         info = json.loads(run([args.go, "mod", "download", "-json", f"{args.module}@{args.version}"], work, env))
         if info.get("Error"):
@@ -156,7 +183,7 @@ def main(argv: list[str]) -> int:
             cmd += ["-tags", args.tags]
         run([*cmd, args.package], work, env)
     os.replace(target + ".tmp", target)
-    print(json.dumps({"changed": True, "path": target, "version": args.version}))
+    print(json.dumps({"changed": True, "path": target, "version": args.version, "go": go_version}))
     return 0
 
 
