@@ -32,6 +32,7 @@ class Daemon:
     exec: str
     pidfile: str
     version_cmd: tuple[str, ...] = ()
+    log: str = ""  # the daemon's log file ("" when the description does not say)
 
     def pid(self) -> int | None:
         """The daemon's PID from its pid file, if that process runs the daemon's binary."""
@@ -89,7 +90,7 @@ def load_stack(path: Path) -> Stack:
     except (OSError, json.JSONDecodeError) as exc:
         raise StackDescriptionError(f"{path}: expected a JSON stack description: {exc}") from exc
     daemons = tuple(
-        Daemon(d["name"], d["exec"], d["pidfile"], tuple(d.get("version_cmd", ())))
+        Daemon(d["name"], d["exec"], d["pidfile"], tuple(d.get("version_cmd", ())), str(d.get("log", "")))
         for d in _need(data, "daemons", path, list)
     )
     handler_keys = {"runtime_handler", "binary", "version_cmd", "available", "reason"}

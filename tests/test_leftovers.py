@@ -34,3 +34,23 @@ def test_the_soak_table_has_a_row_for_every_count_even_one_older_rows_lack():
     table = soak.table(before, rows)
     assert "| dangling links | - | 128 | 128 |" in table
     assert len(table) == 2 + len(leftovers.COUNTS)
+
+
+def test_a_monitor_whose_bundle_folder_was_removed_is_seen_by_its_deleted_cwd(tmp_path):
+    """How the sweep tells a shim its daemon forgot: the daemon removed the bundle the shim runs in."""
+    import subprocess
+    import time
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    proc = subprocess.Popen(["sleep", "30"], cwd=bundle)
+    try:
+        time.sleep(0.05)
+        assert not leftovers._bundle_gone(proc.pid)
+        assert 0 <= leftovers._age_s(proc.pid) < 30
+        bundle.rmdir()
+        assert leftovers._bundle_gone(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not leftovers._bundle_gone(proc.pid)  # gone: nothing to say

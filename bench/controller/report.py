@@ -1133,6 +1133,26 @@ def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
     return [Section("What went wrong, and when", [Para(say, "bad"), Table(rows)], summary=True)]
 
 
+CRASH_LEFTOVER = "left behind by a crash"
+
+
+def crash_leftover_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list[Section]:
+    """Shims and conmons an earlier crash left running, which the sweep removed before this run
+    measured (bench.node.targets.remove_orphan_monitors): a reader should know the node was
+    cleaned, and what the daemon's log said of each."""
+    found = [e for e in events if e.get("event") == "warning" and CRASH_LEFTOVER in str(e.get("message", ""))]
+    if not found:
+        return []
+    rows = pd.DataFrame(
+        [{"when (UTC)": _when(e, meta), "node": e.get("node", ""), "what": str(e.get("message", ""))} for e in found]
+    )
+    say = (
+        f"{len(found)} monitor process(es) left behind by a crash of an earlier run's daemon were found and "
+        "removed before measuring; none of this run's samples includes them."
+    )
+    return [Section("Left behind by a crash, removed before the run", [Para(say), Table(rows)], summary=True)]
+
+
 def model(run_dir: Path) -> Report:
     """The report of one run, every section built once."""
     return _model(run_dir)[0]
@@ -1152,6 +1172,7 @@ def _model(run_dir: Path) -> tuple[Report, dict[str, Any], headline.Headline]:
         [
             *header_sections(meta, checks),
             *failure_sections(meta, events),
+            *crash_leftover_sections(meta, events),
             *headline_sections(head, summary),
             *checks_sections(checks),
             *latency_sections(samples, summary),

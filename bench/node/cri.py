@@ -194,6 +194,13 @@ class CriClient:
             self._untimed("ListPodSandbox", lambda: self.runtime.ListPodSandbox(req, timeout=self.timeout)).items
         )
 
+    def known_ids(self) -> set[str]:
+        """Every sandbox and container id the runtime knows, whatever its state."""
+        sandboxes = self.sandboxes({})
+        req = cri.ListContainersRequest()
+        listed = self._untimed("ListContainers", lambda: self.runtime.ListContainers(req, timeout=self.timeout))
+        return {s.id for s in sandboxes} | {c.id for c in listed.containers}
+
     def remove_pod(self, sandbox_id: str) -> list[str]:
         """Untimed clean-up of one pod and its containers; returns the errors met."""
         errors = []

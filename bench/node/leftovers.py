@@ -18,11 +18,12 @@ import json
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import stacks
-from bench.node import kubelet
+from bench.node import kubelet, memory
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MONITORS = ("containerd-shim", "conmon")  # a per-pod or per-container process of a stack
@@ -69,6 +70,93 @@ def processes() -> dict[str, int]:
             under += 1
             stack.extend(kids.get(child, []))
     return {"shims": shims, "conmon": conmons, "pod processes": under}
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A shim or conmon of one of the node's stacks that its daemon no longer knows."""
+
+    pid: int
+    name: str  # containerd-shim-runc-v2, conmon
+    stack: str
+    object_id: str  # the sandbox or container it was started for
+    why: str
+    age_s: float
+    tree: tuple[int, ...]  # the processes under it (pause, workload), deepest last
+
+
+def _age_s(pid: int) -> float:
+    """Seconds since the process started (/proc/PID/stat field 22, in clock ticks since boot)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    start_ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+    with open("/proc/uptime") as fh:
+        uptime = float(fh.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _bundle_gone(pid: int) -> bool:
+    """A monitor runs in its container's bundle folder (containerd starts a shim there, CRI-O a
+    conmon): when the daemon has removed that folder, the kernel says the cwd is deleted."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd").endswith(" (deleted)")
+    except OSError:
+        return False
+
+
+def orphan_monitors(described: Iterable[stacks.Stack], known: dict[str, set[str]], older_than_s: float) -> list[Orphan]:
+    """Shims and conmons of `described` that no daemon knows any more: their bundle folder is gone,
+    or (for a stack in `known`: its CRI's sandbox and container ids) the CRI does not list what
+    they were started for. A daemon killed between starting a shim and reading the address the
+    shim writes forgets the shim after its restart and removes its bundle, but the shim runs on
+    (containerd 2.4: "failed to read bootstrap.json ... address: no such file or directory").
+    Monitors younger than `older_than_s` are left: one being started right now is not listed yet.
+    The caller removes them; nothing here changes the node."""
+    found = list(described)
+    kids = _children()
+    orphans = []
+    for proc in memory.Classifier(found).classify():
+        if proc.role != "shim" or not proc.name.startswith(MONITORS):
+            continue
+        try:
+            age = _age_s(proc.pid)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if age < older_than_s:
+            continue
+        why = ""
+        if _bundle_gone(proc.pid):
+            why = "its bundle folder was removed by its daemon"
+        elif (
+            proc.object_id
+            and proc.object_id not in known.get(proc.stack, {proc.object_id})
+            # the CRI lists only its own containerd namespace's containers
+            and (not proc.name.startswith("containerd-shim") or _shim_namespace(proc.pid) == "k8s.io")
+        ):
+            why = f"{proc.stack} does not know {proc.object_id[:12]} through the CRI"
+        if not why:
+            continue
+        tree: list[int] = []
+        stack = list(kids.get(proc.pid, []))
+        while stack:
+            child = stack.pop()
+            tree.append(child)
+            stack.extend(kids.get(child, []))
+        orphans.append(Orphan(proc.pid, proc.name, proc.stack, proc.object_id, why, age, tuple(tree)))
+    return orphans
+
+
+def _shim_namespace(pid: int) -> str:
+    """The containerd namespace on a shim's command line (-namespace k8s.io for the CRI's)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return ""
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg in ("-namespace", "--namespace"):
+            return cmdline[i + 1]
+    return ""
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> int:

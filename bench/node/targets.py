@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
+import signal
 import time
 
 from bench import stacks
 from bench.messages import Job, Left, TargetInfo, Targets, Warning
-from bench.node import kubelet, leftovers
-from bench.node.cri import CriClient, remove_pod_files
+from bench.node import kubelet, leftovers, memory
+from bench.node.cri import CriClient, remove_cgroup_tree, remove_pod_files
 from bench.node.levels import Emit, Target
 from bench.scenario import HANDLERS
 
@@ -181,9 +183,68 @@ def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
                     + (f" with errors: {'; '.join(errors)}" if errors else "")
                 )
             )
-        release_orphan_leases(target.stack, {s.id for s in client.sandboxes({})}, timeout_s, emit)
+        known = client.known_ids()
+        release_orphan_leases(target.stack, known, timeout_s, emit)
+        remove_orphan_monitors(target.stack, known, timeout_s, emit)
     finally:
         client.close()
+
+
+def remove_orphan_monitors(stack: stacks.Stack, known: set[str], older_than_s: float, emit: Emit) -> None:
+    """Remove the shims and conmons of `stack` that its daemons no longer know (a daemon killed
+    while starting one forgets it at restart), with the processes under them and their pod
+    cgroups. Each is reported as left behind by a crash, with its daemon's log lines about it.
+    A shim that ignores SIGTERM (containerd-shim-runc-v2 with no task to serve) is killed."""
+    for orphan in leftovers.orphan_monitors([stack], {stack.name: known}, older_than_s):
+        cgroups = {kubelet.CGROUP_ROOT + "/pod" + uid for uid in (_pod_uid(p) for p in orphan.tree) if uid}
+        for pid in (orphan.pid, *orphan.tree):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in (orphan.pid, *orphan.tree):
+            _wait_gone(pid, 5.0)
+        for path in sorted(cgroups):
+            remove_cgroup_tree(path)
+        lines = daemon_log_lines(stack, orphan.object_id)
+        emit(
+            Warning(
+                message=f"removed {orphan.name} (PID {orphan.pid}, {len(orphan.tree)} process(es) under it) of "
+                f"{stack.name} for {orphan.object_id[:12]}, left behind by a crash: {orphan.why}"
+                + (f"; its daemon's log: {' | '.join(lines)}" if lines else "; its daemon's log says nothing of it")
+            )
+        )
+
+
+def _pod_uid(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            return memory.pod_of_cgroup(fh.read())[0]
+    except OSError:
+        return ""
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.02)
+
+
+def daemon_log_lines(stack: stacks.Stack, object_id: str, most: int = 4) -> list[str]:
+    """Lines of the stack's daemon logs (dockerd's managed containerd included) that name
+    `object_id`, each cut to 300 characters: the last `most` of those at warning or error level
+    (what went wrong: "failed to read bootstrap.json"), else the last `most` of all."""
+    logs = [d.log for d in stack.daemons if d.log]
+    child = stack.extra.get("containerd_level") or {}
+    if child.get("log"):
+        logs.append(str(child["log"]))
+    found: list[str] = []
+    for path in dict.fromkeys(logs):
+        try:
+            with open(path, errors="replace") as fh:
+                found += [line.strip()[:300] for line in fh if object_id and object_id in line]
+        except OSError:
+            continue
+    bad = [line for line in found if re.search(r"level=(error|warn|fatal)|failed", line)]
+    return (bad or found)[-most:]
 
 
 def release_orphan_leases(stack: stacks.Stack, sandbox_ids: set[str], older_than_s: float, emit: Emit) -> None:

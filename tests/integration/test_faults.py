@@ -201,6 +201,66 @@ def test_a_hung_daemon_is_caught_by_the_call_deadline(provisioned, tmp_path):
     killed_runs.append(meta["run_id"])
 
 
+def test_a_shim_its_containerd_forgot_in_a_crash_is_found_and_removed_by_the_next_sweep(provisioned, tmp_path):
+    """containerd killed after it started a shim and before the shim wrote its address: after the
+    restart containerd cannot load the shim ("failed to read bootstrap.json ... address: no such
+    file"), removes its bundle and forgets it, and the shim runs on, ignoring SIGTERM. The kill is
+    made to land in that window on purpose: containerd is killed while a shim serves a pod of the
+    run, and the two files the shim writes once started (address, bootstrap.json) are removed
+    before containerd comes back, which is the state the window leaves. The next run's sweep must
+    report the shim as left behind by a crash, with containerd's log lines, and remove it with the
+    pod processes under it."""
+    victim, other = instance("containerd"), instance("containerd", OLDER)
+    (daemon,) = victim.daemons
+    pid = daemon.pid()
+    assert pid is not None
+    landed: list[tuple[int, Path]] = []
+
+    def crash_in_the_window(proc: subprocess.Popen[str]) -> None:
+        classifier = memory.Classifier([victim])
+        end = time.monotonic() + 60
+        while not landed and time.monotonic() < end and proc.poll() is None:
+            for p in classifier.classify():
+                if p.role == "shim" and p.pod and p.name.startswith("containerd-shim"):
+                    bundle = Path(os.readlink(f"/proc/{p.pid}/cwd"))
+                    os.kill(pid, signal.SIGKILL)
+                    for name in ("address", "bootstrap.json"):
+                        (bundle / name).unlink(missing_ok=True)
+                    landed.append((p.pid, bundle))
+                    break
+            time.sleep(0.01)
+
+    rc, err, run = fault_run(
+        tmp_path,
+        "crash-window",
+        [target_of(victim), target_of(other)],
+        24,
+        lambda text: text.count(f'"stack": "{victim.name}"') >= 4,
+        crash_in_the_window,
+    )
+    assert landed, f"no shim of {victim.name} was seen serving a pod"
+    shim, bundle = landed[0]
+    assert rc == 1, err[-3000:]
+    killed_runs.append(load_meta(run)["run_id"])
+    playbook()  # containerd back, as after a crash in the lab
+    assert os.path.exists(f"/proc/{shim}"), "the shim did not outlive the crash: the window was not reached"
+    assert not bundle.exists(), f"{victim.name} kept the bundle it could not load: {bundle}"
+
+    (tmp_path / "after").mkdir()
+    after, meta, _ = run_scenario(
+        tmp_path / "after", "after-crash", f"targets: [{target_of(victim)}]\n" + FAULT_RUN.format(n=1)
+    )
+    swept = [
+        e["message"] for e in read_jsonl(after / "events.jsonl") if "left behind by a crash" in e.get("message", "")
+    ]
+    assert any(f"(PID {shim}," in m and bundle.name[:12] in m for m in swept), swept
+    # containerd's own account of the crash travels with the report of it.
+    assert any("failed to read bootstrap.json" in m or "failed to load shim" in m for m in swept), swept
+    assert not os.path.exists(f"/proc/{shim}")
+    section = (after / "report.md").read_text()
+    assert "left behind by a crash" in section
+
+
 @pytest.mark.parametrize(("daemon", "victim_stack", "other_stack"), KILLS, ids=[k[0] for k in KILLS])
 def test_a_killed_stack_daemon_fails_its_target_only(provisioned, tmp_path, daemon, victim_stack, other_stack):
     victim, other = instance(*victim_stack), instance(*other_stack)
