@@ -33,8 +33,8 @@ def test_a_built_in_handler_left_in_and_a_monitor_looked_up_on_path_are_named():
     )
     problems = mod.check(doc, {"runc"})["problems"]
     assert "CRI-O serves handler 'crun', which hopbench does not offer here" in problems
-    assert "runtimes.crun.runtime_path is empty: CRI-O looks the program up on PATH" in problems
-    assert "runtimes.crun.monitor_path = 'conmon' is not an absolute path: CRI-O looks it up on PATH" in problems
+    assert "runtimes.crun.runtime_path is empty: the program is looked up on PATH" in problems
+    assert "runtimes.crun.monitor_path = 'conmon' is not an absolute path: it is looked up on PATH" in problems
 
 
 def test_a_missing_offered_handler_and_a_path_that_is_not_a_program_are_named():
@@ -42,4 +42,4 @@ def test_a_missing_offered_handler_and_a_path_that_is_not_a_program_are_named():
     problems = mod.check(doc, {"runc", "runsc"})["problems"]
     assert "handler 'runsc' is offered but CRI-O does not serve it (see crio.log)" in problems
     assert "runtimes.runc.runtime_path = '/etc/os-release' is not an executable file" in problems
-    assert "pinns_path is empty: CRI-O looks the program up on PATH" in problems
+    assert "pinns_path is empty: the program is looked up on PATH" in problems

@@ -22,9 +22,9 @@ import tomllib
 def program_problem(field: str, value: str) -> str:
     """'' when `value` is an absolute path of an executable file, else what is wrong."""
     if not value:
-        return f"{field} is empty: CRI-O looks the program up on PATH"
+        return f"{field} is empty: the program is looked up on PATH"
     if not os.path.isabs(value):
-        return f"{field} = {value!r} is not an absolute path: CRI-O looks it up on PATH"
+        return f"{field} = {value!r} is not an absolute path: it is looked up on PATH"
     if not (os.path.isfile(value) and os.access(value, os.X_OK)):
         return f"{field} = {value!r} is not an executable file"
     return ""
