@@ -33,6 +33,11 @@ def test_extra_vars_in_each_form_ansible_reads():
     }
 
 
+def test_a_variable_a_play_declares_is_known():
+    # What ansible/README.md tells an operator to pass to reset.yml.
+    assert extravars.check(["hopbench_reset_state=true"], ANSIBLE) == {"hopbench_reset_state": "true"}
+
+
 def test_extra_vars_from_a_file(tmp_path):
     f = tmp_path / "vars.yml"
     f.write_text("containerd_root: /x\n")

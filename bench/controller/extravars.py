@@ -29,7 +29,8 @@ class ExtraVarsError(InputError):
 
 
 def known_names(ansible_dir: Path) -> set[str]:
-    """Every variable the playbooks read: role argument specs, role defaults, group variables."""
+    """Every variable the playbooks read: role argument specs, role defaults, group variables, and
+    the `vars:` of each play (reset.yml's hopbench_reset_state)."""
     names: set[str] = set()
 
     def keys(path: Path) -> set[str]:
@@ -48,6 +49,14 @@ def known_names(ansible_dir: Path) -> set[str]:
             names |= set((entry or {}).get("options") or {})
     for path in [*ansible_dir.glob("roles/*/defaults/*.yml"), *ansible_dir.glob("group_vars/*/*.yml")]:
         names |= keys(path)
+    for playbook in ansible_dir.glob("*.yml"):
+        try:
+            plays = yaml.safe_load(playbook.read_text()) or []
+        except (OSError, yaml.YAMLError):
+            continue
+        for play in plays if isinstance(plays, list) else []:
+            if isinstance(play, dict) and isinstance(play.get("vars"), dict):
+                names |= set(play["vars"])
     return names
 
 
