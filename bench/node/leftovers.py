@@ -30,7 +30,7 @@ MONITORS = ("containerd-shim", "conmon")  # a per-pod or per-container process o
 IPAM_OWN_FILES = ("lock", "last_reserved_ip")  # host-local's bookkeeping, not leases
 
 
-def _exe_name(pid: int) -> str:
+def exe_name(pid: int) -> str:
     try:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
@@ -57,7 +57,7 @@ def processes() -> dict[str, int]:
     kids = _children()
     shims = conmons = under = 0
     for pid in sorted({p for ps in kids.values() for p in ps}):
-        name = _exe_name(pid)
+        name = exe_name(pid)
         if not name.startswith(MONITORS):
             continue
         if name.startswith("conmon"):

@@ -196,6 +196,8 @@ def remove_orphan_monitors(stack: stacks.Stack, known: set[str], older_than_s: f
     cgroups. Each is reported as left behind by a crash, with its daemon's log lines about it.
     A shim that ignores SIGTERM (containerd-shim-runc-v2 with no task to serve) is killed."""
     for orphan in leftovers.orphan_monitors([stack], {stack.name: known}, older_than_s):
+        if not leftovers.exe_name(orphan.pid).startswith(leftovers.MONITORS):
+            continue  # it ended since it was found (its PID may be another process's now)
         cgroups = {kubelet.CGROUP_ROOT + "/pod" + uid for uid in (_pod_uid(p) for p in orphan.tree) if uid}
         for pid in (orphan.pid, *orphan.tree):
             with contextlib.suppress(ProcessLookupError):
