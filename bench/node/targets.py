@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import os
 import re
+import shutil
 import signal
 import time
 
@@ -188,6 +189,52 @@ def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
         remove_orphan_monitors(target.stack, known, timeout_s, emit)
     finally:
         client.close()
+    remove_orphan_pod_files(os.path.dirname(target.stack.description_path), timeout_s, emit)
+
+
+def remove_orphan_pod_files(stacks_dir: str, older_than_s: float, emit: Emit) -> None:
+    """kubelet's housekeeping of orphaned pods: the log and state folders and the (empty) pod
+    cgroups of pods that no stack's CRI knows. A runtime can drop a sandbox by itself (CRI-O cleans
+    up a RunPodSandbox whose caller gave up, two minutes after, as a "stale resource"), and the
+    cgroups it made under the pod's parent stay. Pods are shared by every stack of the node (one
+    cgroup parent, one log root), so every stack is asked; when one does not answer nothing is
+    removed. Files younger than a call deadline are left: a pod being made now is not listed yet."""
+    known: set[str] = set()
+    for stack in stacks.discover(stacks_dir):
+        if stack.unavailable:
+            continue
+        client = CriClient(stack.cri_endpoint, older_than_s)
+        try:
+            for sandbox in client.sandboxes({}):
+                known |= {sandbox.metadata.uid, sandbox.labels.get("io.kubernetes.pod.uid", "")}
+        except Exception:  # noqa: BLE001 - a stack that does not answer: its pods cannot be told from orphans
+            return
+        finally:
+            client.close()
+    found: dict[str, list[str]] = {}
+    log_root, state_root = kubelet.DEFAULT_LOG_ROOT, kubelet.DEFAULT_POD_STATE_ROOT
+    for entry in os.listdir(log_root) if os.path.isdir(log_root) else []:
+        found.setdefault(entry.rsplit("_", 1)[-1], []).append(os.path.join(log_root, entry))
+    for entry in os.listdir(state_root) if os.path.isdir(state_root) else []:
+        found.setdefault(entry, []).append(os.path.join(state_root, entry))
+    cgroup_root = "/sys/fs/cgroup"
+    for hierarchy in os.listdir(cgroup_root) if os.path.isdir(cgroup_root) else []:
+        parent = os.path.join(cgroup_root, hierarchy, kubelet.CGROUP_ROOT.lstrip("/"))
+        for entry in os.listdir(parent) if os.path.isdir(parent) else []:
+            if entry.startswith("pod") and os.path.isdir(os.path.join(parent, entry)):
+                found.setdefault(entry[len("pod") :], []).append(os.path.join(parent, entry))
+    now = time.time()
+    for uid, paths in sorted(found.items()):
+        if not uid or uid in known:
+            continue
+        with contextlib.suppress(OSError):
+            if any(now - os.stat(p).st_mtime < older_than_s for p in paths):
+                continue
+            remove_pod_files(kubelet.Pod(name="", run_id="", uid=uid))
+            for path in paths:  # the log folder is named by namespace and pod name too
+                if path.startswith(log_root):
+                    shutil.rmtree(path, ignore_errors=True)
+            emit(Warning(message=f"removed the folders and cgroups of pod {uid}, which no stack knows any more"))
 
 
 def remove_orphan_monitors(stack: stacks.Stack, known: set[str], older_than_s: float, emit: Emit) -> None:
