@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "ansible/roles/gobuild/files/build_go_module.py"
-spec = importlib.util.spec_from_file_location("build_go_module", PATH)
-assert spec and spec.loader
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
+FILES = Path(__file__).resolve().parents[1] / "ansible/roles/gobuild/files"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, FILES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mod = _load("build_go_module")
+toolchain = _load("go_toolchain")
 
 
 def test_replaces_from_blocks_and_lines_without_local_paths():
@@ -56,13 +64,6 @@ replace (
     assert mod.replaces(etcd, "v3.6.14", "go.etcd.io/etcd/") == [
         "go.etcd.io/etcd/api/v3 => go.etcd.io/etcd/api/v3 v3.6.14"
     ]
-
-
-TOOLCHAIN = Path(__file__).resolve().parents[1] / "ansible/roles/gobuild/files/go_toolchain.py"
-tspec = importlib.util.spec_from_file_location("go_toolchain", TOOLCHAIN)
-assert tspec and tspec.loader
-toolchain = importlib.util.module_from_spec(tspec)
-tspec.loader.exec_module(toolchain)
 
 
 def test_the_toolchain_zip_is_fetched_as_goproxy_serves_golang_org_toolchain():

@@ -31,6 +31,10 @@ import subprocess
 import sys
 import tempfile
 
+# go_toolchain.py lies beside this file, on the node as in the repository.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from go_toolchain import go_version_of  # noqa: E402
+
 
 def replaces(gomod: str, staging_version: str = "", staging_prefix: str = "") -> list[str]:
     """The replace directives of a go.mod, one 'old [v] => new [v]' string each. A relative one
@@ -69,16 +73,10 @@ def toolchain_version(go: str) -> str:
     """The Go release of the toolchain binary `go` (go1.26.8), which must be an absolute path."""
     if not os.path.isabs(go):
         raise SystemExit(f"--go {go!r}: give the toolchain's go binary by absolute path, not a name looked up on PATH")
-    proc = subprocess.run(
-        [go, "env", "GOVERSION"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GOTOOLCHAIN": "local"},
-    )
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise SystemExit(f"{go} env GOVERSION failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return proc.stdout.strip()
+    version = go_version_of(go)
+    if not version:
+        raise SystemExit(f"{go} env GOVERSION failed: the toolchain does not run")
+    return "go" + version
 
 
 def run(argv: list[str], cwd: str, env: dict[str, str]) -> str:
