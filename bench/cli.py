@@ -27,8 +27,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if args.inventory and not Path(args.inventory).exists():
         raise InputError(f"--inventory {args.inventory}: no such inventory file or folder")
     extravars.check(args.extra_vars, ansible_dir)
+    inventory = str(Path(args.inventory).resolve()) if args.inventory else None  # ansible runs in ansible/
     extra = [arg for ev in args.extra_vars for arg in ("-e", ev)]
-    return run_playbook(args.playbook, args.inventory, extra)
+    return run_playbook(args.playbook, inventory, extra)
 
 
 def transports_for(args: argparse.Namespace) -> list[Any]:
@@ -322,6 +323,27 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return 3 if check["regressions"] else 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from bench.controller import lab
+
+    if args.action == "up":
+        lab.up(args.nodes, args.release, log=lambda m: print(m, file=sys.stderr))
+        print(lab.inventory_dir())
+    elif args.action == "status":
+        rows = lab.status()
+        if not rows:
+            print("no lab")
+        for row in rows:
+            print(f"{row['node']:8} {row['address']:15} {row['state']}")
+    elif args.action == "down":
+        lab.down(log=lambda m: print(m, file=sys.stderr))
+    else:
+        if not args.node:
+            raise InputError(f"lab {args.action}: expected a node name (lab status lists them)")
+        {"poweroff": lab.poweroff, "reboot": lab.reboot}[args.action](args.node)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hopbench", description="Measure Kubernetes container runtime stacks hop by hop.")
     p.add_argument("--version", action="version", version=f"hopbench {__version__}")
@@ -414,6 +436,17 @@ def parser() -> argparse.ArgumentParser:
         help="match targets by stack, not by stack version (containerd@1.6.20 in A against containerd@2.4.2 in B)",
     )
     cmp.set_defaults(fn=cmd_compare)
+
+    lb = sub.add_parser(
+        "lab",
+        help="pristine Debian lab nodes on this machine, systemd as PID 1, reached over SSH "
+        "(inventory ansible/inventories/lab)",
+    )
+    lb.add_argument("action", choices=["up", "status", "down", "poweroff", "reboot"])
+    lb.add_argument("node", nargs="?", help="the node to power off or reboot (lab1, ...)")
+    lb.add_argument("--nodes", "-n", type=int, default=1, help="lab up: how many nodes (default 1)")
+    lb.add_argument("--release", default="bookworm", help="lab up: Debian release, bookworm or trixie")
+    lb.set_defaults(fn=cmd_lab)
 
     ng = sub.add_parser("nightly", help="run the nightly scenario, compare with the history; exit 3 on a regression")
     ng.add_argument(

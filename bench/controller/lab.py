@@ -1,0 +1,687 @@
+"""Lab nodes on this machine: pristine Debian machines with systemd as PID 1, reached over SSH.
+
+`hopbench lab up --nodes N` gives N nodes that are like a lab's nodes, not like this machine:
+
+- **Pristine.** Each node's root is an overlay of one cached image (debootstrap's minbase of a
+  Debian release plus systemd, dbus, openssh-server, python3 and iproute2, nothing else) and
+  the node's own upper folder: the node has only what provisioning installs. The image is cached
+  by release and package list (`/var/cache/hopbench-lab/images/<release>-<hash>`); its SSH host
+  keys are removed and the services that reach out on their own (timesyncd, apt's timers) are
+  masked.
+- **systemd is PID 1** in the node's own PID, mount, UTS, IPC, cgroup and network namespaces
+  (`lab_boot.py`). The node's cgroups are folders the lab makes under its own subtree of each
+  hierarchy (`<this process's cgroup>/hopbench-lab/<node>`), writable inside the node, so the
+  node's systemd, runc and kubelet drive them as on a real node. Nothing is shared with the
+  host but the kernel: the node's state folder (`/var/lib/hopbench`, on the host's disk, not on
+  the overlay, so the runtimes' own overlay mounts work) is the node's alone.
+- **Its own network.** Each node has a network namespace on the bridge `hb-lab0`, in a /24 that
+  no route of this machine covers (checked when the lab is made, and `ip route get` must go
+  through the bridge before any connection). Nodes have no route out: they reach the controller
+  and each other, nothing else.
+- **Packages as an air-gapped lab gets them**: apt-cacher-ng runs on the controller, bound to
+  the bridge address only, and each node's apt uses it as its proxy. Python wheels and the
+  built binaries come from the controller through provisioning.
+- **SSH as on lab hardware**: sshd in each node with a host key generated for that node,
+  pinned in the generated inventory `ansible/inventories/lab/` (hosts.yml and known_hosts;
+  `hopbench provision -i ansible/inventories/lab`). The lab's client key is
+  `/var/lib/hopbench-lab/id_ed25519`.
+
+`lab status` prints each node's state (systemd's own `is-system-running`, over SSH),
+`lab poweroff NODE` powers a node off as its power button would (systemd's SIGRTMIN+4),
+`lab reboot NODE` powers it off and boots it again with the same disk, and `lab down` stops
+everything the lab started, by PID, and removes the nodes, their cgroups, namespaces, links,
+disks and the inventory. The image cache stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import HopbenchError, InputError
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_CACHE = Path("/var/cache/hopbench-lab/images")
+
+
+# A second lab beside the first (the tests' own) sets HOPBENCH_LAB_DIR (state, keys and its
+# inventory), HOPBENCH_LAB_bridge() and HOPBENCH_LAB_PREFIX (node names <prefix>1, ...).
+def state_dir() -> Path:
+    return Path(os.environ.get("HOPBENCH_LAB_DIR") or "/var/lib/hopbench-lab")
+
+
+def inventory_dir() -> Path:
+    if os.environ.get("HOPBENCH_LAB_DIR"):
+        return state_dir() / "inventory"
+    return REPO / "ansible" / "inventories" / "lab"
+
+
+def acng_cache() -> Path:
+    """apt-cacher-ng's cache: one per lab (two proxies never share a cache folder)."""
+    if os.environ.get("HOPBENCH_LAB_DIR"):
+        return state_dir() / "apt-cacher-ng-cache"
+    return Path("/var/cache/hopbench-lab/apt-cacher-ng")
+
+
+def bridge() -> str:
+    return os.environ.get("HOPBENCH_LAB_BRIDGE") or "hb-lab0"
+
+
+def prefix() -> str:
+    return os.environ.get("HOPBENCH_LAB_PREFIX") or "lab"
+
+
+# Candidate lab subnets, first free one wins; none may overlap a route of this machine.
+CANDIDATE_SUBNETS = [ipaddress.ip_network(f"10.{n}.0.0/24") for n in range(232, 240)]
+ACNG_PORT = 3142
+RELEASES = ("bookworm", "trixie")
+# The image: Debian's minbase and what a node needs to be reached and provisioned at all.
+IMAGE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2")
+# Services of a fresh Debian that reach out on their own or wait for a console: masked.
+MASKED_UNITS = (
+    "systemd-timesyncd.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "man-db.timer",
+    "console-getty.service",
+    "getty@tty1.service",
+    "systemd-networkd-wait-online.service",
+)
+HOST_PACKAGES = {"debootstrap": "/usr/sbin/debootstrap", "apt-cacher-ng": "/usr/sbin/apt-cacher-ng"}
+MIRROR = "http://deb.debian.org/debian"
+IMAGE_FORMAT = 1  # bump when the image's configuration below changes
+
+
+class LabError(HopbenchError):
+    pass
+
+
+@dataclass
+class LabNode:
+    name: str
+    index: int
+    address: str
+    netns: str
+    veth: str
+    pid: int | None  # unshare's PID on the host (its child is the node's systemd)
+    cgroups: list[str]  # the node's cgroup folders, one per hierarchy of the host
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-2000:]}")
+    return proc
+
+
+# --- the controller's own packages -------------------------------------------------------------
+
+
+def ensure_host_packages() -> None:
+    """debootstrap and apt-cacher-ng from Debian, installed without starting a distribution daemon."""
+    missing = [pkg for pkg, path in HOST_PACKAGES.items() if not Path(path).exists()]
+    if not missing:
+        return
+    guard = Path("/usr/sbin/policy-rc.d")
+    made_guard = not guard.exists()
+    if made_guard:  # the packages' scripts must not start a system-wide apt-cacher-ng
+        guard.write_text("#!/bin/sh\nexit 101\n")
+        guard.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sh("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env, timeout=900)
+    finally:
+        if made_guard:
+            guard.unlink()
+
+
+# --- the image ---------------------------------------------------------------------------------
+
+
+def image_dir(release: str) -> Path:
+    key = hashlib.sha256(json.dumps([release, sorted(IMAGE_PACKAGES), MASKED_UNITS, IMAGE_FORMAT]).encode())
+    return IMAGE_CACHE / f"{release}-{key.hexdigest()[:12]}"
+
+
+def build_image(release: str, log: Callable[[str], None]) -> Path:
+    """The cached pristine root of a release, built once (into a temporary folder, then renamed)."""
+    final = image_dir(release)
+    if (final / "etc" / "os-release").exists():
+        return final
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    log(f"building the {release} image with debootstrap (once; cached in {final})")
+    t0 = time.monotonic()
+    sh(
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(IMAGE_PACKAGES)}",
+        release,
+        str(tmp),
+        MIRROR,
+        timeout=1800,
+    )
+    configure_image(tmp, release)
+    tmp.rename(final)
+    log(f"image ready in {time.monotonic() - t0:.0f} s")
+    return final
+
+
+def configure_image(root: Path, release: str) -> None:
+    sh("chroot", str(root), "systemctl", "mask", *MASKED_UNITS)
+    for key in (root / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()  # every node gets its own
+    (root / "etc" / "ssh" / "sshd_config.d").mkdir(exist_ok=True)
+    (root / "etc" / "ssh" / "sshd_config.d" / "hopbench-lab.conf").write_text(
+        "# hopbench lab node: root by key only, the node's own host key.\n"
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n"
+    )
+    security = f"{release}-security" if release != "bookworm" else "bookworm-security"
+    (root / "etc" / "apt" / "sources.list").write_text(
+        f"deb {MIRROR} {release} main\ndeb {MIRROR} {release}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {security} main\n"
+    )
+    # The mirror this lab's controller reaches may serve an archive whose Release files are past
+    # their Valid-Until date (as on this machine): apt is told what the controller's apt is told.
+    (root / "etc" / "apt" / "apt.conf.d" / "99hopbench-lab-validity").write_text(
+        'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n'
+    )
+    (root / "etc" / "machine-id").write_text("")  # each node gets its own (prepare_node)
+
+
+# --- the lab network ---------------------------------------------------------------------------
+
+
+def pick_subnet() -> ipaddress.IPv4Network:
+    routes = sh("ip", "-4", "route", "show").stdout.splitlines()
+    nets = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes if line.split()[0] != "default"]
+    for candidate in CANDIDATE_SUBNETS:
+        if not any(candidate.overlaps(net) for net in nets):
+            return candidate  # type: ignore[return-value]
+    tried = ", ".join(str(c) for c in CANDIDATE_SUBNETS)
+    raise LabError(f"every candidate lab subnet overlaps a route of this machine: {tried}")
+
+
+def check_route(address: str) -> None:
+    """Before any connection: the node's address must go through the lab bridge, nowhere else."""
+    out = sh("ip", "-4", "route", "get", address).stdout
+    if f"dev {bridge()}" not in out:
+        raise LabError(f"{address} would not go through {bridge()} ({out.strip()!r}): refusing to connect")
+
+
+def make_bridge(subnet: ipaddress.IPv4Network, new_lab: bool) -> str:
+    controller = str(subnet[1])
+    exists = sh("ip", "link", "show", bridge(), check=False).returncode == 0
+    if exists and new_lab:
+        raise LabError(
+            f"the link {bridge()} exists but no lab state knows it ({state_dir() / 'lab.json'}): "
+            f"a lab whose state was removed; `ip link del {bridge()}` once its nodes are gone"
+        )
+    if not exists:
+        sh("ip", "link", "add", bridge(), "type", "bridge")
+        sh("ip", "addr", "add", f"{controller}/{subnet.prefixlen}", "dev", bridge())
+    sh("ip", "link", "set", bridge(), "up")
+    return controller
+
+
+# --- apt-cacher-ng on the bridge address -------------------------------------------------------
+
+
+def start_acng(address: str) -> int:
+    conf = state_dir() / "apt-cacher-ng"
+    conf.mkdir(parents=True, exist_ok=True)
+    acng_cache().mkdir(parents=True, exist_ok=True)
+    pidfile, logdir = state_dir() / "apt-cacher-ng.pid", state_dir() / "apt-cacher-ng-log"
+    logdir.mkdir(exist_ok=True)
+    (conf / "acng.conf").write_text(
+        "# hopbench lab: the nodes' apt proxy, reachable from the lab bridge only.\n"
+        f"CacheDir: {acng_cache()}\nLogDir: {logdir}\nSupportDir: /usr/lib/apt-cacher-ng\n"
+        f"Port: {ACNG_PORT}\nBindAddress: {address}\nPidFile: {pidfile}\n"
+        "ReportPage: acng-report.html\nExThreshold: 4\nLocalDirs: acng-doc /usr/share/doc/apt-cacher-ng\n"
+        # Only Debian's archive: the proxy is no way out for anything else.
+        "PassThroughPattern: ^$\n"
+    )
+    sh("/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=0")
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            with socket.create_connection((address, ACNG_PORT), timeout=1):
+                return pid
+        except (OSError, ValueError, IndexError):
+            time.sleep(0.2)
+    raise LabError(f"apt-cacher-ng did not answer on {address}:{ACNG_PORT} within 15 s (log: {logdir})")
+
+
+# --- cgroups the lab owns ------------------------------------------------------------------------
+
+
+def host_cgroup_folders(node: str) -> list[str]:
+    """One folder per cgroup hierarchy: <this process's cgroup>/hopbench-lab/<lab bridge>/<node>."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[controllers] = path
+    folders = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ", 1)
+        mountpoint = left.split()[4]
+        fstype, _src, opts = right.split()[:3]
+        if fstype == "cgroup2":
+            key = ""
+        elif fstype == "cgroup":
+            names = [o for o in opts.split(",") if o not in ("rw", "ro", "relatime", "nosuid", "nodev", "noexec")]
+            key = ",".join(sorted(names, key=lambda n: n))
+            key = next((k for k in own if sorted(k.split(",")) == sorted(names)), key)
+        else:
+            continue
+        base = own.get(key, "/")
+        folders.append(f"{mountpoint}{base.rstrip('/')}/hopbench-lab/{bridge()}/{node}")
+    return folders
+
+
+def make_cgroups(folders: list[str]) -> None:
+    for folder in folders:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        if (path / "cpuset.cpus").exists():  # cpuset: a child has no CPUs until given its parent's
+            for parent in (path.parent, path):
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    if not (parent / f).read_text().strip():
+                        (parent / f).write_text((parent.parent / f).read_text())
+
+
+def remove_cgroups(folders: list[str]) -> list[str]:
+    """rmdir bottom-up; returns folders that could not be removed (a process still in them)."""
+    left = []
+    for folder in folders:
+        root = Path(folder)
+        if not root.exists():
+            continue
+        subs = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        for sub in [*subs, root]:
+            try:
+                sub.rmdir()
+            except OSError:
+                left.append(str(sub))
+    return left
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+
+def node_dir(name: str) -> Path:
+    return state_dir() / "nodes" / name
+
+
+def load_state() -> dict[str, Any] | None:
+    f = state_dir() / "lab.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def save_state(state: dict[str, Any]) -> None:
+    state_dir().mkdir(parents=True, exist_ok=True)
+    tmp = state_dir() / "lab.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.rename(state_dir() / "lab.json")
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A PID handed on to another program is not our node: unshare's command line names the node.
+    try:
+        return b"lab_boot.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def systemd_pid(node: LabNode) -> int | None:
+    if not alive(node.pid):
+        return None
+    try:
+        kids = Path(f"/proc/{node.pid}/task/{node.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
+def prepare_node(node: LabNode, controller_ip: str, client_pub: str) -> str:
+    """The node's disk (upper folder) with its identity; returns its host public key."""
+    d = node_dir(node.name)
+    for sub in ("upper", "work", "root", "lib"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    upper = d / "upper"
+    etc = upper / "etc"
+    (etc / "ssh").mkdir(parents=True, exist_ok=True)
+    key = etc / "ssh" / "ssh_host_ed25519_key"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{node.name}", "-f", str(key))
+    (etc / "hostname").write_text(node.name + "\n")
+    machine_id = etc / "machine-id"
+    if not machine_id.exists() or not machine_id.read_text().strip():
+        # Its own, kept across reboots. Left empty, systemd would take the host's DMI product
+        # UUID (it runs on KVM here), the same on every node.
+        machine_id.write_text(uuid.uuid4().hex + "\n")
+    (etc / "hosts").write_text(f"127.0.0.1 localhost\n{node.address} {node.name}\n")
+    (etc / "apt" / "apt.conf.d").mkdir(parents=True, exist_ok=True)
+    (etc / "apt" / "apt.conf.d" / "01hopbench-lab-proxy").write_text(
+        f'Acquire::http::Proxy "http://{controller_ip}:{ACNG_PORT}";\n'
+    )
+    ssh_dir = upper / "root" / ".ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (ssh_dir / "authorized_keys").write_text(client_pub)
+    return key.with_suffix(".pub").read_text().strip()
+
+
+def make_netns(node: LabNode, subnet: ipaddress.IPv4Network, controller_ip: str) -> None:
+    if Path(f"/run/netns/{node.netns}").exists():
+        return
+    sh("ip", "netns", "add", node.netns)
+    sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+    sh("ip", "link", "set", node.veth, "master", bridge(), "up")
+    inside = ("ip", "-n", node.netns)
+    sh(*inside, "addr", "add", f"{node.address}/{subnet.prefixlen}", "dev", "eth0")
+    sh(*inside, "link", "set", "eth0", "up")
+    sh(*inside, "link", "set", "lo", "up")
+    # No default route: the node reaches the lab's /24 (the controller, the other nodes), nothing else.
+
+
+def boot_node(node: LabNode, image: Path) -> None:
+    d = node_dir(node.name)
+    make_cgroups(node.cgroups)
+    spec = {
+        "netns": node.netns,
+        "hostname": node.name,
+        "root": str(d / "root"),
+        "image": str(image),
+        "upper": str(d / "upper"),
+        "work": str(d / "work"),
+        "binds": [[str(d / "lib"), "/var/lib/hopbench"]],
+        "console": str(d / "console.log"),
+        "cgroup_procs": [f"{c}/cgroup.procs" for c in node.cgroups],
+    }
+    with open(d / "console.log", "ab") as console:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("lab_boot.py")), "enter", json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    node.pid = proc.pid
+
+
+def ssh_argv(node_address: str, *command: str, connect_timeout: int = 5) -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        str(state_dir() / "id_ed25519"),
+        "-o",
+        f"UserKnownHostsFile={inventory_dir() / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={connect_timeout}",
+        f"root@{node_address}",
+        "--",
+        shlex.join(command),  # sshd hands the node's shell one string: each word quoted
+    ]
+
+
+def wait_running(node: LabNode, deadline_s: float = 90) -> str:
+    check_route(node.address)
+    end = time.monotonic() + deadline_s
+    state = "no answer"
+    while time.monotonic() < end:
+        if not alive(node.pid):
+            log = (node_dir(node.name) / "console.log").read_text(errors="replace")[-3000:]
+            raise LabError(f"node {node.name} stopped while booting; its console:\n{log}")
+        proc = subprocess.run(
+            ssh_argv(node.address, "systemctl", "is-system-running", "--wait"),
+            capture_output=True,
+            text=True,
+            timeout=max(5, end - time.monotonic()),
+            check=False,
+        )
+        state = proc.stdout.strip() or proc.stderr.strip()
+        if state in ("running", "degraded"):
+            return state
+        time.sleep(0.5)
+    raise LabError(f"node {node.name} did not finish booting within {deadline_s:.0f} s: {state}")
+
+
+def write_inventory(state: dict[str, Any]) -> Path:
+    inventory_dir().mkdir(parents=True, exist_ok=True)
+    known = "".join(f"{n['address']} {n['host_key']}\n" for n in state["nodes"].values())
+    (inventory_dir() / "known_hosts").write_text(known)
+    hosts = {}
+    for n in state["nodes"].values():
+        hosts[n["name"]] = {
+            "ansible_host": n["address"],
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(state_dir() / "id_ed25519"),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={inventory_dir() / 'known_hosts'} "
+            "-o StrictHostKeyChecking=yes",
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "hopbench_known_hosts": str(inventory_dir() / "known_hosts"),
+        }
+    names = sorted(hosts)
+    inv = {
+        "all": {
+            "hosts": hosts,
+            "vars": {
+                # Built on the controller, copied to the nodes: a node needs no Go toolchain.
+                "hopbench_build_on_controller": True,
+                # The lab's nodes have no route out: Python wheels come from the controller.
+                "hopbench_offline_wheels": True,
+                "hopbench_lab_controller": state["controller_ip"],
+            },
+            "children": {g: {"hosts": {n: None for n in names}} for g in ("containerd", "docker", "crio")},
+        }
+    }
+    header = (
+        "# Generated by `hopbench lab up` (bench/controller/lab.py); `hopbench lab down` removes it.\n"
+        "# Host keys are pinned in known_hosts beside this file.\n"
+    )
+    (inventory_dir() / "hosts.yml").write_text(header + json.dumps(inv, indent=2) + "\n")
+    return inventory_dir()
+
+
+def new_node(index: int, subnet: ipaddress.IPv4Network) -> LabNode:
+    name = f"{prefix()}{index}"
+    return LabNode(
+        name=name,
+        index=index,
+        address=str(subnet[10 + index]),
+        netns=f"{bridge()}-{name}",
+        veth=f"{bridge()[:10]}v{index}",
+        pid=None,
+        cgroups=host_cgroup_folders(name),
+    )
+
+
+def _nodes(state: dict[str, Any]) -> dict[str, LabNode]:
+    fields = LabNode.__dataclass_fields__
+    return {name: LabNode(**{k: v for k, v in n.items() if k in fields}) for name, n in state["nodes"].items()}
+
+
+def _store(state: dict[str, Any], node: LabNode, **extra: Any) -> None:
+    state["nodes"][node.name] = {**state["nodes"].get(node.name, {}), **asdict(node), **extra}
+    save_state(state)
+
+
+def up(nodes: int, release: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+    if release not in RELEASES:
+        raise InputError(f"--release {release!r}: expected one of {', '.join(RELEASES)}")
+    if not 1 <= nodes <= 16:
+        raise InputError(f"--nodes {nodes}: expected 1 to 16")
+    if os.geteuid() != 0:
+        raise LabError("lab up needs root (namespaces, mounts, cgroups)")
+    state = load_state()
+    if state and state["release"] != release:
+        raise LabError(f"the lab runs {state['release']}; `hopbench lab down` first to change the release")
+    ensure_host_packages()
+    image = build_image(release, log)
+    state_dir().mkdir(parents=True, exist_ok=True)
+    key = state_dir() / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hopbench-lab-controller", "-f", str(key))
+    new_lab = state is None
+    if state is None:
+        subnet = pick_subnet()
+        state = {"release": release, "image": str(image), "subnet": str(subnet), "nodes": {}, "acng_pid": None}
+    subnet = ipaddress.IPv4Network(state["subnet"])
+    state["controller_ip"] = make_bridge(subnet, new_lab)
+    if not alive_acng(state.get("acng_pid")):
+        state["acng_pid"] = start_acng(state["controller_ip"])
+    save_state(state)
+    known = _nodes(state)
+    client_pub = key.with_suffix(".pub").read_text()
+    t0 = time.monotonic()
+    booting = []
+    for index in range(1, nodes + 1):
+        node = known.get(f"{prefix()}{index}") or new_node(index, subnet)
+        host_key = prepare_node(node, state["controller_ip"], client_pub)
+        make_netns(node, subnet, state["controller_ip"])
+        if not alive(node.pid):
+            boot_node(node, image)
+            booting.append(node)
+        _store(state, node, host_key=host_key)
+    write_inventory(state)
+    for node in booting:
+        result = wait_running(node)
+        log(f"{node.name} {node.address}: systemd {result}")
+    if booting:
+        log(f"{len(booting)} node(s) booted in {time.monotonic() - t0:.1f} s; inventory: {inventory_dir()}")
+    return state
+
+
+def alive_acng(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return Path(f"/proc/{pid}/exe").resolve().name == "apt-cacher-ng"
+    except OSError:
+        return False
+
+
+def status() -> list[dict[str, Any]]:
+    state = load_state()
+    if state is None:
+        return []
+    rows = []
+    for node in _nodes(state).values():
+        row = {"node": node.name, "address": node.address, "pid": node.pid, "state": "off"}
+        if alive(node.pid):
+            proc = subprocess.run(
+                ssh_argv(node.address, "systemctl", "is-system-running"),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            row["state"] = proc.stdout.strip() or f"no answer ({proc.stderr.strip()[-200:]})"
+        rows.append(row)
+    return rows
+
+
+def poweroff(name: str, timeout_s: float = 60) -> None:
+    state = load_state()
+    nodes = _nodes(state) if state else {}
+    if state is None or name not in nodes:
+        raise InputError(f"lab node {name!r}: expected one of {', '.join(nodes) or '(no lab)'}")
+    node = nodes[name]
+    stop_node(node, timeout_s)
+    _store(state, node)
+
+
+def stop_node(node: LabNode, timeout_s: float = 60) -> None:
+    """Power off as the power button does (SIGRTMIN+4 to systemd); killed if it has not within timeout_s."""
+    init = systemd_pid(node)
+    if init is not None:
+        os.kill(init, signal.SIGRTMIN + 4)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and alive(node.pid):
+            time.sleep(0.2)
+    if alive(node.pid):
+        init = systemd_pid(node)
+        if init is not None:
+            os.kill(init, signal.SIGKILL)  # the PID namespace ends with its init
+        end = time.monotonic() + 10
+        while time.monotonic() < end and alive(node.pid):
+            time.sleep(0.1)
+    if node.pid:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(node.pid, os.WNOHANG)
+    node.pid = None
+    # The node's other processes die with its PID namespace's init, a moment after it.
+    end = time.monotonic() + 15
+    while (left := remove_cgroups(node.cgroups)) and time.monotonic() < end:
+        time.sleep(0.2)
+    if left:
+        raise LabError(f"node {node.name}: cgroups still in use after power-off: {left[:5]}")
+
+
+def reboot(name: str) -> None:
+    poweroff(name)
+    state = load_state()
+    if state is None:
+        raise LabError("the lab's state is gone")
+    node = _nodes(state)[name]
+    boot_node(node, Path(state["image"]))
+    _store(state, node)
+    wait_running(node)
+
+
+def down(log: Callable[[str], None] = print) -> None:
+    state = load_state()
+    if state is None:
+        log("no lab")
+        return
+    for node in _nodes(state).values():
+        stop_node(node)
+        sh("ip", "netns", "del", node.netns, check=False)
+        shutil.rmtree(node_dir(node.name), ignore_errors=True)
+        del state["nodes"][node.name]
+        save_state(state)
+        log(f"{node.name}: off and removed")
+    pid = state.get("acng_pid")
+    if pid and alive_acng(pid):
+        os.kill(pid, signal.SIGTERM)
+    sh("ip", "link", "del", bridge(), check=False)
+    for folder in host_cgroup_folders("x"):  # the lab's own parent folders in each hierarchy
+        with contextlib.suppress(OSError):
+            Path(folder).parent.rmdir()
+            Path(folder).parent.parent.rmdir()
+    shutil.rmtree(inventory_dir(), ignore_errors=True)
+    (state_dir() / "lab.json").unlink()
+    log("lab down")
