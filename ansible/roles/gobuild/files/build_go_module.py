@@ -33,7 +33,7 @@ import tempfile
 
 # go_toolchain.py lies beside this file, on the node as in the repository.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from go_toolchain import go_version_of  # noqa: E402
+from go_toolchain import cache_lock, go_version_of  # noqa: E402
 
 
 def replaces(gomod: str, staging_version: str = "", staging_prefix: str = "") -> list[str]:
@@ -135,6 +135,12 @@ def main(argv: list[str]) -> int:
     key = hashlib.sha256(settings.encode()).hexdigest()[:12]
     bin_dir = os.path.join(args.cache_dir, "bin")
     target = os.path.join(bin_dir, f"{args.name}-{args.version}-{key}")
+    with cache_lock(args.cache_dir, os.path.basename(target)):
+        return build(args, target, go_version, test_binary)
+
+
+def build(args: argparse.Namespace, target: str, go_version: str, test_binary: bool) -> int:
+    bin_dir = os.path.dirname(target)
     if os.access(target, os.X_OK):
         print(json.dumps({"changed": False, "path": target, "version": args.version, "go": go_version}))
         return 0

@@ -21,6 +21,8 @@ Standard library only: it runs on the node.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -102,6 +104,17 @@ def go_version_of(go: str) -> str:
     return out.stdout.strip().removeprefix("go") if out.returncode == 0 else ""
 
 
+@contextlib.contextmanager
+def cache_lock(cache_dir: str, name: str):
+    """Hold <cache_dir>/locks/<name>.lock: several nodes provisioned at once (Ansible forks, the
+    builds delegated to the controller) wait for one download or build instead of repeating it."""
+    locks = os.path.join(cache_dir, "locks")
+    os.makedirs(locks, exist_ok=True)
+    with open(os.path.join(locks, name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--version", required=True, help="the Go release, e.g. 1.26.8")
@@ -127,6 +140,11 @@ def main(argv: list[str]) -> int:
     if len(args.sha256) != 64:
         p.error("--sha256 must be the zip's 64 hex digits")
     name = f"go{args.version}.{args.goos}-{args.goarch}"
+    with cache_lock(args.cache_dir, f"toolchain-{name}"):
+        return install(args, name)
+
+
+def install(args: argparse.Namespace, name: str) -> int:
     base = os.path.join(args.cache_dir, "toolchains")
     goroot = os.path.join(base, name)
     go = os.path.join(goroot, "bin", "go")
