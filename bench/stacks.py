@@ -72,6 +72,11 @@ class Stack:
     # Version commands of the stack's components other than its daemons (CRI-O's conmon).
     components: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @property
+    def cgroup_driver(self) -> str:
+        """The instance's cgroup driver (`cgroupfs` or `systemd`), as its role configured it."""
+        return str(self.extra.get("cgroup_driver") or "cgroupfs")
+
 
 class StackDescriptionError(InputError):
     pass
@@ -153,10 +158,17 @@ def version_of(stack: str) -> str:
     return stack.partition("@")[2]
 
 
+def variant_of(stack: str) -> str:
+    """What sets an instance apart from its version's default one, after a '+' in its version:
+    `containerd@2.4.2+cgroupfs` -> `cgroupfs` (its cgroup driver, bench.controller.driver); ''."""
+    return version_of(stack).partition("+")[2]
+
+
 def version_key(version: str) -> tuple[int, ...]:
-    """Order version labels numerically (`1.6.20` < `2.4.2`; `29.8.1-dev` counts as 29.8.1)."""
+    """Order version labels numerically (`1.6.20` < `2.4.2`; `29.8.1-dev` counts as 29.8.1; a
+    variant after '+' is not part of the version)."""
     parts: list[int] = []
-    for piece in version.replace("-", ".").split("."):
+    for piece in version.partition("+")[0].replace("-", ".").split("."):
         if not piece.isdigit():
             break
         parts.append(int(piece))

@@ -81,6 +81,12 @@ def test_pod_cgroup_and_shim_command_lines():
     assert pod_of_cgroup("0::/docker/abc\n") == ("", "")
     crio = f"9:name=systemd:/kubepods/besteffort/pod{uid}/crio-5a4b4d4b\n"
     assert pod_of_cgroup(crio) == (uid, "5a4b4d4b")
+    # The systemd driver: slices named after the uid with '_' for '-', scopes per container.
+    slice_ = f"kubepods-besteffort-pod{uid.replace('-', '_')}.slice"
+    systemd = f"4:memory:/kubepods.slice/kubepods-besteffort.slice/{slice_}/cri-containerd-abc123.scope\n"
+    assert pod_of_cgroup(systemd) == (uid, "abc123")
+    conmon = f"1:name=systemd:/kubepods.slice/kubepods-besteffort.slice/{slice_}/crio-conmon-5a4b.scope\n"
+    assert pod_of_cgroup(conmon) == (uid, "5a4b")
     cmd = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "sb1", "-address", "/run/c.sock"]
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
     conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]

@@ -10,6 +10,9 @@ def test_requests_are_what_kubelet_sends(tmp_path):
     assert ns.pid == cri.NamespaceMode.CONTAINER  # kubelet's default, not the protobuf default POD
     assert ns.network == cri.NamespaceMode.POD and ns.ipc == cri.NamespaceMode.POD
     assert sb.linux.cgroup_parent == f"/kubepods/besteffort/pod{pod.uid}"
+    # With the systemd driver kubelet names the pod's slice (cgroupName.ToSystemd).
+    systemd = kubelet.Pod(name="p", run_id="run1", uid="0f8f2a9e-1c1e-4f5e-9d55-7b0a3c1e2d44", cgroup_driver="systemd")
+    assert systemd.cgroup_parent == "kubepods-besteffort-pod0f8f2a9e_1c1e_4f5e_9d55_7b0a3c1e2d44.slice"
     assert sb.log_directory.endswith(f"hopbench_p_{pod.uid}")
     assert sb.labels["io.kubernetes.pod.uid"] == pod.uid
     assert sb.labels[kubelet.RUN_LABEL] == "run1"

@@ -503,6 +503,8 @@ def write_inventory(state: dict[str, Any]) -> Path:
                 "hopbench_build_on_controller": True,
                 # The lab's nodes have no route out: Python wheels come from the controller.
                 "hopbench_offline_wheels": True,
+                # systemd nodes: each stack with the systemd driver (the default) and a cgroupfs twin.
+                "hopbench_cgroup_driver_twins": True,
                 "hopbench_lab_controller": state["controller_ip"],
             },
             "children": {g: {"hosts": {n: None for n in names}} for g in ("containerd", "docker", "crio")},

@@ -24,7 +24,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.controller import cite, crosscheck, density, drift, headline, hops, kube, stats, sweep, upgrade  # noqa: E402
+from bench.controller import cite, crosscheck, density, drift, driver, headline, hops, kube, stats, sweep, upgrade  # noqa: E402
 from bench.controller.colours import target_colours  # noqa: E402
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, cell, to_html, to_markdown  # noqa: E402
 from bench.controller.results import load_memory, load_run, read_jsonl  # noqa: E402
@@ -218,6 +218,7 @@ class Analysis:
     memory_per_pod: pd.DataFrame
     nightly: dict[str, Any]
     upgrade: pd.DataFrame = field(default_factory=pd.DataFrame)
+    driver: pd.DataFrame = field(default_factory=pd.DataFrame)
     kube_startup: pd.DataFrame = field(default_factory=pd.DataFrame)
     kubelet_view: pd.DataFrame = field(default_factory=pd.DataFrame)
     kubelet_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -243,6 +244,7 @@ def analyse(run_dir: Path, samples: pd.DataFrame) -> Analysis:
         memory_per_pod=density.overhead(memory) if not memory.empty else pd.DataFrame(),
         nightly=_load_nightly(run_dir),
         upgrade=upgrade.version_changes(samples),
+        driver=driver.driver_changes(samples),
         kube_startup=kube.startup(samples) if "kube" in levels else pd.DataFrame(),
         kubelet_view=kube.kubelet_view(scraped, samples) if on_kube else pd.DataFrame(),
         kubelet_calls=kube.kubelet_calls(scraped, samples) if on_kube else pd.DataFrame(),
@@ -702,6 +704,28 @@ def upgrade_sections(a: Analysis) -> list[Section]:
     ]
 
 
+DRIVER_TEXT = (
+    "Each stack ran twice on the same node in the same interleaved run: once with the systemd cgroup "
+    "driver (runc, conmon and the runtime ask systemd over D-Bus for a transient scope per pod and "
+    "container, as on a kubeadm node) and once with cgroupfs (they write the cgroup folders "
+    "themselves). Pod start-up and teardown are summed per lifecycle at level cri; the ratio is "
+    "systemd / cgroupfs of the medians with a 95% percentile-bootstrap interval."
+)
+
+
+def driver_sections(a: Analysis) -> list[Section]:
+    t = a.driver
+    if t.empty:
+        return []
+    return [
+        Section(
+            "What the cgroup driver changes (systemd / cgroupfs, p50 ratio, 95% bootstrap CI)",
+            [Para(DRIVER_TEXT), Bullets([driver.sentence(r) for _, r in t.iterrows()]), Table(t, 2)],
+            summary=True,
+        )
+    ]
+
+
 def hop_sections(a: Analysis, samples: pd.DataFrame) -> list[Section]:
     """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
     out: list[Section] = []
@@ -1059,21 +1083,31 @@ def closing_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
         "cgroups": node.get("cgroups"),
         "capabilities": node.get("capabilities"),
         "init": node.get("init"),
+        "stack conditions (cgroup driver, OCI wrapper, oom_score_adj clamp)": node.get("stacks"),
         # Debian packages on the node; the targets may run other builds (see Targets for their versions).
         "distribution packages (targets: see their versions)": node.get("packages"),
         "loadavg at start": node.get("loadavg"),
     }
     facts = [
         f"kernel {node.get('kernel', {}).get('release', '?')}, {os_name or '?'}, cgroups "
-        f"{node.get('cgroups', {}).get('mode', '?')}, {node.get('cpu', {}).get('logical', '?')} CPUs "
+        f"{node.get('cgroups', {}).get('mode', '?')}, init {node.get('init', '?')}, "
+        f"{node.get('cpu', {}).get('logical', '?')} CPUs "
         f"({node.get('cpu', {}).get('model', '?')}), memory {memory_gib:.1f} GiB",
         f"hopbench {harness.get('version', '?')}, commit {harness.get('commit')}"
         f"{' (dirty)' if harness.get('dirty') else ''}",
     ]
+    conditions = node.get("stacks") or {}
     for t in meta.get("targets", []):
         if t.get("available"):
             versions = "; ".join(f"{k} {v}" for k, v in t.get("versions", {}).items())
-            facts.append(f"{t.get('node', meta.get('node'))} {t['target']}: {versions}")
+            c = conditions.get(t["target"].split("/")[0]) or {}
+            how = (
+                f" (cgroup driver {c['cgroup_driver']}; OCI wrapper in the timed path"
+                f"{', clamping oom_score_adj' if c.get('oom_score_adj_clamped') else ''})"
+                if c
+                else ""
+            )
+            facts.append(f"{t.get('node', meta.get('node'))} {t['target']}: {versions}{how}")
     out = [
         Section("Method", [Para(METHOD)], summary=True),
         Section("Targets", [Table(targets)] if not targets.empty else [Para("No target.")]),
@@ -1180,6 +1214,7 @@ def _model(run_dir: Path) -> tuple[Report, dict[str, Any], headline.Headline]:
             *conditions_sections(samples, summary, meta),
             *crosscheck_sections(run_dir, samples, meta),
             *upgrade_sections(a),
+            *driver_sections(a),
             *hop_sections(a, samples),
             *kube_sections(a, meta),
             *density_sections(a, samples, meta),

@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.controller import stats
 from bench.controller.hops import per_lifecycle_ms
-from bench.stacks import kind_of, version_key, version_of
+from bench.stacks import kind_of, variant_of, version_key, version_of
 
 POD_START = ("RunPodSandbox", "CreateContainer", "StartContainer")
 POD_TEARDOWN = ("StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox")
@@ -51,7 +51,8 @@ def instance_pairs(samples: pd.DataFrame) -> list[tuple[str, str]]:
         return []
     by_kind: dict[str, list[str]] = {}
     for name in sorted(set(samples["stack"].astype(str).unique())):
-        if name != "none" and version_of(name):
+        # A variant of a version (its cgroup driver, bench.controller.driver) is no upgrade.
+        if name != "none" and version_of(name) and not variant_of(name):
             by_kind.setdefault(kind_of(name), []).append(name)
     pairs = []
     for names in by_kind.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -231,7 +232,12 @@ def remove_pod_files(pod: kubelet.Pod) -> None:
     """Remove what kubelet would remove after a pod: its log dir, state dir and cgroups."""
     shutil.rmtree(pod.log_directory, ignore_errors=True)
     shutil.rmtree(pod.state_directory, ignore_errors=True)
-    remove_cgroup_tree(pod.cgroup_parent)
+    if pod.cgroup_driver == "systemd":
+        # systemd owns the slice (made when the runtime put the pod's first scope in it): it is
+        # stopped as kubelet stops it, never removed behind systemd's back.
+        subprocess.run(["systemctl", "stop", pod.cgroup_parent], capture_output=True, check=False, timeout=30)
+    else:
+        remove_cgroup_tree(pod.cgroup_parent)
 
 
 def remove_cgroup_tree(path: str) -> None:

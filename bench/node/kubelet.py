@@ -13,7 +13,9 @@ RunPodSandbox (kuberuntime_sandbox.go, generatePodSandboxConfig):
     /var/log/hopbench/pods, created before the call as kubelet does);
   - dns_config: the node's resolv.conf servers/searches/options (dnsPolicy Default; no
     cluster DNS here);
-  - linux.cgroup_parent /kubepods/besteffort/pod<uid> (cgroupfs driver);
+  - linux.cgroup_parent /kubepods/besteffort/pod<uid> with the cgroupfs driver, or the slice
+    kubepods-besteffort-pod<uid, '-' as '_'>.slice with the systemd driver (kubelet's
+    cgroupName.ToSystemd), whichever driver the stack instance is configured with;
   - linux.security_context: namespace_options network=POD, pid=CONTAINER (kubelet's
     default: a PID namespace per container unless shareProcessNamespace), ipc=POD;
     seccomp Unconfined (kubelet's default without --seccomp-default); not privileged.
@@ -101,6 +103,7 @@ class Pod:
     log_root: str = DEFAULT_LOG_ROOT
     state_root: str = DEFAULT_POD_STATE_ROOT
     grace_period_s: int = 30
+    cgroup_driver: str = "cgroupfs"  # the stack instance's driver: cgroupfs or systemd
 
     @property
     def log_directory(self) -> str:
@@ -112,6 +115,8 @@ class Pod:
 
     @property
     def cgroup_parent(self) -> str:
+        if self.cgroup_driver == "systemd":
+            return f"kubepods-besteffort-pod{self.uid.replace('-', '_')}.slice"
         return f"{CGROUP_ROOT}/pod{self.uid}"
 
     def container_log_path(self) -> str:

@@ -40,7 +40,12 @@ from typing import Any
 
 from bench import stacks
 
-POD_CGROUP = re.compile(r"/kubepods(?:/[a-z-]+)?/pod([0-9a-fA-F-]{36})(?:/([^/\s]+))?")
+# A pod's cgroup under either driver: /kubepods/besteffort/pod<uid>/<id> (cgroupfs), or
+# .../kubepods-besteffort-pod<uid with _ for ->.slice/<prefix>-<id>.scope (systemd).
+POD_CGROUP = re.compile(
+    r"/kubepods(?:/[a-z-]+)?/pod([0-9a-fA-F-]{36})(?:/([^/\s]+))?"
+    r"|/kubepods[a-z-]*-pod([0-9a-fA-F_]{36})\.slice(?:/([^/\s]+))?"
+)
 SHIM_NAMES = ("containerd-shim", "conmon", "runsc-sandbox", "runsc-gofer")
 
 
@@ -66,7 +71,7 @@ def _flag(cmdline: list[str], *names: str) -> str:
 
 # What runtimes put before a container id in its cgroup's name (CRI-O with cgroupfs: crio-<id>;
 # with the systemd driver: crio-<id>.scope, cri-containerd-<id>.scope, docker-<id>.scope).
-CGROUP_ID_PREFIXES = ("crio-", "cri-containerd-", "docker-")
+CGROUP_ID_PREFIXES = ("crio-conmon-", "crio-", "cri-containerd-", "docker-")
 
 
 def pod_of_cgroup(text: str) -> tuple[str, str]:
@@ -74,10 +79,11 @@ def pod_of_cgroup(text: str) -> tuple[str, str]:
     for line in text.splitlines():
         m = POD_CGROUP.search(line)
         if m:
-            cid = (m.group(2) or "").removesuffix(".scope")
+            uid = m.group(1) or m.group(3).replace("_", "-")
+            cid = (m.group(2) or m.group(4) or "").removesuffix(".scope")
             for prefix in CGROUP_ID_PREFIXES:
                 cid = cid.removeprefix(prefix)
-            return m.group(1), cid
+            return uid, cid
     return "", ""
 
 

@@ -67,12 +67,16 @@ def os_release() -> dict[str, str]:
 
 
 def cgroups() -> dict[str, Any]:
+    """The cgroup mode (unified = v2, hybrid, legacy) and each cgroup mount's options: cgroup2's
+    favordynmods, nsdelegate and memory_recursiveprot change what a driver's calls cost."""
     mounts = []
+    options: dict[str, str] = {}
     with open("/proc/mounts") as fh:
         for line in fh:
             parts = line.split()
             if parts[2] in ("cgroup", "cgroup2"):
                 mounts.append(parts[2])
+                options[parts[1]] = parts[3]
     if mounts == ["cgroup2"]:
         mode = "unified"
     elif "cgroup2" in mounts:
@@ -81,7 +85,22 @@ def cgroups() -> dict[str, Any]:
         mode = "legacy"
     else:
         mode = "none"
-    return {"mode": mode}
+    return {"mode": mode, "version": 2 if mode == "unified" else 1 if mounts else 0, "mounts": options}
+
+
+def stack_conditions() -> dict[str, Any]:
+    """Per stack instance of this node: its cgroup driver, and whether the OCI wrapper in its timed
+    path clamps oom_score_adj (a node without CAP_SYS_RESOURCE)."""
+    from bench import stacks
+
+    out: dict[str, Any] = {}
+    for stack in stacks.discover():
+        out[stack.name] = {
+            "cgroup_driver": stack.cgroup_driver,
+            "oci_wrapper_in_timed_path": True,
+            "oom_score_adj_clamped": bool(stack.extra.get("oom_score_adj_restricted", False)),
+        }
+    return out
 
 
 def capabilities() -> dict[str, Any]:
@@ -165,6 +184,7 @@ COLLECTORS: dict[str, Callable[[], Any]] = {
     "cgroups": cgroups,
     "capabilities": capabilities,
     "init": init_system,
+    "stacks": stack_conditions,
     "packages": debian_package_versions,
     "python": lambda: sys.version.split()[0],
     "clock": clock,

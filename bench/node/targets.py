@@ -56,7 +56,9 @@ def preflight(stack: stacks.Stack, handler: stacks.Handler, timeout_s: float) ->
     A handler can pass its provisioning probe (the OCI runtime alone) and still fail inside
     the stack, e.g. containerd-shim-runsc-v1 insists on an oom_score_adj the host forbids.
     """
-    pod = kubelet.Pod(name=f"hb-preflight-{os.getpid()}", run_id=f"preflight-{os.getpid()}")
+    pod = kubelet.Pod(
+        name=f"hb-preflight-{os.getpid()}", run_id=f"preflight-{os.getpid()}", cgroup_driver=stack.cgroup_driver
+    )
     pod.prepare()
     client = CriClient(stack.cri_endpoint, timeout_s)
     try:

@@ -69,8 +69,10 @@ def _go_value(value: Any, fd: Any) -> Any:
     return value
 
 
-def crictl_files(workdir: Path, run_id: str, image_id: str, image_ref: str) -> tuple[Path, Path, kubelet.Pod]:
-    pod = kubelet.Pod(name=f"hb-cli-{run_id[-8:]}".lower(), run_id=f"{run_id}-cli")
+def crictl_files(
+    workdir: Path, run_id: str, image_id: str, image_ref: str, cgroup_driver: str = "cgroupfs"
+) -> tuple[Path, Path, kubelet.Pod]:
+    pod = kubelet.Pod(name=f"hb-cli-{run_id[-8:]}".lower(), run_id=f"{run_id}-cli", cgroup_driver=cgroup_driver)
     pod.prepare()
     pod_json = workdir / "pod.json"
     ctr_json = workdir / "container.json"
@@ -98,7 +100,7 @@ def stack_commands(stack: Any, handler: Any, run_id: str, workdir: Path, image_i
     crictl_config = stack.extra.get("crictl_config", f"/etc/hopbench/{stack.name}/crictl.yaml")
     target_dir = workdir / f"{stack.name}-{handler.name}"
     target_dir.mkdir(parents=True, exist_ok=True)
-    ctr_json, pod_json, pod = crictl_files(target_dir, run_id, image_id, stack.workload_image)
+    ctr_json, pod_json, pod = crictl_files(target_dir, run_id, image_id, stack.workload_image, stack.cgroup_driver)
     clean = remove_labelled_pods(crictl, crictl_config, pod.run_id)
     # --no-pull: the images are in the store; nothing may reach for a registry.
     argv = [crictl, "--config", crictl_config, "run", "--no-pull", "--runtime", handler.runtime_handler]

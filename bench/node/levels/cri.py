@@ -48,6 +48,7 @@ class CriLevel(Level):
             name=f"hb-{self.run_id[-8:]}-{tag}".lower(),
             run_id=self.run_id,
             grace_period_s=self.workload.stop_timeout_s,
+            cgroup_driver=self.stack.cgroup_driver,
         )
         pod.prepare()
         return pod

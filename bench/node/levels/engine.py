@@ -154,8 +154,10 @@ class EngineLevel(Level):
         workload_image: str,
         run_id: str,
         timeout_s: float,
+        cgroup_driver: str = "cgroupfs",
     ) -> None:
         self.client = EngineClient(endpoint, timeout_s)
+        self.cgroup_driver = cgroup_driver  # dockerd's native.cgroupdriver: CgroupParent is a slice with systemd
         self.pause_image, self.workload_image = pause_image, workload_image
         self.command, self.args = list(workload.command), list(workload.args)
         self.grace = workload.stop_timeout_s
@@ -184,6 +186,7 @@ class EngineLevel(Level):
             stack.workload_image,
             ctx.job.run_id,
             ctx.scen.timeout_s,
+            stack.cgroup_driver,
         )
         level.target = t
         return level
@@ -203,7 +206,7 @@ class EngineLevel(Level):
             return t.value
 
         name = f"hb-engine-{self.run_id[-8:]}-{tag}".lower()
-        pod = kubelet.Pod(name=name, run_id=self.run_id, grace_period_s=self.grace)
+        pod = kubelet.Pod(name=name, run_id=self.run_id, grace_period_s=self.grace, cgroup_driver=self.cgroup_driver)
         pod.prepare()
         common = {"CgroupParent": pod.cgroup_parent, "CpuShares": 2, "ShmSize": 64 << 20}
         pause_body = {

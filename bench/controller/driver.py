@@ -1,0 +1,134 @@
+"""The cgroup driver as an axis: what the systemd driver changes against cgroupfs, per stack.
+
+With the systemd driver, runc, CRI-O (conmon's scope) and kubelet ask systemd over D-Bus for a
+transient unit per pod and container; with cgroupfs they write the cgroup folders themselves.
+A node may run an instance of a stack with each driver side by side (own config, state, socket
+and bridge): the instance whose driver is not the node's default carries it in its name,
+`containerd@2.4.2+cgroupfs` beside `containerd@2.4.2` (systemd, on a systemd node). Both run in
+one interleaved run on one node, so node drift is not part of the ratio.
+
+For each such pair and handler, at each concurrency the run has among `CONCURRENCIES`: the pod
+start-up (RunPodSandbox + CreateContainer + StartContainer) and teardown (StopContainer +
+RemoveContainer + StopPodSandbox + RemovePodSandbox) summed per lifecycle at level cri, and
+the ratio of medians systemd / cgroupfs with its percentile-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.controller import stats
+from bench.ops import POD_START_OPS, POD_TEARDOWN_OPS
+from bench.stacks import kind_of, variant_of, version_of
+
+DRIVERS = ("systemd", "cgroupfs")
+CONCURRENCIES = (1, 16)
+MEASURES = {"pod start-up": POD_START_OPS, "pod teardown": POD_TEARDOWN_OPS}
+COLUMNS = [
+    "node",
+    "stack",
+    "handler",
+    "concurrency",
+    "measure",
+    "n systemd",
+    "n cgroupfs",
+    "p50 systemd (ms)",
+    "p50 cgroupfs (ms)",
+    "systemd / cgroupfs",
+    "CI low",
+    "CI high",
+]
+
+
+def driver_pairs(names: list[str]) -> list[tuple[str, str, str]]:
+    """(base instance name, systemd instance, cgroupfs instance) for each instance whose twin
+    differs only by the driver it names (`containerd@2.4.2+cgroupfs` beside `containerd@2.4.2`)."""
+    present = set(names)
+    pairs = []
+    for name in sorted(present):
+        driver = variant_of(name)
+        if driver not in DRIVERS:
+            continue
+        base = f"{kind_of(name)}@{version_of(name).split('+', 1)[0]}"
+        if base not in present:
+            continue
+        other = "cgroupfs" if driver == "systemd" else "systemd"
+        by_driver = {driver: name, other: base}
+        pairs.append((base, by_driver["systemd"], by_driver["cgroupfs"]))
+    return pairs
+
+
+def per_lifecycle(samples: pd.DataFrame, ops: tuple[str, ...], concurrency: int) -> pd.DataFrame:
+    """node, stack, handler, iteration, ms: `ops` summed over each complete, successful, measured
+    lifecycle of level cri at `concurrency`."""
+    s = samples[
+        (samples["level"] == "cri")
+        & samples["op"].isin(ops)
+        & samples["ok"].astype(bool)
+        & ~samples["warmup"].astype(bool)
+        & (samples["concurrency"] == concurrency)
+    ]
+    if s.empty:
+        return pd.DataFrame(columns=["node", "stack", "handler", "iteration", "ms"])
+    keys = ["node", "stack", "handler", "iteration"]
+    per = s.groupby(keys, observed=True)["duration_ns"].agg(["sum", "count"]).reset_index()
+    per = per[per["count"] == len(ops)]
+    return per.assign(ms=per["sum"] / 1e6)[[*keys, "ms"]]
+
+
+def driver_changes(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per node, driver pair, handler, concurrency and measure (see the module doc)."""
+    if samples.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    pairs = driver_pairs([str(s) for s in samples["stack"].unique()])
+    rows = []
+    for concurrency in CONCURRENCIES:
+        for measure, ops in MEASURES.items():
+            life = per_lifecycle(samples, ops, concurrency)
+            if life.empty:
+                continue
+            for base, on_systemd, on_cgroupfs in pairs:
+                for (node, handler), g in life.groupby(["node", "handler"], observed=True, sort=True):
+                    sd = g[g["stack"] == on_systemd]["ms"].to_numpy(float)
+                    cg = g[g["stack"] == on_cgroupfs]["ms"].to_numpy(float)
+                    if len(sd) == 0 or len(cg) == 0:
+                        continue
+                    ratio, lo, hi = stats.ratio_of_medians(cg, sd)
+                    rows.append(
+                        {
+                            "node": str(node),
+                            "stack": base,
+                            "handler": str(handler),
+                            "concurrency": concurrency,
+                            "measure": measure,
+                            "n systemd": len(sd),
+                            "n cgroupfs": len(cg),
+                            "p50 systemd (ms)": float(np.median(sd)),
+                            "p50 cgroupfs (ms)": float(np.median(cg)),
+                            "systemd / cgroupfs": ratio,
+                            "CI low": lo,
+                            "CI high": hi,
+                        }
+                    )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def sentence(row: pd.Series) -> str:
+    """One finding in words, with its interval."""
+    ratio, lo, hi = float(row["systemd / cgroupfs"]), float(row["CI low"]), float(row["CI high"])
+    where = f"{row['stack']}/{row['handler']}, {row['concurrency']} pod(s) in flight"
+    if not math.isfinite(ratio):
+        return f"{where}: {row['measure']}: too few lifecycles for a ratio"
+    if lo > 1:
+        verdict = "slower with the systemd driver"
+    elif hi < 1:
+        verdict = "faster with the systemd driver"
+    else:
+        verdict = "no difference shown (the interval spans 1)"
+    return (
+        f"{where}: {row['measure']} {ratio:.2f}× [{lo:.2f}, {hi:.2f}] systemd / cgroupfs "
+        f"({row['p50 systemd (ms)']:.1f} against {row['p50 cgroupfs (ms)']:.1f} ms p50): {verdict}"
+    )

@@ -1,0 +1,53 @@
+"""The cgroup driver as an axis: pairs found by name, ratios systemd / cgroupfs with intervals."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.controller import driver, upgrade
+from bench.stacks import variant_of, version_key
+from tests.test_headline import lifecycles
+
+
+def test_twins_pair_by_name_and_are_no_upgrade():
+    names = ["containerd@2.4.2", "containerd@2.4.2+cgroupfs", "containerd@1.6.20", "crio@1.36.3", "docker@29.8.1-dev"]
+    assert driver.driver_pairs(names) == [("containerd@2.4.2", "containerd@2.4.2", "containerd@2.4.2+cgroupfs")]
+    # A twin made on a cgroupfs node would carry +systemd: the ratio keeps its direction.
+    assert driver.driver_pairs(["docker@29.8.1-dev", "docker@29.8.1-dev+systemd"]) == [
+        ("docker@29.8.1-dev", "docker@29.8.1-dev+systemd", "docker@29.8.1-dev")
+    ]
+    assert variant_of("containerd@2.4.2+cgroupfs") == "cgroupfs" and variant_of("containerd@2.4.2") == ""
+    assert version_key("2.4.2+cgroupfs") == (2, 4, 2)
+    assert upgrade.instance_pairs(pd.DataFrame({"stack": names})) == [("containerd@1.6.20", "containerd@2.4.2")]
+
+
+def test_the_ratio_is_systemd_over_cgroupfs_per_concurrency_with_its_interval():
+    slow = {"RunPodSandbox": 30.0, "StartContainer": 20.0}
+    fast = {"RunPodSandbox": 15.0, "StartContainer": 10.0}
+    samples = pd.concat(
+        [
+            lifecycles("containerd@2.4.2", slow, 20, seed=1),
+            lifecycles("containerd@2.4.2+cgroupfs", fast, 20, seed=2),
+            lifecycles("crio@1.36.3", fast, 20, seed=3),
+        ]
+    )
+    many = samples.assign(concurrency=16)
+    t = driver.driver_changes(pd.concat([samples, many]))
+    assert set(t["concurrency"]) == {1, 16} and set(t["measure"]) == {"pod start-up", "pod teardown"}
+    assert set(t["stack"]) == {"containerd@2.4.2"}
+    start = t[(t["measure"] == "pod start-up") & (t["concurrency"] == 1)].iloc[0]
+    # start-up: 30 + 1 + 20 against 15 + 1 + 10 ms
+    assert math.isclose(start["systemd / cgroupfs"], 51 / 26, rel_tol=0.05)
+    assert start["CI low"] > 1 and start["n systemd"] == 20
+    assert "slower with the systemd driver" in driver.sentence(start)
+    teardown = t[(t["measure"] == "pod teardown") & (t["concurrency"] == 1)].iloc[0]
+    assert teardown["CI low"] <= 1 <= teardown["CI high"]
+    assert "no difference shown" in driver.sentence(teardown)
+
+
+def test_no_twins_no_rows():
+    samples = lifecycles("containerd@2.4.2", {}, 10)
+    assert driver.driver_changes(samples).empty
+    assert driver.driver_changes(pd.DataFrame()).empty
