@@ -327,7 +327,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from bench.controller import lab
 
     if args.action == "up":
-        lab.up(args.nodes, args.release, log=lambda m: print(m, file=sys.stderr))
+        lab.up(
+            args.nodes, args.release, log=lambda m: print(m, file=sys.stderr), controller_caches=args.controller_caches
+        )
         print(lab.inventory_dir())
     elif args.action == "status":
         rows = lab.status()
@@ -446,6 +448,12 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("node", nargs="?", help="the node to power off or reboot (lab1, ...)")
     lb.add_argument("--nodes", "-n", type=int, default=1, help="lab up: how many nodes (default 1)")
     lb.add_argument("--release", default="bookworm", help="lab up: Debian release, bookworm or trixie")
+    lb.add_argument(
+        "--controller-caches",
+        action="store_true",
+        help="lab up: new nodes read the controller's build, download and wheel caches (read-only, own upper "
+        "layer) and pip uses only those wheels: README command 1 in a pristine node within CI's time",
+    )
     lb.set_defaults(fn=cmd_lab)
 
     ng = sub.add_parser("nightly", help="run the nightly scenario, compare with the history; exit 3 on a regression")

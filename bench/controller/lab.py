@@ -105,6 +105,7 @@ MASKED_UNITS = (
     "getty@tty1.service",
     "systemd-networkd-wait-online.service",
 )
+CONTROLLER_CACHE = Path("/var/cache/hopbench")  # gobuild_cache_dir: toolchains, modules, binaries, downloads
 HOST_PACKAGES = {"debootstrap": "/usr/sbin/debootstrap", "apt-cacher-ng": "/usr/sbin/apt-cacher-ng"}
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_FORMAT = 1  # bump when the image's configuration below changes
@@ -123,6 +124,7 @@ class LabNode:
     veth: str
     pid: int | None  # unshare's PID on the host (its child is the node's systemd)
     cgroups: list[str]  # the node's cgroup folders, one per hierarchy of the host
+    caches: bool = False  # the controller's build and download caches under the node's own (see up)
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -393,6 +395,9 @@ def prepare_node(node: LabNode, controller_ip: str, client_pub: str) -> str:
     (etc / "apt" / "apt.conf.d" / "01hopbench-lab-proxy").write_text(
         f'Acquire::http::Proxy "http://{controller_ip}:{ACNG_PORT}";\n'
     )
+    if node.caches:
+        wheels = f"/var/cache/hopbench/wheels/setup-cp{sys.version_info.major}{sys.version_info.minor}"
+        (etc / "pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {wheels}\n")
     ssh_dir = upper / "root" / ".ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (ssh_dir / "authorized_keys").write_text(client_pub)
@@ -424,6 +429,11 @@ def boot_node(node: LabNode, image: Path) -> None:
         "work": str(d / "work"),
         "binds": [[str(d / "lib"), "/var/lib/hopbench"]],
         "console": str(d / "console.log"),
+        # The controller's caches as the lower layer of the node's /var/cache/hopbench: the node
+        # reads them and writes only into its own upper layer.
+        "overlays": [[str(CONTROLLER_CACHE), "/var/cache/hopbench", str(d / "cache-upper"), str(d / "cache-work")]]
+        if node.caches
+        else [],
         "cgroup_procs": [f"{c}/cgroup.procs" for c in node.cgroups],
     }
     with open(d / "console.log", "ab") as console:
@@ -541,7 +551,20 @@ def _store(state: dict[str, Any], node: LabNode, **extra: Any) -> None:
     save_state(state)
 
 
-def up(nodes: int, release: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+def setup_wheelhouse(repo: Path = REPO) -> Path:
+    """The wheels `scripts/setup` installs (hopbench[dev] and its build backend), downloaded on the
+    controller into its cache, for a node whose pip has no index (its /etc/pip.conf, see up)."""
+    dest = CONTROLLER_CACHE / "wheels" / f"setup-cp{sys.version_info.major}{sys.version_info.minor}"
+    dest.mkdir(parents=True, exist_ok=True)
+    sh(sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest), f"{repo}[dev]", "setuptools>=68",
+       "wheel", timeout=1800)  # fmt: skip
+    return dest
+
+
+def up(nodes: int, release: str, log: Callable[[str], None] = print, controller_caches: bool = False) -> dict[str, Any]:
+    """Make or complete the lab. `controller_caches`: new nodes see the controller's build and
+    download caches (read-only, under an upper layer of their own) and install Python wheels
+    from them only, to test README command 1 in a pristine node within CI's time."""
     if release not in RELEASES:
         raise InputError(f"--release {release!r}: expected one of {', '.join(RELEASES)}")
     if not 1 <= nodes <= 16:
@@ -572,6 +595,8 @@ def up(nodes: int, release: str, log: Callable[[str], None] = print) -> dict[str
     booting = []
     for index in range(1, nodes + 1):
         node = known.get(f"{prefix()}{index}") or new_node(index, subnet)
+        if node.name not in known:
+            node.caches = controller_caches
         host_key = prepare_node(node, state["controller_ip"], client_pub)
         make_netns(node, subnet, state["controller_ip"])
         if not alive(node.pid):

@@ -96,6 +96,18 @@ def boot(spec: dict[str, Any]) -> None:
     for source, target in spec["binds"]:
         os.makedirs(root + target, exist_ok=True)
         run("mount", "--bind", source, root + target)
+    for lower, target, upper, work in spec.get("overlays", []):
+        for folder in (root + target, upper, work):
+            os.makedirs(folder, exist_ok=True)
+        run(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
+            root + target,
+        )
     for source, target in spec.get("binds_ro", []):
         os.makedirs(root + target, exist_ok=True)
         run("mount", "--bind", source, root + target)
