@@ -34,14 +34,59 @@ class Daemon:
     version_cmd: tuple[str, ...] = ()
     log: str = ""  # the daemon's log file ("" when the description does not say)
 
+    @property
+    def unit(self) -> str:
+        """The systemd unit the daemon role makes of it on a systemd node: hopbench-<name of its
+        pid file>.service (roles/daemon: daemon_pidfile is <run dir>/<daemon_name>.pid)."""
+        return f"hopbench-{Path(self.pidfile).stem}.service"
+
     def pid(self) -> int | None:
-        """The daemon's PID from its pid file, if that process runs the daemon's binary."""
-        try:
-            pid = int(Path(self.pidfile).read_text().split()[0])
-            exe = os.readlink(f"/proc/{pid}/exe")
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if os.path.realpath(exe) == os.path.realpath(self.exec) else None
+        """The daemon's PID, if that process runs the daemon's binary: from its pid file (a node
+        without systemd), else its unit's MainPID (a systemd node, where units write none)."""
+        for pid in (_pid_file(self.pidfile), _main_pid(self.unit)):
+            if pid is not None and _runs(pid, self.exec):
+                return pid
+        return None
+
+
+def _pid_file(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _runs(pid: int, program: str) -> bool:
+    try:
+        return os.path.realpath(os.readlink(f"/proc/{pid}/exe")) == os.path.realpath(program)
+    except OSError:
+        return False
+
+
+_MAIN_PIDS: dict[str, int] = {}
+
+
+def _main_pid(unit: str) -> int | None:
+    """MainPID of a systemd unit, asked once and again only when that process is gone."""
+    known = _MAIN_PIDS.get(unit)
+    if known is not None and os.path.exists(f"/proc/{known}"):
+        return known
+    if not os.path.isdir("/run/systemd/system"):  # systemd is not this node's init
+        return None
+    try:
+        out = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", unit],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not out.isdigit() or out == "0":
+        return None
+    _MAIN_PIDS[unit] = int(out)
+    return int(out)
 
 
 @dataclass(frozen=True)

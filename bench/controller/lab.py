@@ -503,20 +503,16 @@ def write_inventory(state: dict[str, Any]) -> Path:
             "-o StrictHostKeyChecking=yes",
             "ansible_python_interpreter": "/usr/bin/python3",
             "hopbench_known_hosts": str(inventory_dir() / "known_hosts"),
+            # Host variables: they outrank the playbook's group_vars/all, inventory group variables do not.
+            # The lab's nodes have no route out: Python wheels come from the controller.
+            "hopbench_offline_wheels": True,
+            # systemd nodes: each stack with the systemd driver (the default) and a cgroupfs twin.
+            "hopbench_cgroup_driver_twins": True,
         }
     names = sorted(hosts)
     inv = {
         "all": {
             "hosts": hosts,
-            "vars": {
-                # Built on the controller, copied to the nodes: a node needs no Go toolchain.
-                "hopbench_build_on_controller": True,
-                # The lab's nodes have no route out: Python wheels come from the controller.
-                "hopbench_offline_wheels": True,
-                # systemd nodes: each stack with the systemd driver (the default) and a cgroupfs twin.
-                "hopbench_cgroup_driver_twins": True,
-                "hopbench_lab_controller": state["controller_ip"],
-            },
             "children": {g: {"hosts": {n: None for n in names}} for g in ("containerd", "docker", "crio")},
         }
     }

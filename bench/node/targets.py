@@ -34,7 +34,8 @@ def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict
         if daemon.pid() is None:
             return (
                 False,
-                f"{daemon.name} is not running (no live process for {daemon.pidfile}); run hopbench provision",
+                f"{daemon.name} is not running (no live process for {daemon.pidfile} or unit {daemon.unit}); "
+                "run hopbench provision",
                 versions,
             )
     for name, argv in stack.components.items():
