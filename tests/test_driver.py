@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
+from bench import cli
 from bench.controller import driver, upgrade
 from bench.stacks import variant_of, version_key
 from tests.test_headline import lifecycles
@@ -51,3 +55,24 @@ def test_no_twins_no_rows():
     samples = lifecycles("containerd@2.4.2", {}, 10)
     assert driver.driver_changes(samples).empty
     assert driver.driver_changes(pd.DataFrame()).empty
+
+
+KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261205T034117Z-driver-lab1-1c4f"
+
+
+def test_a_kept_lab_run_reports_what_the_driver_changes(tmp_path, capsys):
+    """A real run on a lab node (systemd as init, systemd driver, cgroupfs twins): its report has
+    the driver section, and its metadata each stack's driver and the node's init."""
+    run = tmp_path / KEPT.name
+    shutil.copytree(KEPT, run)
+    assert cli.main(["report", str(run)]) == 0
+    capsys.readouterr()
+    md = (run / "report.md").read_text()
+    section = md.split("## What the cgroup driver changes", 1)[1].split("\n## ", 1)[0]
+    assert "containerd@2.4.2/runc, 1 pod(s) in flight: pod start-up" in section
+    assert "docker@29.8.1-dev/runc, 16 pod(s) in flight: pod teardown" in section
+    facts = json.loads((run / "meta.json").read_text())["node_facts"]
+    assert facts["init"] == "systemd"
+    assert facts["stacks"]["containerd@2.4.2+cgroupfs"]["cgroup_driver"] == "cgroupfs"
+    assert facts["stacks"]["containerd@2.4.2"]["cgroup_driver"] == "systemd"
+    assert "cgroup driver systemd; OCI wrapper in the timed path" in md
