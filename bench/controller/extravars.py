@@ -29,8 +29,9 @@ class ExtraVarsError(InputError):
 
 
 def known_names(ansible_dir: Path) -> set[str]:
-    """Every variable the playbooks read: role argument specs, role defaults, group variables, and
-    the `vars:` of each play (reset.yml's hopbench_reset_state)."""
+    """Every variable the playbooks read: role argument specs, role defaults, group variables, the
+    `vars:` of each play (reset.yml's hopbench_reset_state) and the variables a play's `hosts:`
+    names (nightly.yml's nightly_hosts)."""
     names: set[str] = set()
 
     def keys(path: Path) -> set[str]:
@@ -57,6 +58,8 @@ def known_names(ansible_dir: Path) -> set[str]:
         for play in plays if isinstance(plays, list) else []:
             if isinstance(play, dict) and isinstance(play.get("vars"), dict):
                 names |= set(play["vars"])
+            if isinstance(play, dict) and isinstance(play.get("hosts"), str):
+                names |= set(re.findall(r"\{\{\s*([A-Za-z_]\w*)", play["hosts"]))
     return names
 
 

@@ -52,10 +52,14 @@ def stack_status(stack: stacks.Stack, timeout_s: float) -> tuple[bool, str, dict
 
 
 def preflight(stack: stacks.Stack, handler: stacks.Handler, timeout_s: float) -> str:
-    """Start and remove one pod sandbox, untimed: the reason the target cannot run pods, or ''.
+    """Start one pod with its container and remove it, untimed: the reason the target cannot run
+    pods, or ''.
 
     A handler can pass its provisioning probe (the OCI runtime alone) and still fail inside
-    the stack, e.g. containerd-shim-runsc-v1 insists on an oom_score_adj the host forbids.
+    the stack, e.g. containerd-shim-runsc-v1 insists on an oom_score_adj the host forbids. The
+    container matters too: CRI-O drops the infra container of kubelet's default pod, so its
+    first OCI call is CreateContainer's (Debian's crun 1.8 with the systemd driver on a hybrid
+    node: "unknown version specified").
     """
     pod = kubelet.Pod(
         name=f"hb-preflight-{os.getpid()}", run_id=f"preflight-{os.getpid()}", cgroup_driver=stack.cgroup_driver
@@ -63,11 +67,22 @@ def preflight(stack: stacks.Stack, handler: stacks.Handler, timeout_s: float) ->
     pod.prepare()
     client = CriClient(stack.cri_endpoint, timeout_s)
     try:
-        t = client.run_pod_sandbox(kubelet.sandbox_config(pod), handler.runtime_handler)
-        if t.ok and t.value:
-            errors = client.remove_pod(t.value)
-            return "; ".join(errors)
-        return t.error or "RunPodSandbox returned no id"
+        sandbox_cfg = kubelet.sandbox_config(pod)
+        t = client.run_pod_sandbox(sandbox_cfg, handler.runtime_handler)
+        if not (t.ok and t.value):
+            return t.error or "RunPodSandbox returned no id"
+        problem = ""
+        try:
+            image = stack.workload_image
+            cfg = kubelet.container_config(pod, client.image_id(image), image, [], [])
+            made = client.create_container(t.value, cfg, sandbox_cfg)
+            started = client.start_container(made.value) if made.ok and made.value else made
+            if not started.ok:
+                problem = f"preflight container failed: {started.error}"
+        except Exception as exc:  # noqa: BLE001 - whatever fails here makes the target unavailable, with why
+            problem = f"preflight container failed: {type(exc).__name__}: {exc}"
+        errors = client.remove_pod(t.value)
+        return "; ".join([p for p in (problem, *errors) if p])
     finally:
         client.close()
         remove_pod_files(pod)
