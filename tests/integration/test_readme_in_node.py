@@ -70,10 +70,11 @@ def node(tmp_path_factory: pytest.TempPathFactory):
             "-o", f"UserKnownHostsFile={state / 'inventory' / 'known_hosts'}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{address}", "--",
         ]  # fmt: skip
-        tar = subprocess.Popen(["tar", "-C", str(work), "-c", "hopbench", "shared"], stdout=subprocess.PIPE)
-        untar = subprocess.run([*ssh, "tar -C /root -x"], stdin=tar.stdout, capture_output=True, text=True, timeout=300)
-        tar.wait(timeout=60)
-        assert untar.returncode == 0, untar.stderr
+        with subprocess.Popen(["tar", "-C", str(work), "-c", "hopbench", "shared"], stdout=subprocess.PIPE) as tar:
+            untar = subprocess.run(
+                [*ssh, "tar -C /root -x"], stdin=tar.stdout, capture_output=True, text=True, timeout=300
+            )
+        assert tar.returncode == 0 and untar.returncode == 0, untar.stderr
         # The README's command, as a user types it in the clone.
         proc = subprocess.run(
             [*ssh, f"cd /root/hopbench && {COMMAND}"], capture_output=True, text=True, timeout=3000, check=False
@@ -140,11 +141,10 @@ def test_the_nightly_timer_fires_a_run_on_the_node_and_its_results_reach_the_con
     night = next(r for r in runs if "labnightly" in r)
     dest = node["tmp"] / "fetched"
     dest.mkdir()
-    fetch = subprocess.Popen(
-        [*node["ssh"], shlex.join(["tar", "-C", "/root/hopbench/results", "-c", night])], stdout=subprocess.PIPE
-    )
-    subprocess.run(["tar", "-C", str(dest), "-x"], stdin=fetch.stdout, check=True, timeout=300)
-    assert fetch.wait(timeout=60) == 0
+    pack = shlex.join(["tar", "-C", "/root/hopbench/results", "-c", night])
+    with subprocess.Popen([*node["ssh"], pack], stdout=subprocess.PIPE) as fetch:
+        subprocess.run(["tar", "-C", str(dest), "-x"], stdin=fetch.stdout, check=True, timeout=300)
+    assert fetch.returncode == 0
     assert (dest / night / "nightly.json").exists()
     node["cli"]("report", str(dest / night))
     assert "## Against the previous nights" in (dest / night / "report.md").read_text()
