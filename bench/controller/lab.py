@@ -307,11 +307,14 @@ def make_cgroups(folders: list[str]) -> None:
     for folder in folders:
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
-        if (path / "cpuset.cpus").exists():  # cpuset: a child has no CPUs until given its parent's
-            for parent in (path.parent, path):
+        if (path / "cpuset.cpus").exists():
+            # cpuset v1: a new folder has no CPUs or memory nodes until given its parent's, and a
+            # process cannot join it (ENOSPC); every folder the lab made on the way needs them.
+            chain = [p for p in (path, *path.parents) if (p / "cpuset.cpus").exists()]
+            for folder in reversed(chain[:-1]):  # from the highest made folder down
                 for f in ("cpuset.cpus", "cpuset.mems"):
-                    if not (parent / f).read_text().strip():
-                        (parent / f).write_text((parent.parent / f).read_text())
+                    if not (folder / f).read_text().strip():
+                        (folder / f).write_text((folder.parent / f).read_text())
 
 
 def remove_cgroups(folders: list[str]) -> list[str]:
