@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.controller.lab_boot import cgroup_hierarchies
 from bench.errors import HopbenchError, InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -286,20 +287,11 @@ def host_cgroup_folders(node: str) -> list[str]:
         _, controllers, path = line.split(":", 2)
         own[controllers] = path
     folders = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, right = line.split(" - ", 1)
-        mountpoint = left.split()[4]
-        fstype, _src, opts = right.split()[:3]
-        if fstype == "cgroup2":
-            key = ""
-        elif fstype == "cgroup":
-            names = [o for o in opts.split(",") if o not in ("rw", "ro", "relatime", "nosuid", "nodev", "noexec")]
-            key = ",".join(sorted(names, key=lambda n: n))
-            key = next((k for k in own if sorted(k.split(",")) == sorted(names)), key)
-        else:
-            continue
+    for fstype, name, opts in cgroup_hierarchies():  # the mounts lab_boot mounts again in the node
+        names = sorted(opts.split(",")) if fstype == "cgroup" else []
+        key = next((k for k in own if sorted(k.split(",")) == names), "") if names else ""
         base = own.get(key, "/")
-        folders.append(f"{mountpoint}{base.rstrip('/')}/hopbench-lab/{bridge()}/{node}")
+        folders.append(f"/sys/fs/cgroup/{name}{base.rstrip('/')}/hopbench-lab/{bridge()}/{node}")
     return folders
 
 
@@ -311,10 +303,10 @@ def make_cgroups(folders: list[str]) -> None:
             # cpuset v1: a new folder has no CPUs or memory nodes until given its parent's, and a
             # process cannot join it (ENOSPC); every folder the lab made on the way needs them.
             chain = [p for p in (path, *path.parents) if (p / "cpuset.cpus").exists()]
-            for folder in reversed(chain[:-1]):  # from the highest made folder down
+            for made in reversed(chain[:-1]):  # from the highest made folder down
                 for f in ("cpuset.cpus", "cpuset.mems"):
-                    if not (folder / f).read_text().strip():
-                        (folder / f).write_text((folder.parent / f).read_text())
+                    if not (made / f).read_text().strip():
+                        (made / f).write_text((made.parent / f).read_text())
 
 
 def remove_cgroups(folders: list[str]) -> list[str]:
