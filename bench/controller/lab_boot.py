@@ -81,37 +81,22 @@ def cgroup_hierarchies() -> list[tuple[str, str, str]]:
     return found
 
 
+def overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """`lower` read-only under `upper`, which takes every write, mounted at `target`."""
+    for folder in (target, upper, work):
+        os.makedirs(folder, exist_ok=True)
+    run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", target)
+
+
 def boot(spec: dict[str, Any]) -> None:
     root = spec["root"]
     hierarchies = cgroup_hierarchies()  # read before anything is mounted over /sys
-    run(
-        "mount",
-        "-t",
-        "overlay",
-        "overlay",
-        "-o",
-        f"lowerdir={spec['image']},upperdir={spec['upper']},workdir={spec['work']}",
-        root,
-    )
+    overlay(spec["image"], spec["upper"], spec["work"], root)
     for source, target in spec["binds"]:
         os.makedirs(root + target, exist_ok=True)
         run("mount", "--bind", source, root + target)
     for lower, target, upper, work in spec.get("overlays", []):
-        for folder in (root + target, upper, work):
-            os.makedirs(folder, exist_ok=True)
-        run(
-            "mount",
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            f"lowerdir={lower},upperdir={upper},workdir={work}",
-            root + target,
-        )
-    for source, target in spec.get("binds_ro", []):
-        os.makedirs(root + target, exist_ok=True)
-        run("mount", "--bind", source, root + target)
-        run("mount", "-o", "remount,bind,ro", root + target)
+        overlay(lower, upper, work, root + target)
     run("mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", root + "/proc")
     run("mount", "-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", root + "/sys")
     cg = root + "/sys/fs/cgroup"
