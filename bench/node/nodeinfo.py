@@ -97,7 +97,8 @@ def stack_conditions() -> dict[str, Any]:
     for stack in stacks.discover():
         out[stack.name] = {
             "cgroup_driver": stack.cgroup_driver,
-            "oci_wrapper_in_timed_path": True,
+            # The roles register the wrapper in place of runc and crun (handler field `wrapper`).
+            "oci_wrapper_in_timed_path": any(h.extra.get("wrapper") for h in stack.handlers.values()),
             "oom_score_adj_clamped": bool(stack.extra.get("oom_score_adj_restricted", False)),
         }
     return out
