@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1139,12 +1140,17 @@ def _when(event: dict[str, Any], meta: dict[str, Any]) -> str:
     return f"{clock:%H:%M:%S}{into}"
 
 
-def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list[Section]:
+def failure_sections(
+    meta: dict[str, Any], events: list[dict[str, Any]], checks: Sequence[dict[str, Any]] = ()
+) -> list[Section]:
     """What went wrong during the run, and when: each error (a target abandoned, a level that could
-    not open or close, a node lost) and each failed lifecycle (a warning naming its target), first
-    in the summary, so a number is never read without it."""
+    not open or close, a node lost), each failed lifecycle (a warning naming its target) and each
+    failed workload check (every op answered ok, but the container did not do what they said: a
+    StopContainer that returned while the shim was dead left it running), first in the summary, so
+    a number is never read without it."""
     wrong = [e for e in events if e.get("event") == "error" or (e.get("event") == "warning" and e.get("target"))]
-    if not wrong:
+    failed_checks = [c for c in checks if not c.get("ok")]
+    if not wrong and not failed_checks:
         return []
     rows = pd.DataFrame(
         [
@@ -1156,13 +1162,25 @@ def failure_sections(meta: dict[str, Any], events: list[dict[str, Any]]) -> list
             }
             for e in wrong[:100]
         ]
+        + [
+            {
+                "when (UTC)": "",
+                "node": c.get("node", ""),
+                "target": c.get("target", "") or "-",
+                "what": f"check failed: {c.get('target', '')} {c.get('level', '')} iteration {c.get('iteration', '?')} "
+                f"at {c.get('concurrency', '?')} in flight, {c.get('check', '')}: {c.get('detail', '')}",
+            }
+            for c in failed_checks[:100]
+        ]
     )
     errors = sum(e.get("event") == "error" for e in wrong)
-    hit = sorted({str(e.get("target")) for e in wrong if e.get("target")})
+    hit = sorted({str(e.get("target")) for e in [*wrong, *failed_checks] if e.get("target")})
     say = (
-        f"{errors} error(s) and {len(wrong) - errors} failed lifecycle(s) during the run, on "
-        f"{', '.join(hit) or 'the node'}. A failed lifecycle has no figure; an abandoned target's figures stop "
-        "where it was abandoned (every sample taken before is kept); the other targets ran to the end."
+        f"{errors} error(s), {len(wrong) - errors} failed lifecycle(s) and {len(failed_checks)} failed workload "
+        f"check(s) during the run, on {', '.join(hit) or 'the node'}. A failed lifecycle has no figure; a failed "
+        "check's lifecycle has figures for ops that answered ok without doing their work (see Workload checks); an "
+        "abandoned target's figures stop where it was abandoned (every sample taken before is kept); the other "
+        "targets ran to the end."
     )
     return [Section("What went wrong, and when", [Para(say, "bad"), Table(rows)], summary=True)]
 
@@ -1205,7 +1223,7 @@ def _model(run_dir: Path) -> tuple[Report, dict[str, Any], headline.Headline]:
         f"hopbench run {meta['run_id']}",
         [
             *header_sections(meta, checks),
-            *failure_sections(meta, events),
+            *failure_sections(meta, events, checks),
             *crash_leftover_sections(meta, events),
             *headline_sections(head, summary),
             *checks_sections(checks),
