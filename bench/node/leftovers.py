@@ -104,14 +104,25 @@ def _bundle_gone(pid: int) -> bool:
         return False
 
 
-def orphan_monitors(described: Iterable[stacks.Stack], known: dict[str, set[str]], older_than_s: float) -> list[Orphan]:
+def orphan_monitors(
+    described: Iterable[stacks.Stack],
+    known: dict[str, set[str]],
+    older_than_s: float,
+    engine_known: dict[str, set[str]] | None = None,
+) -> list[Orphan]:
     """Shims and conmons of `described` that no daemon knows any more: their bundle folder is gone,
     or (for a stack in `known`: its CRI's sandbox and container ids) the CRI does not list what
-    they were started for. A daemon killed between starting a shim and reading the address the
-    shim writes forgets the shim after its restart and removes its bundle, but the shim runs on
-    (containerd 2.4: "failed to read bootstrap.json ... address: no such file or directory").
+    they were started for, or (for a stack in `engine_known`: every container id dockerd has) a
+    shim in dockerd's containerd namespace serves a container dockerd has no record of.
+    A daemon killed between starting a shim and reading the address the shim writes forgets the
+    shim after its restart and removes its bundle, but the shim runs on (containerd 2.4: "failed
+    to read bootstrap.json ... address: no such file or directory"). dockerd killed while it starts
+    a container keeps it as created; its containerd reconnects to the shim after the restart, and
+    removing the container (the next sweep's RemovePodSandbox) drops dockerd's record while the
+    task and its process run on.
     Monitors younger than `older_than_s` are left: one being started right now is not listed yet.
     The caller removes them; nothing here changes the node."""
+    engine_known = engine_known or {}
     found = list(described)
     kids = _children()
     orphans = []
@@ -134,6 +145,14 @@ def orphan_monitors(described: Iterable[stacks.Stack], known: dict[str, set[str]
             and (not proc.name.startswith("containerd-shim") or _shim_namespace(proc.pid) == "k8s.io")
         ):
             why = f"{proc.stack} does not know {proc.object_id[:12]} through the CRI"
+        elif (
+            proc.object_id
+            and proc.stack in engine_known
+            and proc.name.startswith("containerd-shim")
+            and _shim_namespace(proc.pid) == "moby"
+            and proc.object_id not in engine_known[proc.stack]
+        ):
+            why = f"dockerd of {proc.stack} has no container {proc.object_id[:12]}"
         if not why:
             continue
         tree: list[int] = []

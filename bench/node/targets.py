@@ -204,7 +204,7 @@ def sweep_pods(target: Target, timeout_s: float, emit: Emit) -> None:
             )
         known = client.known_ids()
         release_orphan_leases(target.stack, known, timeout_s, emit)
-        remove_orphan_monitors(target.stack, known, timeout_s, emit)
+        remove_orphan_monitors(target.stack, known, timeout_s, emit, engine_ids(target.stack, timeout_s))
     finally:
         client.close()
     remove_orphan_pod_files(os.path.dirname(target.stack.description_path), timeout_s, emit)
@@ -252,15 +252,45 @@ def remove_orphan_pod_files(stacks_dir: str, older_than_s: float, emit: Emit) ->
             for path in paths:  # the log folder is named by namespace and pod name too
                 if path.startswith(log_root):
                     shutil.rmtree(path, ignore_errors=True)
-            emit(Warning(message=f"removed the folders and cgroups of pod {uid}, which no stack knows any more"))
+            left = [p for p in paths if os.path.exists(p)]
+            if left:  # a cgroup with a process in it stays: say so, never that it went
+                emit(
+                    Warning(
+                        message=f"pod {uid}, which no stack knows any more, still has processes: "
+                        f"{len(left)} of its folders and cgroups could not be removed ({left[0]}, ...)"
+                    )
+                )
+            else:
+                emit(Warning(message=f"removed the folders and cgroups of pod {uid}, which no stack knows any more"))
 
 
-def remove_orphan_monitors(stack: stacks.Stack, known: set[str], older_than_s: float, emit: Emit) -> None:
+def engine_ids(stack: stacks.Stack, timeout_s: float) -> set[str] | None:
+    """Every container id dockerd of `stack` has a record of; None without dockerd, or when it does
+    not answer (then no shim can be told from an orphan by it)."""
+    endpoint = stack.extra.get("docker_endpoint")
+    if not endpoint:
+        return None
+    from bench.node.levels.engine import EngineClient, EngineError
+
+    client = EngineClient(str(endpoint), timeout_s)
+    try:
+        return {str(c["Id"]) for c in client.request("GET", "/containers/json?all=1")}
+    except (EngineError, OSError, KeyError, TypeError):
+        return None
+    finally:
+        client.close()
+
+
+def remove_orphan_monitors(
+    stack: stacks.Stack, known: set[str], older_than_s: float, emit: Emit, engine: set[str] | None = None
+) -> None:
     """Remove the shims and conmons of `stack` that its daemons no longer know (a daemon killed
     while starting one forgets it at restart), with the processes under them and their pod
     cgroups. Each is reported as left behind by a crash, with its daemon's log lines about it.
-    A shim that ignores SIGTERM (containerd-shim-runc-v2 with no task to serve) is killed."""
-    for orphan in leftovers.orphan_monitors([stack], {stack.name: known}, older_than_s):
+    A shim that ignores SIGTERM (containerd-shim-runc-v2 with no task to serve) is killed.
+    `engine`: the container ids dockerd of a docker stack knows (engine_ids)."""
+    engine_known = {stack.name: engine} if engine is not None else None
+    for orphan in leftovers.orphan_monitors([stack], {stack.name: known}, older_than_s, engine_known):
         if not leftovers.exe_name(orphan.pid).startswith(leftovers.MONITORS):
             continue  # it ended since it was found (its PID may be another process's now)
         cgroups = {kubelet.CGROUP_ROOT + "/pod" + uid for uid in (_pod_uid(p) for p in orphan.tree) if uid}
