@@ -342,7 +342,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     else:
         if not args.node:
             raise InputError(f"lab {args.action}: expected a node name (lab status lists them)")
-        {"poweroff": lab.poweroff, "reboot": lab.reboot}[args.action](args.node)
+        if args.action == "poweroff":
+            lab.poweroff(args.node, cut=args.cut)
+        else:
+            lab.reboot(args.node)
     return 0
 
 
@@ -448,6 +451,12 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("node", nargs="?", help="the node to power off or reboot (lab1, ...)")
     lb.add_argument("--nodes", "-n", type=int, default=1, help="lab up: how many nodes (default 1)")
     lb.add_argument("--release", default="bookworm", help="lab up: Debian release, bookworm or trixie")
+    lb.add_argument(
+        "--cut",
+        action="store_true",
+        help="lab poweroff: a power cut, not the power button: the node's link drops first, then every process "
+        "is killed at once, so its peers hear nothing more from it",
+    )
     lb.add_argument(
         "--controller-caches",
         action="store_true",

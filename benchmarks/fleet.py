@@ -13,6 +13,17 @@ and plan agree), and each node's own span (first sample start to last end).
 A second run rate-limits one node's link both ways (tc tbf, --slow-kbit) so it falls behind:
 the others' spans should not grow with it. Everything started is stopped by PID; the
 namespaces and links go at the end.
+
+    python -m benchmarks.fleet --lab [--iterations 1500] [--scenario FILE]
+
+The same against the lab's nodes (`hopbench lab up --nodes N`, provisioned: site.yml, or at
+least tests/integration/playbooks/nullcri_node.yml for level nullcri): pristine machines with
+their own filesystems and daemons. A first run goes to its end; in a second, the last node's
+power is cut (`hopbench lab poweroff --cut`: its link first, then every process) once it has
+sent a tenth of its samples. The other nodes must store every planned sample, the controller
+must say why the cut node ended, and every sample the cut node had sent before the cut must be
+kept. The node boots again at the end. --scenario runs another scenario (a real stack's level
+cri, say) in place of level nullcri; its samples per node are then compared between nodes.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.common import PYTHON, figure, measure
@@ -62,15 +74,124 @@ def one_run(work: Path, inventory: Path, scenario: Path, label: str) -> tuple[ob
     return m, (runs[0] if runs else None)
 
 
+def journal_count(results: Path, node: str) -> int:
+    """Samples of `node` in the run's journal so far (what the controller has stored)."""
+    runs = [p for p in results.iterdir() if p.is_dir()] if results.exists() else []
+    journal = runs[0] / "samples.jsonl" if runs else None
+    if journal is None or not journal.exists():
+        return 0
+    needle = f'"node": "{node}"'
+    return sum(needle in line for line in journal.read_text().splitlines())
+
+
+def cut_when_ready(results: Path, victim: str, threshold: int, cut: dict[str, float]) -> None:
+    """Cut the lab node's power once the controller has stored `threshold` of its samples."""
+    from bench.controller import lab
+
+    end = time.monotonic() + 1800
+    while time.monotonic() < end and journal_count(results, victim) < threshold:
+        time.sleep(0.25)
+    if journal_count(results, victim) < threshold:
+        return
+    lab.poweroff(victim, cut=True)
+    cut["at"] = time.time()
+    cut["sent"] = journal_count(results, victim)
+
+
+def lab_main(args: argparse.Namespace) -> int:
+    """The fleet on the lab's nodes: a run to its end, then a run with the last node's power cut."""
+    import subprocess
+    import threading
+
+    from bench.controller import lab
+    from bench.controller.results import load_meta
+    from bench.node.critest import OPS
+
+    state = lab.load_state()
+    if not state or not state["nodes"]:
+        print("skipped: no lab (hopbench lab up --nodes 4, then hopbench provision -i ansible/inventories/lab)")
+        return 0
+    names = sorted(state["nodes"], key=lambda n: state["nodes"][n]["index"])
+    victim = names[-1]
+    inventory = lab.inventory_dir()
+    work = Path(tempfile.mkdtemp(prefix="hopbench-labfleet-"))
+    scenario = work / "fleet.yaml"
+    if args.scenario:
+        scenario.write_text(Path(args.scenario).read_text())
+        planned = None
+    else:
+        scenario.write_text(SCENARIO.format(iterations=args.iterations))
+        planned = 2 * args.iterations * len(OPS)
+    print(f"{len(names)} lab nodes over SSH ({', '.join(names)}), scenario {args.scenario or 'level nullcri'}")
+    full: dict[str, float] = {}
+    for label in ("to-the-end", "power-cut"):
+        results = work / f"results-{label}"
+        cut: dict[str, float] = {}
+        watcher = None
+        if label == "power-cut":
+            threshold = max(1, int((planned or full.get(victim, 100)) / 10))
+            watcher = threading.Thread(target=cut_when_ready, args=(results, victim, threshold, cut), daemon=True)
+            watcher.start()
+        m, run = one_run(work, inventory, scenario, label)
+        if watcher is not None:
+            watcher.join(timeout=60)
+        if run is None:
+            print(m.stdout[-3000:])
+            print(f"  {label}: no run folder")
+            return 1
+        meta = load_meta(run)
+        nodes = per_node(run)
+        total = nodes.pop("_total")
+        print(f"[{label}] exit {m.returncode}, status {meta.get('status')}, run {run}")
+        figure(f"[{label}] controller wall time", m.wall_s, "s")
+        figure(f"[{label}] samples stored (all nodes)", total["samples"], "")
+        for name in names:
+            got = nodes.get(name, {}).get("samples", 0.0)
+            info = meta.get("nodes", {}).get(name, {})
+            why = "; ".join(info.get("errors", []))[:200]
+            print(f"    {name}: {got:.0f} samples, status {info.get('status')}{', ' + why if why else ''}")
+            if label == "to-the-end":
+                full[name] = got
+        if label == "to-the-end":
+            reference = planned if planned is not None else max(full.values())
+            short = {n: v for n, v in full.items() if v != reference}
+            print(f"    every node stored its {reference:.0f} samples" if not short else f"    short: {short}")
+            continue
+        if "at" not in cut:
+            print(f"  {victim} did not send {threshold} samples: no cut")
+            return 1
+        others = [n for n in names if n != victim]
+        reference = planned if planned is not None else full[others[0]]
+        kept = nodes.get(victim, {}).get("samples", 0.0)
+        figure(f"[{label}] {victim}: samples stored when its power was cut", cut["sent"], "")
+        figure(f"[{label}] {victim}: samples kept after the run", kept, "")
+        figure(f"[{label}] {victim}: samples lost that it had sent", max(0.0, cut["sent"] - kept), "", 0)
+        figure(
+            f"[{label}] the others: nodes short of their samples",
+            sum(nodes.get(n, {}).get("samples", 0.0) != reference for n in others),
+            "",
+            0,
+        )
+        ended = meta.get("ended_at", "")
+        print(f"    run ended {ended}; {victim}'s power cut at {time.strftime('%H:%M:%S', time.gmtime(cut['at']))}")
+    print(f"booting {victim} again")
+    subprocess.run([PYTHON, "-m", "bench", "lab", "reboot", victim], check=False)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=1500)
     ap.add_argument("--slow-kbit", type=int, default=48)
+    ap.add_argument("--lab", action="store_true", help="the lab's nodes (hopbench lab up), with a power cut")
+    ap.add_argument("--scenario", help="--lab: this scenario instead of level nullcri")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("skipped: needs root (network namespaces, sshd)")
         return 0
+    if args.lab:
+        return lab_main(args)
     from bench.node.critest import OPS
     from tests.integration import sshnodes
 

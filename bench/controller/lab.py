@@ -27,7 +27,8 @@
   `/var/lib/hopbench-lab/id_ed25519`.
 
 `lab status` prints each node's state (systemd's own `is-system-running`, over SSH),
-`lab poweroff NODE` powers a node off as its power button would (systemd's SIGRTMIN+4),
+`lab poweroff NODE` powers a node off as its power button would (systemd's SIGRTMIN+4), or
+with `--cut` as a power cut would (its link down first, then every process killed at once),
 `lab reboot NODE` powers it off and boots it again with the same disk, and `lab down` stops
 everything the lab started, by PID, and removes the nodes, their cgroups, namespaces, links,
 disks and the inventory. The image cache stays.
@@ -80,7 +81,12 @@ def acng_cache() -> Path:
 
 
 def bridge() -> str:
-    return os.environ.get("HOPBENCH_LAB_BRIDGE") or "hb-lab0"
+    name = os.environ.get("HOPBENCH_LAB_BRIDGE") or "hb-lab0"
+    # The nodes' network namespaces are named after it; a node's leftover count skips hopbench's
+    # own (bench.node.leftovers.OWN_NETNS_PREFIX), and a link name has at most 15 characters.
+    if not name.startswith("hb-") or len(name) > 10:
+        raise InputError(f"HOPBENCH_LAB_BRIDGE {name!r}: expected a name starting with 'hb-', at most 10 characters")
+    return name
 
 
 def prefix() -> str:
@@ -402,14 +408,27 @@ def prepare_node(node: LabNode, controller_ip: str, client_pub: str) -> str:
 def make_netns(node: LabNode, subnet: ipaddress.IPv4Network, controller_ip: str) -> None:
     if Path(f"/run/netns/{node.netns}").exists():
         return
+    remove_netns(node)  # a link of that name can outlive its namespace for a while (see remove_netns)
     sh("ip", "netns", "add", node.netns)
-    sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
-    sh("ip", "link", "set", node.veth, "master", bridge(), "up")
-    inside = ("ip", "-n", node.netns)
-    sh(*inside, "addr", "add", f"{node.address}/{subnet.prefixlen}", "dev", "eth0")
-    sh(*inside, "link", "set", "eth0", "up")
-    sh(*inside, "link", "set", "lo", "up")
+    try:
+        sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+        sh("ip", "link", "set", node.veth, "master", bridge(), "up")
+        inside = ("ip", "-n", node.netns)
+        sh(*inside, "addr", "add", f"{node.address}/{subnet.prefixlen}", "dev", "eth0")
+        sh(*inside, "link", "set", "eth0", "up")
+        sh(*inside, "link", "set", "lo", "up")
+    except BaseException:
+        remove_netns(node)  # nothing half made stays behind
+        raise
     # No default route: the node reaches the lab's /24 (the controller, the other nodes), nothing else.
+
+
+def remove_netns(node: LabNode) -> None:
+    """The node's link, then its network namespace. The link goes first, by name: the kernel tears
+    a deleted namespace down later, in the background, and its veth pair with it, so a lab made
+    again at once found the old link still there ("File exists")."""
+    sh("ip", "link", "del", node.veth, check=False)
+    sh("ip", "netns", "del", node.netns, check=False)
 
 
 def boot_node(node: LabNode, image: Path) -> None:
@@ -632,20 +651,30 @@ def status() -> list[dict[str, Any]]:
     return rows
 
 
-def poweroff(name: str, timeout_s: float = 60) -> None:
+def poweroff(name: str, timeout_s: float = 60, cut: bool = False) -> None:
+    """Power a node off: as its power button does (systemd stops every unit), or, with `cut`, as
+    a power cut does (see stop_node)."""
     state = load_state()
     nodes = _nodes(state) if state else {}
     if state is None or name not in nodes:
         raise InputError(f"lab node {name!r}: expected one of {', '.join(nodes) or '(no lab)'}")
     node = nodes[name]
-    stop_node(node, timeout_s)
+    stop_node(node, timeout_s, cut=cut)
     _store(state, node)
 
 
-def stop_node(node: LabNode, timeout_s: float = 60) -> None:
-    """Power off as the power button does (SIGRTMIN+4 to systemd); killed if it has not within timeout_s."""
+def stop_node(node: LabNode, timeout_s: float = 60, cut: bool = False) -> None:
+    """Power off as the power button does (SIGRTMIN+4 to systemd); killed if it has not within timeout_s.
+
+    `cut`: as a power cut. The node's link goes down first, so nothing it would still say (an
+    agent's last words, a FIN or RST of its dying sockets) reaches anyone: its peers learn of the
+    loss only by hearing nothing, as from a machine that lost power. Then every process stops at
+    once (SIGKILL to its init ends the PID namespace), and its network namespace goes with the
+    sockets left in it; the next boot makes a new one, as a powered-on NIC starts afresh."""
+    if cut:
+        sh("ip", "link", "set", node.veth, "down", check=False)
     init = systemd_pid(node)
-    if init is not None:
+    if init is not None and not cut:
         os.kill(init, signal.SIGRTMIN + 4)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and alive(node.pid):
@@ -667,6 +696,8 @@ def stop_node(node: LabNode, timeout_s: float = 60) -> None:
         time.sleep(0.2)
     if left:
         raise LabError(f"node {node.name}: cgroups still in use after power-off: {left[:5]}")
+    if cut:
+        remove_netns(node)
 
 
 def reboot(name: str) -> None:
@@ -675,6 +706,7 @@ def reboot(name: str) -> None:
     if state is None:
         raise LabError("the lab's state is gone")
     node = _nodes(state)[name]
+    make_netns(node, ipaddress.IPv4Network(state["subnet"]), state["controller_ip"])  # gone after a cut
     boot_node(node, Path(state["image"]))
     _store(state, node)
     wait_running(node)
@@ -687,7 +719,7 @@ def down(log: Callable[[str], None] = print) -> None:
         return
     for node in _nodes(state).values():
         stop_node(node)
-        sh("ip", "netns", "del", node.netns, check=False)
+        remove_netns(node)
         shutil.rmtree(node_dir(node.name), ignore_errors=True)
         del state["nodes"][node.name]
         save_state(state)

@@ -187,14 +187,21 @@ def veths(net: str = "/sys/class/net") -> int:
     return sum(1 for name in os.listdir(net) if name.startswith("veth"))
 
 
+# Network namespaces hopbench makes for machines, not pods: lab nodes (hb-lab0-lab1) and the
+# tests' SSH nodes (hb-ssh-0). A controller that also runs the embedded node has them beside pods.
+OWN_NETNS_PREFIX = "hb-"
+
+
 def netns(described: Iterable[stacks.Stack]) -> int:
-    """Named network namespaces: /run/netns (containerd, CRI-O) and each stack's own netns dir
-    under its state directories (dockerd's exec root)."""
+    """Named network namespaces of pods: /run/netns (containerd, CRI-O) and each stack's own netns
+    dir under its state directories (dockerd's exec root); hopbench's own machines' are not counted."""
     dirs = {os.path.realpath("/run/netns")}
     for stack in described:
         for state in stack.extra.get("state_dirs", []):
             dirs.add(os.path.realpath(os.path.join(state, "netns")))
-    return sum(len(os.listdir(d)) for d in dirs if os.path.isdir(d))
+    return sum(
+        sum(1 for name in os.listdir(d) if not name.startswith(OWN_NETNS_PREFIX)) for d in dirs if os.path.isdir(d)
+    )
 
 
 def ipam_dirs(stack: stacks.Stack) -> list[Path]:

@@ -81,7 +81,7 @@ def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[U
     for cls in classes.values():
         if cls.per == "handler":
             units += [Unit(cls, Target(None, h)) for h in targets.oci_handlers(list(scen.targets), ctx.found)]
-        elif cls.per == "node" and ctx.targets:
+        elif cls.per == "node" and (ctx.targets or not cls.needs_target):
             units.append(Unit(cls, None))
     ctx.emit(
         Plan(

@@ -16,11 +16,18 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.controller import lab as lab_module
+from bench.controller.results import load_run
+from bench.node.critest import OPS
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = Path(__file__).parent / "playbooks"
+FLEET_ITERATIONS = 400
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab nodes need root (namespaces, mounts, cgroups)")
 
@@ -38,7 +45,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         return proc
 
     try:
-        cli("up", "--nodes", "2")
+        cli("up", "--nodes", "3")
     except BaseException:
         cli("down", check=False)
         raise
@@ -140,6 +147,74 @@ def test_poweroff_keeps_the_disk_and_reboot_boots_it(lab):
     lab["cli"]("reboot", "t2")
     assert lab["ssh"]("t2", "cat", "/root/marker").stdout.strip() == "kept"
     assert lab["ssh"]("t2", "systemctl", "is-system-running").stdout.strip() == "running"
+
+
+FLEET = (
+    "schema: 1\nname: labfleet\ntargets: [containerd/runc]\nlevels: [nullcri]\niterations: {n}\nwarmup: 0\n"
+    "concurrency: [1]\ncontrol: false\n"
+)
+
+
+def test_a_fleet_run_survives_a_node_losing_its_power(lab, tmp_path):
+    """Level nullcri over SSH on three nodes provisioned by Ansible; t3 loses its power mid-run (its
+    link drops, then every process at once: it says nothing more). t1 and t2 run every lifecycle,
+    the controller records why t3 ended, and every sample t3 had sent is kept."""
+    inventory = lab["dir"] / "inventory"
+    env = {**lab["env"], "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOKS / "nullcri_node.yml"),
+         "-i", str(inventory / "hosts.yml")],
+        cwd=REPO / "ansible", env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    scenario = tmp_path / "fleet.yaml"
+    scenario.write_text(FLEET.format(n=FLEET_ITERATIONS))
+    results = tmp_path / "results"
+    hopbench = str(Path(sys.executable).with_name("hopbench"))
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:  # a file, not a pipe nobody reads while the run goes on
+        run = subprocess.Popen(
+            [hopbench, "run", "-s", str(scenario), "-i", str(inventory), "--results", str(results)],
+            env=lab["env"], stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        sent = 0
+        end = time.monotonic() + 300
+        while sent < 200 and time.monotonic() < end and run.poll() is None:
+            time.sleep(0.5)
+            sent = sum('"node": "t3"' in line for line in journal(results))
+        assert sent >= 200, f"t3 sent {sent} samples before the run ended or 300 s passed"
+        cut = lab["cli"]("poweroff", "t3", "--cut")
+        assert cut.returncode == 0
+        kept_at_cut = sum('"node": "t3"' in line for line in journal(results))
+        run.wait(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.terminate()
+            run.wait(timeout=120)
+    (folder,) = list(results.iterdir())
+    meta, samples = load_run(folder)
+    nodes = meta["nodes"]
+    assert meta["status"] == "incomplete" and run.returncode == 1, (meta["status"], log.read_text()[-3000:])
+    per_node = samples.groupby("node", observed=True).size().to_dict()
+    for n in ("t1", "t2"):  # their agents said Done, with nothing wrong
+        assert nodes[n]["status"] == "complete" and not nodes[n]["errors"], nodes[n]
+    assert per_node["t1"] == per_node["t2"] == 2 * FLEET_ITERATIONS * len(OPS)  # every planned sample
+    assert samples[samples["node"] != "t3"]["ok"].all()
+    assert nodes["t3"]["status"] == "incomplete", nodes["t3"]
+    assert any("connection lost" in e for e in nodes["t3"]["errors"]), nodes["t3"]
+    assert kept_at_cut <= per_node["t3"] < per_node["t1"]  # what it had sent is kept; it did not finish
+    section = (folder / "report.md").read_text().split("What went wrong, and when", 1)[1][:4000]
+    assert "t3" in section and "connection lost" in section
+    # The node boots again, with a new network namespace (the cut took the old one).
+    lab["cli"]("reboot", "t3")
+    assert lab["ssh"]("t3", "systemctl", "is-system-running").stdout.strip() == "running"
+
+
+def journal(results: Path) -> list[str]:
+    runs = list(results.iterdir()) if results.exists() else []
+    path = runs[0] / "samples.jsonl" if runs else None
+    return path.read_text().splitlines() if path and path.exists() else []
 
 
 def test_down_leaves_nothing_behind(lab):

@@ -220,6 +220,9 @@ class Level(abc.ABC):
     # kubelet drives has a group of its own (a kubelet removes pods it does not know of on its
     # stack); one with its own `run` (density, cli) has None and runs alone.
     group: ClassVar[str | None] = "lifecycle"
+    # A per-node level runs when at least one of the scenario's targets is available on the node,
+    # unless it measures no stack at all (nullcri: the harness and its stream alone).
+    needs_target: ClassVar[bool] = True
 
     target: Target | None = None
 

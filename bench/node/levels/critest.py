@@ -250,6 +250,7 @@ class NullLevel(Level):
     ops = critest.OPS
     per = "node"
     group: ClassVar[str | None] = None
+    needs_target: ClassVar[bool] = False  # the null CRI server stands in for every stack
 
     def __init__(self, ctx: Context, binary: str, image_ref: str, name: str = "nullcri") -> None:
         self.ctx, self.binary, self.image_ref = ctx, binary, image_ref
