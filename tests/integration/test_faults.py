@@ -322,40 +322,54 @@ def test_a_killed_dockerd_forgets_a_container_the_next_sweep_finds(provisioned, 
         seen[0] = text.count(f'"stack": "{victim.name}"')
         return seen[0] >= 8  # a few lifecycles measured before the kill
 
-    def workload_of_a_pod(cid: str) -> bool:
+    def started_workload(cid: str) -> bool:
+        """dockerd's record says: a pod's workload container (not its pause), started."""
         try:
             config = json.loads((records / cid / "config.v2.json").read_text())
         except (OSError, ValueError):
             return False
-        return (config.get("Config", {}).get("Labels") or {}).get("io.kubernetes.docker.type") == "container"
+        labels = config.get("Config", {}).get("Labels") or {}
+        return labels.get("io.kubernetes.docker.type") == "container" and config.get("State", {}).get("Running") is True
 
     def crash(proc: subprocess.Popen[str]) -> None:
-        """Once a pod's workload runs (StartContainer has reached runc's start, as in CI, where the
-        call then failed on its inspect): a kill before that leaves a shim without a task, which
-        containerd's restart removes by itself ("cleaning leaked shim process")."""
+        """Once dockerd has recorded a pod's workload as running, as in CI (StartContainer had
+        started it and failed on the inspect after). A kill during the create leaves a shim
+        without a container, which containerd's restart removes by itself ("cleaning leaked shim
+        process"): not this fault."""
         classifier = memory.Classifier([victim])
         end = time.monotonic() + 60
         while not landed and time.monotonic() < end and proc.poll() is None:
-            found = classifier.classify()
-            for p in found:
-                if p.role != "workload" or not p.object_id or not workload_of_a_pod(p.object_id):
-                    continue
-                shims = [q.pid for q in found if q.role == "shim" and q.object_id == p.object_id]
-                if shims:
+            for p in classifier.classify():
+                if p.role == "shim" and p.object_id and started_workload(p.object_id):
                     os.kill(pid, signal.SIGKILL)
                     shutil.rmtree(records / p.object_id)
-                    landed.append((shims[0], p.object_id))
+                    landed.append((p.pid, p.object_id))
                     break
             time.sleep(0.01)
 
     rc, err, run = fault_run(tmp_path, "kill-dockerd", [target_of(victim), target_of(other)], iterations, ready, crash)
-    assert landed, f"no workload shim of {victim.name} was seen serving a pod"
+    assert landed, f"no started workload of {victim.name} was seen"
     assert rc == 1, err[-3000:]
     meta = assert_failure_reported(run, target_of(victim), target_of(other), iterations, seen[0])
     assert "target abandoned" in " ".join(meta["errors"]), meta["errors"]
     assert os.path.exists(f"/proc/{landed[0][0]}"), "the shim did not outlive dockerd"
     killed_runs.append(meta["run_id"])
     forgotten.append((victim.name, *landed[0]))
+
+
+def ended(pid: int, within_s: float = 10) -> bool:
+    """The process has exited: gone, or a zombie its new parent (this machine's init, which reaps
+    in its own time) has not reaped yet."""
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tmp_path):
@@ -382,7 +396,6 @@ def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tm
     assert left == dict.fromkeys(pods_leave, 0)
     swept = [e["message"] for e in read_jsonl(run / "events.jsonl") if CRASH_LEFTOVER in e.get("message", "")]
     for stack, shim, cid in forgotten:  # found through dockerd's own list, and removed
-        assert any(f"dockerd of {stack} has no container {cid[:12]}" in m and f"(PID {shim}," in m for m in swept), (
-            swept
-        )
-        assert not os.path.exists(f"/proc/{shim}")
+        found = f"dockerd of {stack} has no container {cid[:12]}"
+        assert any(found in m and f"(PID {shim}," in m for m in swept), swept
+        assert ended(shim), f"shim {shim} still runs"
