@@ -411,3 +411,23 @@ def test_a_second_agent_is_refused_with_the_first_ones_run_id_and_pid(tmp_path):
         assert Path(lock).read_text() == f"{os.getpid()} run-A\n"  # the refused one wiped nothing
     with node_lock(lock, "run-C"):  # released: the next one takes it
         assert Path(lock).read_text() == f"{os.getpid()} run-C\n"
+
+
+def test_a_per_node_level_runs_without_an_available_target_only_when_it_measures_no_stack(tmp_path):
+    """A node whose stacks are all unavailable plans no per-node level that measures them (cli),
+    but plans one that stands in for every stack (nullcri: the harness and its stream alone)."""
+
+    class NodeLevel(FakeLevel):
+        name = "node"
+        per = "node"
+        group: ClassVar[str | None] = None
+
+    class Harness(NodeLevel):
+        name = "harness"
+        needs_target: ClassVar[bool] = False
+
+    ctx, _ = make_ctx(tmp_path, [], levels=("node", "harness"), iterations=1, warmup=0, concurrency=(1,))
+    units = schedule.plan(ctx, {"node": NodeLevel, "harness": Harness})
+    assert [(u.level, u.target) for u in units] == [(Harness, None)]
+    ctx, _ = make_ctx(tmp_path, [make_target()], levels=("node",), iterations=1, warmup=0, concurrency=(1,))
+    assert [u.level for u in schedule.plan(ctx, {"node": NodeLevel})] == [NodeLevel]
