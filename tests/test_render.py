@@ -83,8 +83,18 @@ def test_what_went_wrong_says_when_and_to_which_target():
     assert section.summary and section.title == "What went wrong, and when"
     md = to_markdown(Report("r", [section]))
     assert "10:00:42 (+42 s)" in md and "crio/runc" in md and "abandoned after 3 failed lifecycles" in md
-    assert "1 error(s) and 0 failed lifecycle(s) during the run, on crio/runc" in md
+    assert "1 error(s), 0 failed lifecycle(s) and 0 failed workload check(s) during the run, on crio/runc" in md
     assert report.failure_sections(meta, events[:1]) == []  # a warning of no target is not a failure
     failed = {"event": "warning", "message": "x iteration 3: StopContainer failed", "target": "crio/runc"}
     assert "lifecycle failed: x iteration 3" in to_markdown(Report("r", report.failure_sections(meta, [failed])))
+    # Every op answered ok, but the workload check saw the container still running after its stop.
+    check = {
+        "event": "check", "target": "containerd@2.4.2/runc", "level": "cri", "iteration": 7, "concurrency": 1,
+        "check": "workload-exited", "ok": False, "detail": "after stop: state CONTAINER_RUNNING", "node": "local",
+    }  # fmt: skip
+    passed = {**check, "iteration": 8, "ok": True}
+    assert report.failure_sections(meta, events[:1], [passed]) == []
+    md = to_markdown(Report("r", report.failure_sections(meta, events[:1], [check, passed])))
+    assert "check failed: containerd@2.4.2/runc cri iteration 7 at 1 in flight, workload-exited" in md
+    assert "0 error(s), 0 failed lifecycle(s) and 1 failed workload check(s)" in md
     assert report._when({"wall_time": t0}, {"started_at": "not a time"}) == "10:00:00"
