@@ -74,28 +74,42 @@ def one_run(work: Path, inventory: Path, scenario: Path, label: str) -> tuple[ob
     return m, (runs[0] if runs else None)
 
 
-def journal_count(results: Path, node: str) -> int:
-    """Samples of `node` in the run's journal so far (what the controller has stored)."""
-    runs = [p for p in results.iterdir() if p.is_dir()] if results.exists() else []
-    journal = runs[0] / "samples.jsonl" if runs else None
-    if journal is None or not journal.exists():
-        return 0
-    needle = f'"node": "{node}"'
-    return sum(needle in line for line in journal.read_text().splitlines())
+class NodeSamples:
+    """Samples of one node in a run's journal so far (what the controller has stored). Each call
+    reads only what was appended since the last one: the watcher polls while the controller
+    writes, and must not reread the whole journal on the controller's cores every time."""
+
+    def __init__(self, results: Path, node: str) -> None:
+        self.results, self.needle = results, f'"node": "{node}"'.encode()
+        self.offset = self.count = 0
+
+    def __call__(self) -> int:
+        runs = [p for p in self.results.iterdir() if p.is_dir()] if self.results.exists() else []
+        journal = runs[0] / "samples.jsonl" if runs else None
+        if journal is None or not journal.exists():
+            return self.count
+        with open(journal, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        whole = data[: data.rfind(b"\n") + 1]  # a line being written is counted on the next call
+        self.offset += len(whole)
+        self.count += whole.count(self.needle)
+        return self.count
 
 
 def cut_when_ready(results: Path, victim: str, threshold: int, cut: dict[str, float]) -> None:
     """Cut the lab node's power once the controller has stored `threshold` of its samples."""
     from bench.controller import lab
 
+    sent = NodeSamples(results, victim)
     end = time.monotonic() + 1800
-    while time.monotonic() < end and journal_count(results, victim) < threshold:
+    while time.monotonic() < end and sent() < threshold:
         time.sleep(0.25)
-    if journal_count(results, victim) < threshold:
+    if sent() < threshold:
         return
     lab.poweroff(victim, cut=True)
     cut["at"] = time.time()
-    cut["sent"] = journal_count(results, victim)
+    cut["sent"] = sent()
 
 
 def lab_main(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import pytest
 from bench.controller import lab as lab_module
 from bench.controller.results import load_run
 from bench.node.critest import OPS
+from benchmarks.fleet import NodeSamples
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -178,15 +179,16 @@ def test_a_fleet_run_survives_a_node_losing_its_power(lab, tmp_path):
             env=lab["env"], stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
+        t3_samples = NodeSamples(results, "t3")
         sent = 0
         end = time.monotonic() + 300
         while sent < 200 and time.monotonic() < end and run.poll() is None:
             time.sleep(0.5)
-            sent = sum('"node": "t3"' in line for line in journal(results))
+            sent = t3_samples()
         assert sent >= 200, f"t3 sent {sent} samples before the run ended or 300 s passed"
         cut = lab["cli"]("poweroff", "t3", "--cut")
         assert cut.returncode == 0
-        kept_at_cut = sum('"node": "t3"' in line for line in journal(results))
+        kept_at_cut = t3_samples()
         run.wait(timeout=600)
     finally:
         if run.poll() is None:
@@ -209,12 +211,6 @@ def test_a_fleet_run_survives_a_node_losing_its_power(lab, tmp_path):
     # The node boots again, with a new network namespace (the cut took the old one).
     lab["cli"]("reboot", "t3")
     assert lab["ssh"]("t3", "systemctl", "is-system-running").stdout.strip() == "running"
-
-
-def journal(results: Path) -> list[str]:
-    runs = list(results.iterdir()) if results.exists() else []
-    path = runs[0] / "samples.jsonl" if runs else None
-    return path.read_text().splitlines() if path and path.exists() else []
 
 
 def test_down_leaves_nothing_behind(lab):
