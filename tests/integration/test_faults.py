@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,21 @@ def ok_lifecycles(samples: Any, target: str, checks: Sequence[dict[str, Any]] = 
     return sum(1 for iteration, good in dict(ok).items() if good and iteration not in failed)
 
 
+def first_process(
+    victim: stacks.Stack, run: subprocess.Popen[str], match: Callable[[memory.Proc], bool], within_s: float = 60
+) -> memory.Proc | None:
+    """The first process of `victim`'s stack that `match`es, polled every 10 ms (a lifecycle lasts
+    well under a second) while the run goes on; None when the run ended or `within_s` passed."""
+    classifier = memory.Classifier([victim])
+    end = time.monotonic() + within_s
+    while time.monotonic() < end and run.poll() is None:
+        for p in classifier.classify():
+            if match(p):
+                return p
+        time.sleep(0.01)
+    return None
+
+
 def fault_run(tmp_path: Path, name: str, targets: list[str], iterations: int, ready, act) -> tuple[int, str, Path]:
     scen = tmp_path / f"{name}.yaml"
     scen.write_text(f"schema: 1\nname: {name}\ntargets: [{', '.join(targets)}]\n" + FAULT_RUN.format(n=iterations))
@@ -143,16 +158,11 @@ def test_a_killed_shim_or_conmon_fails_its_lifecycle_and_the_run_goes_on(provisi
 
     def kill_one(proc: subprocess.Popen[str]) -> None:
         """SIGKILL a shim (conmon) of the victim's stack serving a pod of this run: the lifecycle in
-        flight fails. Polled, since a lifecycle lasts well under a second."""
-        classifier = memory.Classifier([victim])
-        end = time.monotonic() + 60
-        while not kills and time.monotonic() < end and proc.poll() is None:
-            for p in classifier.classify():
-                if p.role == "shim" and p.pod and p.name.startswith(monitor):
-                    os.kill(p.pid, signal.SIGKILL)
-                    kills.append(p.pid)
-                    break
-            time.sleep(0.01)
+        flight fails."""
+        p = first_process(victim, proc, lambda p: p.role == "shim" and bool(p.pod) and p.name.startswith(monitor))
+        if p is not None:
+            os.kill(p.pid, signal.SIGKILL)
+            kills.append(p.pid)
 
     iterations = 24
     rc, err, run = fault_run(
@@ -226,18 +236,15 @@ def test_a_shim_its_containerd_forgot_in_a_crash_is_found_and_removed_by_the_nex
     landed: list[tuple[int, Path]] = []
 
     def crash_in_the_window(proc: subprocess.Popen[str]) -> None:
-        classifier = memory.Classifier([victim])
-        end = time.monotonic() + 60
-        while not landed and time.monotonic() < end and proc.poll() is None:
-            for p in classifier.classify():
-                if p.role == "shim" and p.pod and p.name.startswith("containerd-shim"):
-                    bundle = Path(os.readlink(f"/proc/{p.pid}/cwd"))
-                    os.kill(pid, signal.SIGKILL)
-                    for name in ("address", "bootstrap.json"):
-                        (bundle / name).unlink(missing_ok=True)
-                    landed.append((p.pid, bundle))
-                    break
-            time.sleep(0.01)
+        p = first_process(
+            victim, proc, lambda p: p.role == "shim" and bool(p.pod) and p.name.startswith("containerd-shim")
+        )
+        if p is not None:
+            bundle = Path(os.readlink(f"/proc/{p.pid}/cwd"))
+            os.kill(pid, signal.SIGKILL)
+            for name in ("address", "bootstrap.json"):
+                (bundle / name).unlink(missing_ok=True)
+            landed.append((p.pid, bundle))
 
     rc, err, run = fault_run(
         tmp_path,
@@ -336,16 +343,13 @@ def test_a_killed_dockerd_forgets_a_container_the_next_sweep_finds(provisioned, 
         started it and failed on the inspect after). A kill during the create leaves a shim
         without a container, which containerd's restart removes by itself ("cleaning leaked shim
         process"): not this fault."""
-        classifier = memory.Classifier([victim])
-        end = time.monotonic() + 60
-        while not landed and time.monotonic() < end and proc.poll() is None:
-            for p in classifier.classify():
-                if p.role == "shim" and p.object_id and started_workload(p.object_id):
-                    os.kill(pid, signal.SIGKILL)
-                    shutil.rmtree(records / p.object_id)
-                    landed.append((p.pid, p.object_id))
-                    break
-            time.sleep(0.01)
+        p = first_process(
+            victim, proc, lambda p: p.role == "shim" and bool(p.object_id) and started_workload(p.object_id)
+        )
+        if p is not None:
+            os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(records / p.object_id)
+            landed.append((p.pid, p.object_id))
 
     rc, err, run = fault_run(tmp_path, "kill-dockerd", [target_of(victim), target_of(other)], iterations, ready, crash)
     assert landed, f"no started workload of {victim.name} was seen"
