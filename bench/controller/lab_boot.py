@@ -129,6 +129,11 @@ def boot(spec: dict[str, Any]) -> None:
     # The console: the log file the lab gave as stdout (journald and systemd print there).
     open(f"{dev}/console", "a").close()
     run("mount", "--bind", spec["console"], f"{dev}/console")
+    # kubelet will not start without /dev/kmsg (its OOM watcher opens it). The host's is not
+    # bound: a read-only mount does not stop writes to a device, and whatever a node writes
+    # there would land in the host's kernel log. As kind's node entrypoint does, it is the
+    # node's console instead: the node's kubelet sees no kernel OOM events (nothing here uses them).
+    os.symlink("console", f"{dev}/kmsg")
     run("mount", "-t", "tmpfs", "-o", "nosuid,nodev,mode=755", "tmpfs", root + "/run")
     run("mount", "-t", "tmpfs", "-o", "nosuid,nodev,mode=1777", "tmpfs", root + "/tmp")  # noqa: S108 - the node's own /tmp
     with open("/proc/sys/kernel/hostname", "w") as f:  # our own UTS namespace

@@ -82,6 +82,12 @@ def test_a_node_is_a_pristine_systemd_machine(lab):
     ids = {lab["ssh"](n, "cat", "/etc/machine-id").stdout.strip() for n in ("t1", "t2")}
     assert len(ids) == 2 and all(len(i) == 32 for i in ids), ids
     assert lab["ssh"]("t2", "hostname").stdout.strip() == "t2"
+    # A /dev/kmsg (kubelet will not start without it) that is the node's console, not the
+    # host's kernel log: what a node writes there stays in the node's log.
+    assert lab["ssh"]("t1", "readlink", "/dev/kmsg").stdout.strip() == "console"
+    assert lab["ssh"]("t1", "sh", "-c", "echo hopbench-lab-kmsg > /dev/kmsg").returncode == 0
+    console = (lab["dir"] / "nodes" / "t1" / "console.log").read_text(errors="replace")
+    assert "hopbench-lab-kmsg" in console
 
 
 def test_the_node_drives_its_own_writable_cgroups(lab):
