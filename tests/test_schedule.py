@@ -359,6 +359,25 @@ def test_the_kubelet_config_is_loopback_only_and_refuses_cgroup_v1_only_where_th
     assert conf["containerRuntimeEndpoint"] == stack.cri_endpoint
     assert conf["authorization"] == {"mode": "AlwaysAllow"} and conf["imageGCHighThresholdPercent"] == 100
     assert config(stack, tmp_path / "root", 1, 2, "/x", cgroup_v1=False)["failCgroupV1"] is True
+    assert conf["cgroupDriver"] == "cgroupfs"
+    assert config(stack, tmp_path / "root", 1, 2, "/x", True, cgroup_driver="systemd")["cgroupDriver"] == "systemd"
+
+
+def test_the_kubelet_cgroup_root_is_a_slice_with_the_systemd_driver_as_kubelet_names_it():
+    from bench.node.kubeletd import cgroup_root_of, node_name_of
+
+    # kubelet's CgroupName.ToSystemd: '-' is a step in the slice hierarchy, so it becomes '_'
+    assert cgroup_root_of("containerd-2.4.2", "cgroupfs") == ("/hopbench-kube-containerd-2.4.2",) * 2
+    assert cgroup_root_of("containerd-2.4.2", "systemd") == (
+        "/hopbench-kube-containerd-2.4.2",
+        "/hopbench_kube_containerd_2.4.2.slice",
+    )
+    # a twin's '+' is no character of a unit name, nor of a node name
+    assert cgroup_root_of("docker-29.1.2+cgroupfs", "systemd")[1] == "/hopbench_kube_docker_29.1.2_cgroupfs.slice"
+    stack = make_target().stack
+    assert stack is not None
+    twin = dataclasses.replace(stack, name="containerd@2.4.2+cgroupfs")
+    assert node_name_of(twin) == "hb-kube-containerd-2.4.2-cgroupfs"
 
 
 def test_levels_kube_and_kubelet_apply_to_the_default_handler_of_a_stack_with_what_they_need(tmp_path):

@@ -21,6 +21,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,8 +58,9 @@ def ident_of(stack: stacks.Stack) -> str:
 
 
 def node_name_of(stack: stacks.Stack) -> str:
-    """The kubelet's node name for a stack (its --hostname-override)."""
-    return f"hb-kube-{ident_of(stack)}".lower()
+    """The kubelet's node name for a stack (its --hostname-override): a DNS subdomain, so a
+    driver twin's '+' (containerd@2.4.2+cgroupfs) becomes '-'; also a label value."""
+    return re.sub(r"[^a-z0-9.-]", "-", f"hb-kube-{ident_of(stack)}".lower())
 
 
 def free_port() -> int:
@@ -89,16 +91,39 @@ def with_parent_death_signal(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
+def cgroup_root_of(ident: str, driver: str) -> tuple[str, str]:
+    """(the kubelet's cgroupRoot, the cgroup it must find there) for a stack instance.
+
+    The kubelet takes cgroupRoot in cgroupfs form whatever its driver. With the systemd driver it
+    looks for it, and puts its kubepods slices under it, as a slice: each '-' becomes '_' (a '-'
+    is a step in systemd's slice hierarchy) and '.slice' is appended, so /hopbench-kube-x is
+    the slice hopbench_kube_x.slice at /hopbench_kube_x.slice. Characters a unit name cannot
+    hold (a '+' of a driver twin's version) become '_' in both forms."""
+    name = "hopbench-kube-" + re.sub(r"[^A-Za-z0-9_.-]", "_", ident)
+    if driver == "systemd":
+        return f"/{name}", "/" + name.replace("-", "_") + ".slice"
+    return f"/{name}", f"/{name}"
+
+
 def config(
-    stack: stacks.Stack, root: Path, port: int, healthz: int, cgroup_root: str, cgroup_v1: bool, legacy: bool = False
+    stack: stacks.Stack,
+    root: Path,
+    port: int,
+    healthz: int,
+    cgroup_root: str,
+    cgroup_v1: bool,
+    legacy: bool = False,
+    cgroup_driver: str = "cgroupfs",
 ) -> dict[str, Any]:
-    """The kubelet's configuration for one stack: loopback only; static pods from a folder.
+    """The kubelet's configuration for one stack: loopback only; static pods from a folder; the
+    stack instance's cgroup driver (kubelet and runtime must agree: a kubelet >= 1.34 takes a CRI
+    runtime's own, cri-dockerd and dockershim's dockerd are checked against this one).
     `legacy`: for a dockershim kubelet (1.23), without the fields it does not know."""
     conf = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "failCgroupV1": not cgroup_v1,
-        "cgroupDriver": "cgroupfs",
+        "cgroupDriver": cgroup_driver,
         "cgroupRoot": cgroup_root,
         "containerRuntimeEndpoint": stack.cri_endpoint,
         "staticPodPath": str(root.parent / "manifests"),
@@ -209,7 +234,9 @@ class Kubelet:
         self.logs = self.dir / "logs"
         self.kubeconfig = kubeconfig
         self.pidfile = Path(f"/run/hopbench/kubelet-{self.ident}.pid")
-        self.cgroup_root = f"/hopbench-kube-{self.ident}"
+        self.cgroup_driver = stack.cgroup_driver
+        # cgroup_root in the kubelet's config; cgroup_dir where it is in the hierarchies.
+        self.cgroup_root, self.cgroup_dir = cgroup_root_of(self.ident, self.cgroup_driver)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.conf: dict[str, Any] = {}
@@ -238,20 +265,58 @@ class Kubelet:
     def _cgroup_dirs(self) -> list[Path]:
         base = Path("/sys/fs/cgroup")
         if (base / "cgroup.controllers").exists():  # cgroup v2: one hierarchy
-            return [base / self.cgroup_root.lstrip("/")]
-        return [h / self.cgroup_root.lstrip("/") for h in sorted(base.iterdir()) if h.is_dir()]
+            return [base / self.cgroup_dir.lstrip("/")]
+        return [h / self.cgroup_dir.lstrip("/") for h in sorted(base.iterdir()) if h.is_dir()]
+
+    @property
+    def slice(self) -> str:
+        """The systemd slice of its cgroup root ('' with the cgroupfs driver)."""
+        return self.cgroup_dir.lstrip("/") if self.cgroup_driver == "systemd" else ""
+
+    def _make_cgroup_root(self) -> None:
+        """The cgroup root the kubelet checks before it starts. With the systemd driver it is a
+        slice systemd owns (started, so that the kubelet's kubepods slices and the runtime's pod
+        scopes go below a unit systemd knows), then made in the hierarchies systemd does not
+        manage (cpuset, hugetlb on cgroup v1), which the kubelet checks too."""
+        if self.slice:
+            proc = subprocess.run(
+                ["systemctl", "start", self.slice], capture_output=True, text=True, check=False, timeout=30
+            )
+            if proc.returncode != 0:
+                raise KubeletFailed(
+                    f"kubelet for {self.stack.name}: systemctl start {self.slice}: {proc.stderr.strip()[-300:]}"
+                )
+        for d in self._cgroup_dirs():
+            with contextlib.suppress(OSError):
+                d.mkdir(parents=True, exist_ok=True)
+
+    def _remove_cgroup_root(self) -> None:
+        """Stop the slice (systemd stops what is left below it and removes the cgroups it made),
+        then remove what is left in every hierarchy."""
+        if self.slice:
+            proc = subprocess.run(
+                ["systemctl", "stop", self.slice], capture_output=True, text=True, check=False, timeout=60
+            )
+            if proc.returncode != 0:
+                self.notes.append(f"kube: systemctl stop {self.slice}: {proc.stderr.strip()[-200:]}")
+        remove_cgroup_tree(self.cgroup_dir)
 
     def start(self) -> None:
         self._stop_left_kubelet()
         for d in (self.root, self.manifests, self.logs):
             d.mkdir(parents=True, exist_ok=True)
-        for d in self._cgroup_dirs():
-            with contextlib.suppress(OSError):
-                d.mkdir(parents=True, exist_ok=True)
+        self._make_cgroup_root()
         self.cgroup_v1 = nodeinfo.cgroups().get("mode") in ("legacy", "hybrid")
         self.port, healthz = free_port(), free_port()
         self.conf = config(
-            self.stack, self.root, self.port, healthz, self.cgroup_root, self.cgroup_v1, legacy=self.dockershim
+            self.stack,
+            self.root,
+            self.port,
+            healthz,
+            self.cgroup_root,
+            self.cgroup_v1,
+            legacy=self.dockershim,
+            cgroup_driver=self.cgroup_driver,
         )
         (self.dir / "config.json").write_text(json.dumps(self.conf, indent=2))
         argv = [self.binary, "--config", str(self.dir / "config.json"), "--root-dir", str(self.root)]
@@ -358,7 +423,7 @@ class Kubelet:
             if self.dockershim:  # its pods' logs, in the fixed folder of a 1.23 kubelet
                 for d in LEGACY_POD_LOGS.glob(f"*_*-{self.node_name}_*"):
                     shutil.rmtree(d, ignore_errors=True)
-            remove_cgroup_tree(self.cgroup_root)
+            self._remove_cgroup_root()
             self.pidfile.unlink(missing_ok=True)
             if self.made_var_lib:
                 shutil.rmtree(VAR_LIB_KUBELET, ignore_errors=True)

@@ -96,6 +96,15 @@ class KubeletLevelBase(Level):
         self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-config.json", content=json.dumps(k.conf, indent=2)))
         self.ctx.emit(Info(message=f"{self.name}: {self.pair}: kubelet {k.version} ({k.binary})", target=self.pair))
         self.ctx.emit(Tool(name="kubelet (dockershim)" if k.dockershim else "kubelet", version=k.version))
+        self.ctx.emit(
+            Setting(
+                target=self.pair,
+                name=f"{self.name}.cgroupDriver",
+                value=k.cgroup_driver,
+                why=f"the stack instance's driver; cgroupRoot {k.cgroup_root}"
+                + (f" is the slice {k.slice}" if k.slice else ""),
+            )
+        )
         if k.cgroup_v1 and not k.dockershim:
             why = "this node has cgroup v1 (hybrid); kubelet >= 1.35 refuses it otherwise"
             self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.failCgroupV1", value=False, why=why))
