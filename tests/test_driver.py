@@ -51,6 +51,24 @@ def test_the_ratio_is_systemd_over_cgroupfs_per_concurrency_with_its_interval():
     assert "no difference shown" in driver.sentence(teardown)
 
 
+def test_through_a_kubelet_start_up_is_the_phases_to_pod_ready_and_teardown_pod_delete():
+    slow = {"SandboxReady": 300.0, "PodReady": 200.0, "PodDelete": 100.0}
+    fast = {"SandboxReady": 150.0, "PodReady": 100.0, "PodDelete": 100.0}
+    samples = pd.concat(
+        [
+            lifecycles("containerd@2.4.2", slow, 20, seed=1, level="kubelet"),
+            lifecycles("containerd@2.4.2+cgroupfs", fast, 20, seed=2, level="kubelet"),
+        ]
+    )
+    t = driver.driver_changes(samples)
+    assert set(t["level"]) == {"kubelet"} and set(t["concurrency"]) == {1}
+    start = t[t["measure"] == "pod start-up"].iloc[0]
+    assert math.isclose(start["systemd / cgroupfs"], 500 / 250, rel_tol=0.05) and start["CI low"] > 1
+    assert "containerd@2.4.2/runc through level kubelet, 1 pod(s) in flight: pod start-up" in driver.sentence(start)
+    teardown = t[t["measure"] == "pod teardown"].iloc[0]
+    assert teardown["CI low"] <= 1 <= teardown["CI high"]
+
+
 def test_no_twins_no_rows():
     samples = lifecycles("containerd@2.4.2", {}, 10)
     assert driver.driver_changes(samples).empty

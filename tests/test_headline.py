@@ -7,23 +7,25 @@ import pandas as pd
 
 from bench.controller import headline
 from bench.controller.colours import KNOWN, target_colours
-from bench.ops import POD_LIFECYCLE_OPS
+from bench.ops import KUBELET_LIFECYCLE_OPS, POD_LIFECYCLE_OPS
 
 
-def lifecycles(stack: str, medians: dict[str, float], n: int, node: str = "local", seed: int = 0) -> pd.DataFrame:
-    """Samples of `n` measured cri lifecycles (plus one warm-up) of `stack`/runc, each op lognormal
-    around its median in ms (ops not given: 1 ms)."""
+def lifecycles(
+    stack: str, medians: dict[str, float], n: int, node: str = "local", seed: int = 0, level: str = "cri"
+) -> pd.DataFrame:
+    """Samples of `n` measured lifecycles (plus one warm-up) of `stack`/runc at level cri (or
+    kubelet), each op lognormal around its median in ms (ops not given: 1 ms)."""
     rng = np.random.default_rng(seed)
     rows = []
     for it in range(n + 1):
-        for op in POD_LIFECYCLE_OPS:
+        for op in KUBELET_LIFECYCLE_OPS if level == "kubelet" else POD_LIFECYCLE_OPS:
             ms = medians.get(op, 1.0) * float(np.exp(rng.normal(0, 0.05)))
             rows.append(
                 {
                     "node": node,
                     "stack": stack,
                     "handler": "runc",
-                    "level": "cri",
+                    "level": level,
                     "op": op,
                     "iteration": it,
                     "concurrency": 1,

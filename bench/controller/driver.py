@@ -7,10 +7,13 @@ and bridge): the instance whose driver is not the node's default carries it in i
 `containerd@2.4.2+cgroupfs` beside `containerd@2.4.2` (systemd, on a systemd node). Both run in
 one interleaved run on one node, so node drift is not part of the ratio.
 
-For each such pair and handler, at each concurrency the run has among `CONCURRENCIES`: the pod
-start-up (RunPodSandbox + CreateContainer + StartContainer) and teardown (StopContainer +
-RemoveContainer + StopPodSandbox + RemovePodSandbox) summed per lifecycle at level cri, and
-the ratio of medians systemd / cgroupfs with its percentile-bootstrap interval.
+For each such pair, level and handler, at each concurrency the run has among `CONCURRENCIES`:
+the pod start-up and teardown summed per lifecycle, and the ratio of medians systemd /
+cgroupfs with its percentile-bootstrap interval. At level cri start-up is RunPodSandbox +
+CreateContainer + StartContainer and teardown StopContainer + RemoveContainer + StopPodSandbox
++ RemovePodSandbox; through a kubelet (levels kubelet and kube, whose kubelet runs with its
+stack instance's driver and so adds its own pod slice through systemd) start-up is the phases
+up to PodReady and teardown PodDelete.
 """
 
 from __future__ import annotations
@@ -21,14 +24,21 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import stats
-from bench.ops import POD_START_OPS, POD_TEARDOWN_OPS
+from bench.ops import KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS, POD_START_OPS, POD_TEARDOWN_OPS
 from bench.stacks import kind_of, variant_of, version_of
 
 DRIVERS = ("systemd", "cgroupfs")
 CONCURRENCIES = (1, 16)
 MEASURES = {"pod start-up": POD_START_OPS, "pod teardown": POD_TEARDOWN_OPS}
+# The levels the ratio is taken at, and what start-up and teardown sum there.
+LEVEL_MEASURES = {
+    "cri": MEASURES,
+    "kubelet": {"pod start-up": KUBELET_LIFECYCLE_OPS[:2], "pod teardown": KUBELET_LIFECYCLE_OPS[2:]},
+    "kube": {"pod start-up": KUBE_LIFECYCLE_OPS[:3], "pod teardown": KUBE_LIFECYCLE_OPS[3:]},
+}
 COLUMNS = [
     "node",
+    "level",
     "stack",
     "handler",
     "concurrency",
@@ -61,11 +71,11 @@ def driver_pairs(names: list[str]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def per_lifecycle(samples: pd.DataFrame, ops: tuple[str, ...], concurrency: int) -> pd.DataFrame:
+def per_lifecycle(samples: pd.DataFrame, ops: tuple[str, ...], concurrency: int, level: str = "cri") -> pd.DataFrame:
     """node, stack, handler, iteration, ms: `ops` summed over each complete, successful, measured
-    lifecycle of level cri at `concurrency`."""
+    lifecycle of `level` at `concurrency`."""
     s = samples[
-        (samples["level"] == "cri")
+        (samples["level"] == level)
         & samples["op"].isin(ops)
         & samples["ok"].astype(bool)
         & ~samples["warmup"].astype(bool)
@@ -85,9 +95,18 @@ def driver_changes(samples: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     pairs = driver_pairs([str(s) for s in samples["stack"].unique()])
     rows = []
+    for level, measures in LEVEL_MEASURES.items():
+        rows += level_rows(samples, pairs, level, measures)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def level_rows(
+    samples: pd.DataFrame, pairs: list[tuple[str, str, str]], level: str, measures: dict[str, tuple[str, ...]]
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     for concurrency in CONCURRENCIES:
-        for measure, ops in MEASURES.items():
-            life = per_lifecycle(samples, ops, concurrency)
+        for measure, ops in measures.items():
+            life = per_lifecycle(samples, ops, concurrency, level)
             if life.empty:
                 continue
             for base, on_systemd, on_cgroupfs in pairs:
@@ -100,6 +119,7 @@ def driver_changes(samples: pd.DataFrame) -> pd.DataFrame:
                     rows.append(
                         {
                             "node": str(node),
+                            "level": level,
                             "stack": base,
                             "handler": str(handler),
                             "concurrency": concurrency,
@@ -113,13 +133,14 @@ def driver_changes(samples: pd.DataFrame) -> pd.DataFrame:
                             "CI high": hi,
                         }
                     )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return rows
 
 
 def sentence(row: pd.Series) -> str:
     """One finding in words, with its interval."""
     ratio, lo, hi = float(row["systemd / cgroupfs"]), float(row["CI low"]), float(row["CI high"])
-    where = f"{row['stack']}/{row['handler']}, {row['concurrency']} pod(s) in flight"
+    through = "" if row["level"] == "cri" else f" through level {row['level']}"
+    where = f"{row['stack']}/{row['handler']}{through}, {row['concurrency']} pod(s) in flight"
     if not math.isfinite(ratio):
         return f"{where}: {row['measure']}: too few lifecycles for a ratio"
     if lo > 1:

@@ -709,8 +709,10 @@ DRIVER_TEXT = (
     "Each stack ran twice on the same node in the same interleaved run: once with the systemd cgroup "
     "driver (runc, conmon and the runtime ask systemd over D-Bus for a transient scope per pod and "
     "container, as on a kubeadm node) and once with cgroupfs (they write the cgroup folders "
-    "themselves). Pod start-up and teardown are summed per lifecycle at level cri; the ratio is "
-    "systemd / cgroupfs of the medians with a 95% percentile-bootstrap interval."
+    "themselves). Pod start-up and teardown are summed per lifecycle at level cri, and through a "
+    "kubelet (levels kubelet and kube: the phases up to PodReady, and PodDelete) whose own driver is "
+    "its stack's, so that it also asks systemd for each pod's slice; the ratio is systemd / cgroupfs "
+    "of the medians with a 95% percentile-bootstrap interval."
 )
 
 
