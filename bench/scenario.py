@@ -71,13 +71,12 @@ import yaml
 
 from bench.codec import field_names, to_data
 from bench.errors import InputError
-from bench.node.levels import REGISTRY
+from bench.levelnames import LEVELS
 
 SCENARIO_SCHEMA = 1
 STACKS = ("containerd", "crio", "docker")
 HANDLERS = ("runc", "crun", "runsc", "kata")
-# The levels a scenario may name: the registry of bench.node.levels, in the order a target runs them.
-LEVELS = tuple(REGISTRY)
+# The levels a scenario may name (LEVELS): bench.levelnames, in the order a target runs them.
 
 
 class ScenarioError(InputError):

@@ -18,10 +18,11 @@ from typing import ClassVar
 import pytest
 
 from bench import stacks
+from bench.levelnames import REGISTRY
 from bench.messages import Artifact, Check, Error, Event, Info, Job, Lifecycle, Plan, Sample, Warning, decode_event
 from bench.node import schedule
 from bench.node.channel import Emitter
-from bench.node.levels import REGISTRY, Context, Level, Outcome, Target, Timed, Turn
+from bench.node.levels import Context, Level, Outcome, Target, Timed, Turn
 from bench.scenario import Density, Scenario
 
 

@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.levelnames import REGISTRY
 from bench.messages import Artifact, Check, Error, Info, Lifecycle, Plan, Sample, Warning
 from bench.node import clientload, metrics, targets
-from bench.node.levels import REGISTRY, Context, Emit, Level, Target, Timed, Turn, load
+from bench.node.levels import Context, Emit, Level, Target, Timed, Turn, load
 
 
 @dataclass(frozen=True)

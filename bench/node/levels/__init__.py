@@ -27,7 +27,7 @@ A call returns its result together with the elapsed time and the error (`Timed`)
 timing sits right beside the call. An op a level cannot do raises UnsupportedOp; a failed call
 is a failed sample with its error, never a zero duration. What a level has to say about its
 own housekeeping (leftovers removed, clean-up errors) goes to `notes`; the scheduler emits
-them as warnings. A new level is one module here and one line in REGISTRY.
+them as warnings. A new level is one module here and one line in REGISTRY (bench.levelnames).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 
 from bench import stacks
 from bench.errors import ComponentError
+from bench.levelnames import REGISTRY
 
 if TYPE_CHECKING:
     from bench.messages import Event, Job
@@ -50,23 +51,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Every level, in the order a target runs them: the scenario's allowed levels.
-REGISTRY: dict[str, str] = {
-    "cri": "bench.node.levels.cri:CriLevel",
-    "cri-critest": "bench.node.levels.critest:CriCritestLevel",
-    "critest": "bench.node.levels.critest:CritestLevel",
-    "split": "bench.node.levels.split:SplitLevel",
-    "engine": "bench.node.levels.engine:EngineLevel",
-    "containerd": "bench.node.levels.containerd:ContainerdLevel",
-    "density": "bench.node.levels.density:DensityLevel",
-    "kube": "bench.node.levels.kube:KubeLevel",
-    "kubelet": "bench.node.levels.kubelet:KubeletLevel",
-    "dockershim": "bench.node.levels.kubelet:DockershimLevel",
-    "oci": "bench.node.levels.oci:OciLevel",
-    "control": "bench.node.levels.control:ControlLevel",
-    "nullcri": "bench.node.levels.critest:NullLevel",
-    "cli": "bench.node.levels.cli:CliLevel",
-}
 
 # What the workload image's program prints once running and on SIGTERM: every level checks them.
 READY_MARK = "hopbench-workload ready"
