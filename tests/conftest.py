@@ -1,0 +1,55 @@
+"""The suite's time per tier beside its budget, printed at the end of every run (CI's log too).
+
+Tiers by folder: `unit` (tests/, pure logic and small real parts, the fast loop) and
+`integration` (tests/integration/, real daemons, lab nodes, provisioning). A tier's time is the
+sum of its tests' set-up, call and tear-down: the suite runs one test at a time, so that is its
+share of the wall clock. Over budget is printed, never failed: a test must not fail because
+the machine was slow.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+# Seconds: unit tests within 3 min; the whole suite (with scripts/setup) on a fresh machine
+# within 60 min, of which integration is what the unit tier and set-up leave.
+BUDGETS_S = {"unit": 180.0, "integration": 3600.0 - 180.0 - 600.0}
+_spent: dict[str, float] = defaultdict(float)
+_slowest: dict[str, tuple[float, str]] = {}
+
+
+def tier_of(path: str) -> str:
+    return "integration" if Path(path).resolve().is_relative_to(INTEGRATION) else "unit"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    tier = tier_of(report.fspath)
+    _spent[tier] += report.duration
+    module = report.nodeid.split("::", 1)[0]
+    key = f"{tier}:{module}"
+    took, _ = _slowest.get(key, (0.0, module))
+    _slowest[key] = (took + report.duration, module)
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _spent:
+        return
+    terminalreporter.section("time per tier (budget)")
+    for tier in ("unit", "integration"):
+        if tier not in _spent:
+            continue
+        took, budget = _spent[tier], BUDGETS_S[tier]
+        verdict = "within" if took <= budget else "OVER"
+        terminalreporter.write_line(f"{tier}: {minutes(took)} ({verdict} its budget of {minutes(budget)})")
+        files = sorted(((t, m) for k, (t, m) in _slowest.items() if k.startswith(f"{tier}:")), reverse=True)[:5]
+        for took_file, module in files:
+            terminalreporter.write_line(f"    {minutes(took_file)}  {module}")
