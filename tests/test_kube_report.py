@@ -145,6 +145,12 @@ def test_a_pods_phases_come_from_its_binding_conditions_and_running_containers()
     stuck = pod("n", statuses=[{"state": {"waiting": {"reason": "CreateContainerError", "message": "no  hugetlb"}}}])
     assert kubepod.reached(stuck)[1] == "CreateContainerError: no hugetlb"
     assert kubepod.reached(pod("n", phase="Failed"))[1].startswith("pod p phase Failed")
+    # A container that failed to start: the pod has no message of its own, the runtime's error is said.
+    start_error = {"name": "workload", "state": {"terminated": {"reason": "StartError", "exitCode": 128,
+                                                                "message": "unable to  freeze"}}}  # fmt: skip
+    assert kubepod.reached(pod("n", statuses=[start_error], phase="Failed"))[1] == (
+        "pod p phase Failed: container workload terminated: StartError (exit 128): unable to freeze"
+    )
 
 
 def test_the_dockershim_answer_is_kubelet_and_cri_dockerd_minus_dockershim_on_the_same_stack():

@@ -73,12 +73,28 @@ def reached(pod: dict[str, Any]) -> tuple[set[str], str]:
         marks |= {"SandboxReady", "PodReady"}
     problem = ""
     if status.get("phase") in ("Failed", "Succeeded"):
-        problem = f"pod {pod['metadata']['name']} phase {status.get('phase')}: {status.get('message', '')}"
+        why = status.get("message") or status.get("reason") or ended_containers(statuses)
+        problem = f"pod {pod['metadata']['name']} phase {status.get('phase')}: {why}"
     for c in statuses:
         waiting = c.get("state", {}).get("waiting") or {}
         if waiting.get("reason") in FATAL_WAITING:
             problem = f"{waiting['reason']}: {' '.join(str(waiting.get('message', '')).split())[:400]}"
     return marks, problem
+
+
+def ended_containers(statuses: list[dict[str, Any]]) -> str:
+    """Why the pod's containers ended, as their terminated states say (a pod whose container
+    failed to start ends with no message of its own: the runtime's error is here)."""
+    said = []
+    for c in statuses:
+        ended = c.get("state", {}).get("terminated") or c.get("lastState", {}).get("terminated") or {}
+        if ended:
+            message = " ".join(str(ended.get("message", "")).split())[:400]
+            said.append(
+                f"container {c.get('name', '?')} terminated: {ended.get('reason', '')} (exit {ended.get('exitCode')})"
+                + (f": {message}" if message else "")
+            )
+    return "; ".join(said)
 
 
 def pending(pod: dict[str, Any]) -> str:
