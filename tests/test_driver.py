@@ -94,3 +94,26 @@ def test_a_kept_lab_run_reports_what_the_driver_changes(tmp_path, capsys):
     assert facts["stacks"]["containerd@2.4.2+cgroupfs"]["cgroup_driver"] == "cgroupfs"
     assert facts["stacks"]["containerd@2.4.2"]["cgroup_driver"] == "systemd"
     assert "cgroup driver systemd; OCI wrapper in the timed path" in md
+
+
+KEPT_KUBE = KEPT.parent / "20261205T110737Z-kube-driver-lab1-c9ea"
+
+
+def test_a_kept_lab_run_through_kubelets_reports_the_driver_per_level(tmp_path, capsys):
+    """A real run on a lab node with a kubelet per stack instance, each with its instance's
+    driver: the driver section has rows through levels kubelet and kube, and the settings say
+    which driver each kubelet ran with."""
+    run = tmp_path / KEPT_KUBE.name
+    shutil.copytree(KEPT_KUBE, run)
+    assert cli.main(["report", str(run)]) == 0
+    capsys.readouterr()
+    md = (run / "report.md").read_text()
+    section = md.split("## What the cgroup driver changes", 1)[1].split("\n## ", 1)[0]
+    for level in ("kubelet", "kube"):
+        for concurrency in (1, 16):
+            where = f"containerd@2.4.2/runc through level {level}, {concurrency} pod(s) in flight"
+            assert f"{where}: pod start-up" in section
+    settings = json.loads((run / "meta.json").read_text())["settings"]
+    assert settings["containerd@2.4.2/runc"]["kubelet.cgroupDriver"]["value"] == "systemd"
+    assert settings["containerd@2.4.2+cgroupfs/runc"]["kube.cgroupDriver"]["value"] == "cgroupfs"
+    assert "hopbench_kube_containerd_2.4.2.slice" in settings["containerd@2.4.2/runc"]["kube.cgroupDriver"]["why"]
