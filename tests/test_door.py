@@ -73,6 +73,15 @@ def test_every_variable_a_role_reads_is_known():
     assert {"containerd_root", "crio_version", "runc_version"} <= known
 
 
+def test_known_names_are_read_again_when_a_role_changes(tmp_path):
+    defaults = tmp_path / "roles" / "r" / "defaults" / "main.yml"
+    defaults.parent.mkdir(parents=True)
+    defaults.write_text("r_one: 1\n")
+    assert extravars.known_names(tmp_path) == {"r_one"}
+    defaults.write_text("r_one: 1\nr_two: 2\n")  # a different size: a new stamp even within one mtime tick
+    assert extravars.known_names(tmp_path) == {"r_one", "r_two"}
+
+
 def test_cli_refuses_bad_provision_input_before_ansible_starts(capsys):
     assert cli.main(["provision", "--playbook", "../site.yml"]) == 2
     assert "--playbook '../site.yml': expected a playbook of" in capsys.readouterr().err

@@ -11,6 +11,7 @@ specs then check the values' types and choices when each role starts.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -28,10 +29,26 @@ class ExtraVarsError(InputError):
     pass
 
 
+SOURCES = ("roles/*/meta/argument_specs.yml", "roles/*/defaults/*.yml", "group_vars/*/*.yml", "*.yml")
+
+
 def known_names(ansible_dir: Path) -> set[str]:
     """Every variable the playbooks read: role argument specs, role defaults, group variables, the
     `vars:` of each play (reset.yml's hopbench_reset_state) and the variables a play's `hosts:`
-    names (nightly.yml's nightly_hosts)."""
+    names (nightly.yml's nightly_hosts). Read again only when one of those files changed."""
+    files = sorted({p for pattern in SOURCES for p in ansible_dir.glob(pattern)})
+    stamp = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stamp.append((str(path), st.st_mtime_ns, st.st_size))
+    return set(_known_names(ansible_dir, tuple(stamp)))
+
+
+@functools.lru_cache(maxsize=8)
+def _known_names(ansible_dir: Path, stamp: tuple[tuple[str, int, int], ...]) -> frozenset[str]:
     names: set[str] = set()
 
     def keys(path: Path) -> set[str]:
@@ -60,7 +77,7 @@ def known_names(ansible_dir: Path) -> set[str]:
                 names |= set(play["vars"])
             if isinstance(play, dict) and isinstance(play.get("hosts"), str):
                 names |= set(re.findall(r"\{\{\s*([A-Za-z_]\w*)", play["hosts"]))
-    return names
+    return frozenset(names)
 
 
 def parse_one(value: str) -> dict[str, Any]:
