@@ -27,6 +27,14 @@ def tier_of(path: str) -> str:
     return "integration" if Path(path).resolve().is_relative_to(INTEGRATION) else "unit"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked `integration`, so `-m "not integration"` is
+    the unit tier exactly (a module that forgot its pytestmark would boot lab nodes in it)."""
+    for item in items:
+        if tier_of(str(item.path)) == "integration":
+            item.add_marker(pytest.mark.integration)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     tier = tier_of(report.fspath)
     _spent[tier] += report.duration
