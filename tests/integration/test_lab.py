@@ -85,7 +85,7 @@ def test_a_node_is_a_pristine_systemd_machine(lab):
     # A /dev/kmsg (kubelet will not start without it) that is the node's console, not the
     # host's kernel log: what a node writes there stays in the node's log.
     assert lab["ssh"]("t1", "readlink", "/dev/kmsg").stdout.strip() == "console"
-    assert lab["ssh"]("t1", "sh", "-c", "echo hopbench-lab-kmsg > /dev/kmsg").returncode == 0
+    assert lab["ssh"]("t1", "sh", "-c", "echo hopbench-lab-kmsg >> /dev/kmsg").returncode == 0
     console = (lab["dir"] / "nodes" / "t1" / "console.log").read_text(errors="replace")
     assert "hopbench-lab-kmsg" in console
 
