@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # The distribution functions themselves (scipy.stats' t.sf and norm.ppf give the same values
-# through these, at a hundredth of the cost per scalar call: the gate makes thousands a night).
+# through these, at a fiftieth of the cost per scalar call (2.9 against 146 us measured here):
+# the gate makes thousands a night).
 from scipy.special import ndtri, stdtr
 
 DF = 60
