@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench import cli
 from bench.controller import driver, upgrade
@@ -78,15 +79,21 @@ def test_no_twins_no_rows():
 KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261205T034117Z-driver-lab1-1c4f"
 
 
-def test_a_kept_lab_run_reports_what_the_driver_changes(tmp_path, capsys):
-    """A real run on a lab node (systemd as init, systemd driver, cgroupfs twins): its report has
-    the driver section, and its metadata each stack's driver and the node's init."""
-    run = tmp_path / KEPT.name
-    shutil.copytree(KEPT, run)
+def reported(kept: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, str]:
+    """A copy of a kept run with its report made by `hopbench report`: the copy, report.md and
+    the report's driver section."""
+    run = tmp_path / kept.name
+    shutil.copytree(kept, run)
     assert cli.main(["report", str(run)]) == 0
     capsys.readouterr()
     md = (run / "report.md").read_text()
-    section = md.split("## What the cgroup driver changes", 1)[1].split("\n## ", 1)[0]
+    return run, md, md.split("## What the cgroup driver changes", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_kept_lab_run_reports_what_the_driver_changes(tmp_path, capsys):
+    """A real run on a lab node (systemd as init, systemd driver, cgroupfs twins): its report has
+    the driver section, and its metadata each stack's driver and the node's init."""
+    run, md, section = reported(KEPT, tmp_path, capsys)
     assert "containerd@2.4.2/runc, 1 pod(s) in flight: pod start-up" in section
     assert "docker@29.8.1-dev/runc, 16 pod(s) in flight: pod teardown" in section
     facts = json.loads((run / "meta.json").read_text())["node_facts"]
@@ -103,12 +110,7 @@ def test_a_kept_lab_run_through_kubelets_reports_the_driver_per_level(tmp_path, 
     """A real run on a lab node with a kubelet per stack instance, each with its instance's
     driver: the driver section has rows through levels kubelet and kube, and the settings say
     which driver each kubelet ran with."""
-    run = tmp_path / KEPT_KUBE.name
-    shutil.copytree(KEPT_KUBE, run)
-    assert cli.main(["report", str(run)]) == 0
-    capsys.readouterr()
-    md = (run / "report.md").read_text()
-    section = md.split("## What the cgroup driver changes", 1)[1].split("\n## ", 1)[0]
+    run, _, section = reported(KEPT_KUBE, tmp_path, capsys)
     for level in ("kubelet", "kube"):
         for concurrency in (1, 16):
             where = f"containerd@2.4.2/runc through level {level}, {concurrency} pod(s) in flight"
