@@ -19,8 +19,8 @@ INTEGRATION = Path(__file__).resolve().parent / "integration"
 # Seconds: unit tests within 3 min; the whole suite (with scripts/setup) on a fresh machine
 # within 60 min, of which integration is what the unit tier and set-up leave.
 BUDGETS_S = {"unit": 180.0, "integration": 3600.0 - 180.0 - 600.0}
-_spent: dict[str, float] = defaultdict(float)
-_slowest: dict[str, tuple[float, str]] = {}
+# Seconds spent per (tier, test file): the tiers' totals are their sums.
+_spent: dict[tuple[str, str], float] = defaultdict(float)
 
 
 def tier_of(path: str) -> str:
@@ -36,12 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    tier = tier_of(report.fspath)
-    _spent[tier] += report.duration
-    module = report.nodeid.split("::", 1)[0]
-    key = f"{tier}:{module}"
-    took, _ = _slowest.get(key, (0.0, module))
-    _slowest[key] = (took + report.duration, module)
+    _spent[(tier_of(report.fspath), report.nodeid.split("::", 1)[0])] += report.duration
 
 
 def minutes(seconds: float) -> str:
@@ -53,11 +48,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("time per tier (budget)")
     for tier in ("unit", "integration"):
-        if tier not in _spent:
+        files = sorted(((took, name) for (t, name), took in _spent.items() if t == tier), reverse=True)
+        if not files:
             continue
-        took, budget = _spent[tier], BUDGETS_S[tier]
+        took, budget = sum(t for t, _ in files), BUDGETS_S[tier]
         verdict = "within" if took <= budget else "OVER"
         terminalreporter.write_line(f"{tier}: {minutes(took)} ({verdict} its budget of {minutes(budget)})")
-        files = sorted(((t, m) for k, (t, m) in _slowest.items() if k.startswith(f"{tier}:")), reverse=True)[:5]
-        for took_file, module in files:
-            terminalreporter.write_line(f"    {minutes(took_file)}  {module}")
+        for took_file, name in files[:5]:
+            terminalreporter.write_line(f"    {minutes(took_file)}  {name}")
