@@ -112,18 +112,29 @@ def test_the_nightly_timer_fires_a_run_on_the_node_and_its_results_reach_the_con
         "concurrency: [1]\nregression: {threshold_pct: 10, history: 3}\n"
     )
     assert remote(node, "sh", "-c", f"printf %s {shlex.quote(scenario)} > /root/labnightly.yaml").returncode == 0
-    # A minute ahead, in UTC (the node's clock is the controller's; its zone is UTC).
-    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=75)
-    calendar = at.strftime("%Y-%m-%d %H:%M:00 UTC")
-    node["cli"](
+    # First with the role's own calendar (02:30 every night): the timer is active and waits for it.
+    # That run also measures how long provisioning takes, so the second, which moves the timer to
+    # a near minute, cannot miss it while ansible is still running (a timer whose time passed
+    # before it started never fires; that raced on a slow CI machine).
+    common = (
         "provision", "--playbook", "nightly.yml", "-i", str(node["inventory"]),
         "-e", "nightly_hosts=r1", "-e", "nightly_repo_dir=/root/hopbench",
-        "-e", "nightly_scenario=/root/labnightly.yaml", "-e", json.dumps({"nightly_on_calendar": calendar}),
-        "-e", "nightly_randomized_delay=0",
+        "-e", "nightly_scenario=/root/labnightly.yaml", "-e", "nightly_randomized_delay=0",
     )  # fmt: skip
-    timer = remote(node, "systemctl", "is-active", "hopbench-nightly.timer").stdout.strip()
-    assert timer == "active", timer
-    deadline = time.monotonic() + 600
+    began = time.monotonic()
+    node["cli"](*common)
+    took = time.monotonic() - began
+    assert remote(node, "systemctl", "is-active", "hopbench-nightly.timer").stdout.strip() == "active"
+    calendar_of = remote(node, "systemctl", "show", "hopbench-nightly.timer", "--property=TimersCalendar").stdout
+    assert "02:30:00" in calendar_of, calendar_of
+    # Then a near minute, in UTC (the node's clock is the controller's; its zone is UTC): the
+    # role must restart the timer for a changed calendar to take effect.
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2 * took + 60)
+    calendar = at.strftime("%Y-%m-%d %H:%M:00 UTC")
+    node["cli"](*common, "-e", json.dumps({"nightly_on_calendar": calendar}))
+    timer = remote(node, "systemctl", "show", "hopbench-nightly.timer", "--property=ActiveState,TimersCalendar")
+    assert "ActiveState=active" in timer.stdout and at.strftime("%H:%M:00") in timer.stdout, timer.stdout
+    deadline = time.monotonic() + 2 * took + 60 + 600
     props: dict[str, str] = {}
     while time.monotonic() < deadline:
         out = remote(
@@ -134,6 +145,9 @@ def test_the_nightly_timer_fires_a_run_on_the_node_and_its_results_reach_the_con
         if props.get("ExecMainExitTimestampMonotonic", "0") != "0" and props.get("ActiveState") != "activating":
             break
         time.sleep(5)
+    else:
+        timers = remote(node, "systemctl", "list-timers", "--all", "--no-pager").stdout
+        pytest.fail(f"the nightly service did not run by {calendar} + 10 min: {props}\n{timers}")
     journal = remote(node, "journalctl", "-u", "hopbench-nightly.service", "--no-pager", "-n", "40").stdout
     assert props.get("Result") == "success" and props.get("ExecMainStatus") == "0", f"{props}\n{journal}"
     # The night's run, fetched to the controller over SSH; its report builds there.
