@@ -26,3 +26,7 @@ REGISTRY: dict[str, str] = {
 }
 
 LEVELS: tuple[str, ...] = tuple(REGISTRY)
+
+# The levels that run a kubelet: their memory samples are the kubelet's (phase = the level's
+# name), not the density level's sweeps, and their artifacts are the kubelet's metric scrapes.
+KUBE_LEVELS: tuple[str, ...] = ("kube", "kubelet", "dockershim")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import headline
-from bench.controller.colours import KNOWN, target_colours
+from bench.controller.charts import KNOWN, target_colours
 from bench.ops import KUBELET_LIFECYCLE_OPS, POD_LIFECYCLE_OPS
 
 
@@ -128,7 +128,7 @@ def test_the_nightly_trend_draws_each_ops_baseline_band():
 
     import matplotlib.image
 
-    from bench.controller.report import trend_chart
+    from bench.controller.nightly import trend_chart
 
     trend = pd.DataFrame(
         {

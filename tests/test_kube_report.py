@@ -8,7 +8,9 @@ import math
 import pandas as pd
 import pytest
 
+from bench import RESULTS_SCHEMA_VERSION
 from bench.controller import kube
+from bench.controller.run import Run
 
 BEFORE = """# HELP kubelet_runtime_operations_duration_seconds [ALPHA] Duration in seconds of runtime operations.
 # TYPE kubelet_runtime_operations_duration_seconds histogram
@@ -56,11 +58,14 @@ def test_a_histogram_grows_by_the_difference_of_two_scrapes():
     assert math.isnan(kube.bucket_quantile([], 0.5))
 
 
-def run_dir_with(tmp_path, level="kube", ident="containerd-2.4.2"):
+def run_with(tmp_path, level="kube", ident="containerd-2.4.2"):
+    """A run folder holding one kubelet's scrapes, loaded as the report loads it."""
     (tmp_path / "kube").mkdir()
     (tmp_path / "kube" / f"{level}-{ident}-metrics-before.txt").write_text(BEFORE)
     (tmp_path / "kube" / f"{level}-{ident}-metrics-after.txt").write_text(AFTER)
-    return tmp_path
+    meta = {"schema_version": RESULTS_SCHEMA_VERSION, "run_id": tmp_path.name}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    return Run(tmp_path)
 
 
 def samples_of(rows):
@@ -76,15 +81,16 @@ def test_the_kubelets_view_sits_beside_the_cri_levels_for_the_same_stack(tmp_pat
             for i, ms in enumerate((100, 120, 140))
         ]
     )  # fmt: skip
-    view = kube.kubelet_view(kube.scrapes(run_dir_with(tmp_path)), samples)
+    run = run_with(tmp_path)
+    view = kube.kubelet_view(kube.scrapes(run), samples)
     row = view[view["cri op"] == "RunPodSandbox"].iloc[0]
     assert row["stack"] == "containerd@2.4.2" and row["level"] == "kube"
     assert row["kubelet calls"] == 4 and row["kubelet mean (ms)"] == pytest.approx(125.0)
     assert row["cri level n"] == 3 and row["cri level p50 (ms)"] == pytest.approx(120.0)
-    calls = kube.kubelet_calls(kube.scrapes(tmp_path), samples).iloc[0]
+    calls = kube.kubelet_calls(kube.scrapes(run), samples).iloc[0]
     assert calls["pods started"] == 4 and calls["CRI calls"] == 12 and calls["calls per pod"] == pytest.approx(3.0)
     assert calls["besides the lifecycle"] == "version 8"
-    slis = kube.kubelet_slis(kube.scrapes(tmp_path), samples).iloc[0]
+    slis = kube.kubelet_slis(kube.scrapes(run), samples).iloc[0]
     assert slis["pod_start_sli_duration n"] == 4 and slis["pod_start_sli_duration mean (ms)"] == pytest.approx(1000.0)
 
 

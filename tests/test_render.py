@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.controller import report
+from bench.controller import report, runfacts
 from bench.controller.render import Bullets, Image, Para, Pre, Report, Section, Table, inline_html, to_html, to_markdown
 
 KEPT = Path(__file__).resolve().parents[1] / "results" / "kept"
@@ -60,7 +60,7 @@ def test_kept_runs_render_with_the_method_written_once(tmp_path):
     shutil.copytree(KEPT / "20261127T022512Z-hopskept-local-9e48", run)
     html = report.build_report(run).read_text()
     md = (run / "report.md").read_text()
-    assert report.METHOD.split(":")[0] in md
+    assert runfacts.METHOD.split(":")[0] in md
     for heading in ("Headline", "Hop cost between adjacent levels", "Method", "Environment", "Reproduce"):
         assert f"<h2>{heading}" in html and f"## {heading}" in md
     assert "Targets" in html and "## Targets" not in md
@@ -79,22 +79,22 @@ def test_what_went_wrong_says_when_and_to_which_target():
             "wall_time": t0 + 42.4,
         },
     ]
-    (section,) = report.failure_sections(meta, events)
+    (section,) = runfacts.failure_sections(meta, events)
     assert section.summary and section.title == "What went wrong, and when"
     md = to_markdown(Report("r", [section]))
     assert "10:00:42 (+42 s)" in md and "crio/runc" in md and "abandoned after 3 failed lifecycles" in md
     assert "1 error(s), 0 failed lifecycle(s) and 0 failed workload check(s) during the run, on crio/runc" in md
-    assert report.failure_sections(meta, events[:1]) == []  # a warning of no target is not a failure
+    assert runfacts.failure_sections(meta, events[:1]) == []  # a warning of no target is not a failure
     failed = {"event": "warning", "message": "x iteration 3: StopContainer failed", "target": "crio/runc"}
-    assert "lifecycle failed: x iteration 3" in to_markdown(Report("r", report.failure_sections(meta, [failed])))
+    assert "lifecycle failed: x iteration 3" in to_markdown(Report("r", runfacts.failure_sections(meta, [failed])))
     # Every op answered ok, but the workload check saw the container still running after its stop.
     check = {
         "event": "check", "target": "containerd@2.4.2/runc", "level": "cri", "iteration": 7, "concurrency": 1,
         "check": "workload-exited", "ok": False, "detail": "after stop: state CONTAINER_RUNNING", "node": "local",
     }  # fmt: skip
     passed = {**check, "iteration": 8, "ok": True}
-    assert report.failure_sections(meta, events[:1], [passed]) == []
-    md = to_markdown(Report("r", report.failure_sections(meta, events[:1], [check, passed])))
+    assert runfacts.failure_sections(meta, events[:1], [passed]) == []
+    md = to_markdown(Report("r", runfacts.failure_sections(meta, events[:1], [check, passed])))
     assert "check failed: containerd@2.4.2/runc cri iteration 7 at 1 in flight, workload-exited" in md
     assert "0 error(s), 0 failed lifecycle(s) and 1 failed workload check(s)" in md
-    assert report._when({"wall_time": t0}, {"started_at": "not a time"}) == "10:00:00"
+    assert runfacts._when({"wall_time": t0}, {"started_at": "not a time"}) == "10:00:00"

@@ -26,24 +26,26 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench.controller import drift, stats
+from bench.controller.render import Bullets, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
 from bench.node.critest import OPS
 
 AGREE = 0.05  # the goal: critest and hopbench with critest's requests within 5% at the median
 
 
-def daemon_figures(run_dir: Path) -> list[dict[str, Any]]:
+def daemon_figures(run: Run) -> list[dict[str, Any]]:
     """Every daemon-metrics artifact of the run, one entry per stack, handler and level."""
     out: list[dict[str, Any]] = []
-    for path in sorted((run_dir / "daemon-metrics").glob("*.json")):
+    for path in run.artifacts("daemon-metrics", "*.json"):
         try:
-            out += json.loads(path.read_text())
+            out += json.loads(run.text(path))
         except (OSError, json.JSONDecodeError):
             continue
     return out
@@ -148,13 +150,13 @@ def overhead(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def limit(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "null" / "limit.json"
+def limit(run: Run) -> dict[str, Any]:
+    """The null target's limit (ops per second from one client thread), or {}."""
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
+        data = run.json("null/limit.json")
     except (OSError, json.JSONDecodeError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def daemon_view(figures: list[dict[str, Any]], levels: set[str]) -> pd.DataFrame:
@@ -179,3 +181,90 @@ def daemon_view(figures: list[dict[str, Any]], levels: set[str]) -> pd.DataFrame
             }
         )
     return pd.DataFrame(rows)
+
+
+def crosscheck_sections(run: Run) -> list[Section]:
+    """critest beside hopbench, the daemons' own clocks, the null server."""
+    from bench.node.metrics import COVERS
+
+    samples = run.samples
+    figures = daemon_figures(run)
+    out: list[Section] = []
+    both = table(samples, figures)
+    if not both.empty:
+        real = both[~both["target"].str.startswith("null/")]
+        sec = Section(
+            "Crosscheck: critest, hopbench and the daemons",
+            [
+                Para(
+                    "Per op, interleaved in the same rounds on the same node: cri-tools' `critest -benchmark` "
+                    "(level critest), hopbench's CRI client sending critest's own requests (level cri-critest: "
+                    "ratio to critest with its 95% interval from same-round pairs; *agree* when the median ratio is "
+                    f"within ±{AGREE:.0%}), and hopbench with kubelet's requests (level cri: ratio to "
+                    "the critest-request figure, how much request realism changes the op). The daemon columns are "
+                    "the daemon's own mean per call while level cri-critest ran, beside the client's mean over the "
+                    "same calls (the gap is gRPC transport plus the client), and the daemon's own mean while "
+                    "critest ran: where critest and hopbench differ, it tells the daemon's share from the client's."
+                )
+            ],
+            summary=True,
+        )
+        shown = real if not real.empty else both
+        gaps = (shown["ratio"] - 1).abs()
+        if gaps.notna().any():
+            r = shown.loc[gaps.idxmax()]
+            sec.blocks.append(
+                Para(
+                    f"Largest disagreement with critest: {r['target']} {r['op']}, hopbench/critest "
+                    f"{r['ratio']:.2f} [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}] "
+                    f"({r['hopbench (critest requests) p50 ms']:.2f} ms against {r['critest p50 ms']:.2f} ms)."
+                )
+            )
+        n_agree = int((shown["agree"] == "yes").sum())
+        sec.blocks.append(
+            Para(f"{n_agree} of {len(shown)} op(s) agree within ±{AGREE:.0%} at the median (stacks only).")
+        )
+        sec.blocks.append(Table(both, 2))
+        daemons = sorted({str(f.get("daemon")) for f in figures if f.get("daemon")})
+        if daemons:
+            sec.blocks.append(Bullets([f"{d}: {COVERS.get(d, '?')}" for d in daemons]))
+        out.append(sec)
+    over = overhead(samples)
+    if not over.empty:
+        lim = limit(run)
+        text = (
+            "Both clients against nullcri, a CRI server that answers every call at once (tools/nullcri, Go, "
+            "k8s.io/cri-api): what remains is the client, gRPC and the unix socket, per op."
+        )
+        if lim:
+            where = (
+                f" (client on CPU {lim['client_cpu']}, nullcri on CPU {lim['server_cpu']})" if lim.get("pinned") else ""
+            )
+            text += (
+                f" Null-target limit: {lim['ops_per_s']:.0f} CRI ops/s from one hopbench client thread{where}, "
+                f"{lim['lifecycles']} lifecycles in {lim['seconds']:.1f} s."
+            )
+        out.append(Section("The harness's own cost (null CRI server)", [Para(text), Table(over, 0)], summary=True))
+    levels = set(samples["level"].unique()) - {"cri-critest"} if not samples.empty else set()
+    view = daemon_view(figures, levels)
+    if not view.empty:
+        out.append(
+            Section(
+                "The daemons' own clocks",
+                [
+                    Para(
+                        "Each daemon's counters, read right before and after every burst of lifecycles, turned into "
+                        "its mean time per call for each level and CRI method, beside the client's own log of the "
+                        "same calls (timed and untimed, warm-up included on both sides). The gap is gRPC transport "
+                        "plus the client."
+                    ),
+                    Table(view, 2),
+                    Bullets([f"{d}: {COVERS.get(d, '?')}" for d in sorted(set(view["daemon"]))]),
+                ],
+                level=3,
+            )
+        )
+    return out
+
+
+VIEW = View("crosscheck", crosscheck_sections)

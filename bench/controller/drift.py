@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import stats
+from bench.controller.render import Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
 
 TARGET = ["node", "stack", "handler", "level", "concurrency"]
 
@@ -150,3 +153,128 @@ def side_by_side(samples: pd.DataFrame, level: str, concurrency: int) -> pd.Data
             r = paired_ratio(a, b)
             rows.append({"target": other, "against": ref, "op": op, **r})
     return pd.DataFrame(rows)
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:+.0f}%"
+
+
+def conditions_sections(run: Run) -> list[Section]:
+    """Schedule, drift, pairing, clock: what the comparison's fairness rests on."""
+    samples, summary, meta = run.samples, run.summary, run.meta
+    scen = meta.get("scenario", {})
+    schedule = str(scen.get("schedule") or "block")
+    seed = scen.get("seed")
+    clock = meta.get("node_facts", {}).get("clock", {}) if isinstance(meta.get("node_facts"), dict) else {}
+    paras: list[str] = []
+    if schedule == "interleaved":
+        paras.append(
+            f"Schedule **interleaved** (seed {seed}): every round ran one lifecycle of each target and level "
+            "(at concurrency c, c at once) in a freshly shuffled order, so whatever drifted on the node fell on "
+            "every target alike; targets are compared in pairs of the same round."
+        )
+    else:
+        paras.append(
+            "Schedule **block**: each target's lifecycles ran in one block, one target after the other, so the "
+            "node's drift between blocks is part of every difference between targets."
+        )
+    trend = node_trend(samples) if not samples.empty else {}
+    for c_name, t in trend.items():
+        if t["rounds"] < 3:
+            continue
+        paras.append(
+            f"Drift at concurrency {c_name}: over {t['rounds']} rounds the {t['targets']} target level(s) together "
+            f"changed by {_pct(t['change'])} [{_pct(t['change_lo'])}, {_pct(t['change_hi'])}] from the first "
+            f"round to the last (Theil-Sen trend of the per-round median, each lifecycle relative to its "
+            f"target's median); rounds differed by up to {t['spread'] * 100:.0f}%."
+        )
+    overhead = clock.get("timer_overhead_ns") or {}
+    if overhead:
+        paras.append(
+            f"Clock: {clock.get('monotonic_implementation', 'monotonic')}, resolution "
+            f"{clock.get('monotonic_resolution_ns', '?')} ns, smallest step seen {clock.get('observed_step_ns', '?')} "
+            f"ns; timing an empty call costs {overhead.get('p50', '?')} ns at the median "
+            f"(p99 {overhead.get('p99', '?')} ns): the floor under every sample."
+        )
+    for target, found in (meta.get("settings") or {}).items():
+        probe = (found.get("null_cri_overhead") or {}).get("value") if isinstance(found, dict) else None
+        if probe:
+            p50 = {op: float(v["p50_us"]) for op, v in probe.items()}
+            lo, hi = min(p50, key=lambda k: p50[k]), max(p50, key=lambda k: p50[k])
+            paras.append(
+                f"Harness cost ({target.partition('@')[2] or target}): hopbench's CRI client against nullcri, a CRI "
+                f"server that answers at once, took {p50[lo]:.0f} µs ({lo}) to {p50[hi]:.0f} µs ({hi}) per op at the "
+                f"median, {float(np.median(list(p50.values()))):.0f} µs across ops: that much of every CRI figure is "
+                "the client, gRPC and the socket."
+            )
+    ctl = stats.measured_ms(samples[samples["level"] == "control"]) if not samples.empty else pd.DataFrame()
+    if not ctl.empty:
+        meds = ctl.groupby("op")["ms"].median()
+        paras.append(
+            "Control (level control, interleaved with the targets): "
+            + ", ".join(f"{op} {meds[op]:.1f} ms" for op in meds.index)
+            + " at the median: the node's own speed in this run, what `hopbench compare` divides by."
+        )
+    out = [Section("Measurement conditions", [Para(p) for p in paras], summary=True)]
+    per = per_target(samples) if not samples.empty else pd.DataFrame()
+    if not per.empty:
+        table = pd.DataFrame(
+            {
+                "target": per["stack"] + "/" + per["handler"],
+                "level": per["level"],
+                "conc.": per["concurrency"],
+                "rounds": per["rounds"],
+                "lifecycle p50 ms": per["p50_ms"],
+                "change first→last round": [_pct(v) for v in per["change"]],
+                "95% CI": [f"{_pct(a)} – {_pct(b)}" for a, b in zip(per["change_lo"], per["change_hi"], strict=True)],
+            }
+        )
+        out.append(
+            Section(
+                "Drift per target",
+                [
+                    Para(
+                        "Theil-Sen trend of each complete lifecycle's time (the sum of its ops) over the rounds; "
+                        "an interval that excludes 0 is a drift the target saw during the run."
+                    ),
+                    Table(table),
+                ],
+                level=3,
+            )
+        )
+    if schedule == "interleaved" and not summary.empty:
+        level = "cri" if (summary["level"] == "cri").any() else str(summary["level"].iloc[0])
+        conc = int(summary[summary["level"] == level]["concurrency"].min())
+        pairs = side_by_side(samples, level, conc)
+        if not pairs.empty:
+            ci = [f"{a:.2f} – {b:.2f}" for a, b in zip(pairs["lo"], pairs["hi"], strict=True)]
+            ind = [f"{a:.2f} – {b:.2f}" for a, b in zip(pairs["independent_lo"], pairs["independent_hi"], strict=True)]
+            table = pd.DataFrame(
+                {
+                    "target": pairs["target"],
+                    "against": pairs["against"],
+                    "op": pairs["op"],
+                    "pairs": pairs["pairs"].astype(int),
+                    "p50 ratio": pairs["ratio"],
+                    "95% CI (pairs)": ci,
+                    "95% CI (unpaired)": ind,
+                }
+            )
+            out.append(
+                Section(
+                    f"Targets side by side (level {level}, concurrency {conc}, interleaved pairs)",
+                    [
+                        Para(
+                            "Ratio of medians, each target against the first; the interval resamples the pairs "
+                            "(iteration i of both targets ran in the same round), so a slow spell the node went "
+                            "through moves both sides together. The unpaired interval is beside it."
+                        ),
+                        Table(table, 2),
+                    ],
+                    level=3,
+                )
+            )
+    return out
+
+
+VIEW = View("conditions", conditions_sections)

@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import headline, stats
+from bench.controller.render import Bullets, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
 from bench.ops import KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 from bench.stacks import kind_of, variant_of, version_of
 
@@ -153,3 +156,30 @@ def sentence(row: pd.Series) -> str:
         f"{where}: {row['measure']} {ratio:.2f}× [{lo:.2f}, {hi:.2f}] systemd / cgroupfs "
         f"({row['p50 systemd (ms)']:.1f} against {row['p50 cgroupfs (ms)']:.1f} ms p50): {verdict}"
     )
+
+
+DRIVER_TEXT = (
+    "Each stack ran twice on the same node in the same interleaved run: once with the systemd cgroup "
+    "driver (runc, conmon and the runtime ask systemd over D-Bus for a transient scope per pod and "
+    "container, as on a kubeadm node) and once with cgroupfs (they write the cgroup folders "
+    "themselves). Pod start-up and teardown are summed per lifecycle at level cri, and through a "
+    "kubelet (levels kubelet and kube: the phases up to PodReady, and PodDelete) whose own driver is "
+    "its stack's, so that it also asks systemd for each pod's slice; the ratio is systemd / cgroupfs "
+    "of the medians with a 95% percentile-bootstrap interval."
+)
+
+
+def driver_sections(run: Run) -> list[Section]:
+    t = driver_changes(run.samples)
+    if t.empty:
+        return []
+    return [
+        Section(
+            "What the cgroup driver changes (systemd / cgroupfs, p50 ratio, 95% bootstrap CI)",
+            [Para(DRIVER_TEXT), Bullets([sentence(r) for _, r in t.iterrows()]), Table(t, 2)],
+            summary=True,
+        )
+    ]
+
+
+VIEW = View("driver", driver_sections)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import headline, kube, stats
-from bench.controller.results import load_run
+from bench.controller.run import Run
 from bench.errors import InputError
 
 FORMATS = ("openmetrics", "kube-burner", "perfdata", "csv")
@@ -268,11 +268,12 @@ def perfdata(meta: dict[str, Any], samples: pd.DataFrame) -> dict[str, dict[str,
     return out
 
 
-def write(run_dir: Path, fmt: str, out: Path | None) -> list[Path]:
+def write(run: Run | Path, fmt: str, out: Path | None) -> list[Path]:
     """Export the run in `fmt` to `out` (a file; a folder for perfdata); the default is beside the run's data."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    meta, samples = load_run(run_dir)
+    run = run if isinstance(run, Run) else Run(run)
+    run_dir, meta, samples = run.path, run.meta, run.samples
     if samples.empty:
         raise InputError(f"{run_dir}: the run has no samples to export")
     default = {
@@ -292,9 +293,7 @@ def write(run_dir: Path, fmt: str, out: Path | None) -> list[Path]:
             paths.append(_write_atomic(target / name, json.dumps(doc, indent=2) + "\n"))
         return paths
     if fmt == "openmetrics":
-        nightly_path = run_dir / "nightly.json"
-        nightly = json.loads(nightly_path.read_text()) if nightly_path.exists() else None
-        text = openmetrics(meta, samples, nightly)
+        text = openmetrics(meta, samples, run.json("nightly.json"))
     elif fmt == "kube-burner":
         text = json.dumps(kube_burner(meta, samples), indent=2) + "\n"
     else:

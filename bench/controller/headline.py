@@ -26,7 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.controller import drift, stats
+from bench.controller import density, drift, hops, stats
+from bench.controller.charts import png, target_colours
+from bench.controller.render import Bullets, Image, Section, Table, cell
+from bench.controller.run import Run
+from bench.controller.view import View
 from bench.ops import POD_START_OPS, POD_TEARDOWN_OPS
 
 LEVEL = "cri"
@@ -311,3 +315,47 @@ def chart(rows: pd.DataFrame, colours: dict[str, str]) -> Any:
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(targets)), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def of(run: Run) -> Headline:
+    """The run's headline, computed once (the report's first section and adr.md both use it)."""
+    return run.derived("headline", lambda r: build(r.samples, r.interleaved, density.per_pod(r), hops.hop_costs(r)))
+
+
+def p50_per_op(summary: pd.DataFrame) -> pd.DataFrame:
+    """p50 [95% CI] per op (rows) and target (columns), level cri at concurrency 1 (else the first level)."""
+    if summary.empty:
+        return pd.DataFrame()
+    level = "cri" if (summary["level"] == "cri").any() else str(summary["level"].iloc[0])
+    s = summary[(summary["level"] == level) & (summary["concurrency"] == summary["concurrency"].min())].copy()
+    s["target"] = s["stack"] + "/" + s["handler"]
+    if s["node"].nunique() > 1:
+        s["target"] = s["node"] + " " + s["target"]
+    s["cell"] = [f"{r.p50_ms:.1f} [{cell(r.p50_lo_ms)}, {cell(r.p50_hi_ms)}]" if r.n else "–" for r in s.itertuples()]
+    wide = s.pivot_table(index="op", columns="target", values="cell", aggfunc="first")
+    order = stats.op_order(list(wide.index))
+    return wide.loc[order].reset_index().rename(columns={"op": f"op ({level}, p50 ms [95% CI])"})
+
+
+def headline_sections(run: Run) -> list[Section]:
+    """The answer first: sentences, the table they come from, the side-by-side chart; then p50
+    per op and target."""
+    h, summary = of(run), run.summary
+    out = []
+    if h.sentences:
+        blocks: list[Any] = [Bullets(h.sentences)]
+        table = h.table()
+        if not table.empty:
+            blocks.append(Table(table))
+        rows = chart_rows(h, summary)
+        if not rows.empty:
+            colours = target_colours(rows["target"])
+            blocks.append(Image("p50 per op and target, with 95% intervals", png(chart(rows, colours))))
+        out.append(Section("Headline", blocks, summary=True))
+    per_op = p50_per_op(summary)
+    if not per_op.empty:
+        out.append(Section("p50 per op", [Table(per_op)], summary=True, level=3 if h.sentences else 2))
+    return out
+
+
+VIEW = View("headline", headline_sections)

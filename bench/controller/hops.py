@@ -55,6 +55,10 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import stats
+from bench.controller.charts import plt, png
+from bench.controller.render import Image, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
 from bench.ops import PARTS
 from bench.stacks import kind_of
 
@@ -279,3 +283,149 @@ def trace_overhead(samples: pd.DataFrame, confidence: float = 0.95) -> pd.DataFr
             }
         )
     return pd.DataFrame(rows)
+
+
+LOWER_LEVELS = frozenset({"kube", "kubelet", "engine", "containerd", "oci"})
+
+
+def hop_costs(run: Run) -> pd.DataFrame:
+    """The differential hop costs, once per run (the headline quotes them): level cri and a
+    level below or above it must both have run."""
+    return run.derived(
+        "hop_costs",
+        lambda r: differential(r.samples) if "cri" in r.levels and r.levels & LOWER_LEVELS else pd.DataFrame(),
+    )
+
+
+PART_COLOURS = {
+    "before": "#9ecae1",
+    "network": "#74c476",
+    "runtime": "#fd8d3c",
+    "between": "#bcbddc",
+    "after": "#6baed6",
+}
+
+
+def split_chart(table: pd.DataFrame) -> str:
+    """Where each CRI op's time goes: one stacked bar per target and op, parts at their medians."""
+    order = {op: i for i, op in enumerate(stats.op_order(list(table["cri op"].unique())))}
+    t = table.assign(_o=table["cri op"].map(order)).sort_values(["target", "_o"], ascending=[True, True])
+    labels = [f"{target}  {op}" for target, op in zip(t["target"], t["cri op"], strict=True)]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(t) + 1.4))
+    y = np.arange(len(t))[::-1]
+    left = np.zeros(len(t))
+    for part in PARTS:
+        values = t[f"{part} (ms)"].to_numpy(dtype=float)
+        ax.barh(y, values, left=left, color=PART_COLOURS[part], label=part, height=0.7)
+        left += values
+    ax.scatter(t["op p50 (ms)"], y, marker="|", s=220, color="black", label="op p50", zorder=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("ms (median of each part, stacked; black mark: median of the whole op)")
+    ax.legend(ncol=6, fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return png(fig)
+
+
+def hop_sections(run: Run) -> list[Section]:
+    """Cross-level latencies, differential hop costs, the in-situ split and its check, the trace's own cost."""
+    out: list[Section] = []
+    samples, levels = run.samples, run.levels
+    if "cri" in levels and levels & LOWER_LEVELS:
+        lat = latencies(samples)
+        if not lat.empty:
+            wide = lat.pivot_table(index=["target", "cri op"], columns="level", values="p50 (ms)", sort=False)
+            wide = wide[[lv for lv in LEVEL_ORDER if lv in wide.columns]].reset_index()
+            wide.columns.name = None
+            out.append(
+                Section(
+                    "The same work at each level (p50 per lifecycle, ms, concurrency 1)",
+                    [
+                        Para(
+                            "Each cell sums the ops of that level that do what the CRI op does (mapping in "
+                            "`bench/controller/hops.py`, checked against the runtime calls the split level "
+                            "recorded). `oci` is the runtime binary alone, shared by every stack."
+                        ),
+                        Table(wide),
+                    ],
+                )
+            )
+        diff = hop_costs(run)
+        if not diff.empty:
+            cols = ["target", "cri op", "hop", "hop cost (ms)", "CI low", "CI high"]
+            out.append(
+                Section(
+                    "Hop cost between adjacent levels (differential, concurrency 1, ms, 95% bootstrap CI)",
+                    [
+                        Para(
+                            "Median of the upper level's ops minus the median of the lower level's, per lifecycle, "
+                            "with a 95% percentile-bootstrap interval (both sides resampled). A hop's cost includes "
+                            "waiting: StopContainer returns once the process has exited, the runtime's `kill` once "
+                            "the signal is sent."
+                        ),
+                        Table(diff, summary=diff[cols]),
+                    ],
+                    summary=True,
+                )
+            )
+    if "split" in levels:
+        table = split_table(run.splits) if not run.splits.empty else pd.DataFrame()
+        if not table.empty:
+            worst = table.loc[table["gap %"].abs().idxmax()]
+            bad = table[~table["adds up"]]
+            verdict = (
+                Para(
+                    f"Every op's part medians add up to its median within 5% (largest gap {worst['gap %']:+.1f}%, "
+                    f"{worst['target']} {worst['cri op']}).",
+                    "ok",
+                )
+                if bad.empty
+                else Para(
+                    f"{len(bad)} op(s) whose part medians miss the op median by more than 5%: "
+                    + ", ".join(f"{r['target']} {r['cri op']} {r['gap %']:+.1f}%" for _, r in bad.iterrows())
+                    + ".",
+                    "bad",
+                )
+            )
+            cols = ["target", "cri op", "op p50 (ms)", *[f"{p} (ms)" for p in PARTS], "gap %"]
+            out.append(
+                Section(
+                    "Where each CRI op's time goes (in-situ split, concurrency 1, medians, ms)",
+                    [
+                        Para(
+                            "Level `split` repeats the CRI lifecycles with every OCI runtime and CNI plugin call "
+                            "timed by the wrapper the stacks run them through (same monotonic clock as the CRI "
+                            "call). Each op is cut into: **before** the first call (the CRI server and the daemons "
+                            "under it), **network** (CNI calls: the pod network of RunPodSandbox, its teardown), "
+                            "**runtime** (inside the OCI runtime's calls), **between** calls (shim and daemon work "
+                            "between two calls), **after** the last call. The parts of each sample add up to it "
+                            "exactly; the table gives each part's median and whether those medians add up to the "
+                            "op's median."
+                        ),
+                        verdict,
+                        Image("stacked split per op", split_chart(table)),
+                        Table(table, summary=table[cols]),
+                    ],
+                    summary=True,
+                )
+            )
+        overhead = trace_overhead(samples)
+        if not overhead.empty:
+            out.append(
+                Section(
+                    "What recording the calls costs",
+                    [
+                        Para(
+                            "The same op's median with the trace on (level split) and off (level cri), run one "
+                            "after the other in this run: the wrapper forks and waits for the runtime instead of "
+                            "exec'ing it while recording."
+                        ),
+                        Table(overhead),
+                    ],
+                    level=3,
+                )
+            )
+    return out
+
+
+VIEW = View("hops", hop_sections)

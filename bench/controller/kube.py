@@ -9,16 +9,18 @@ those levels sampled (phase = the level's name, role kubelet for the kubelet its
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.controller import hops, stats
+from bench.controller import density, hops, stats
+from bench.controller.render import Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
+from bench.levelnames import KUBE_LEVELS
 from bench.node.metrics import Metrics, parse_prometheus
 from bench.ops import KUBE_LIFECYCLE_OPS
 
-KUBE_LEVELS = ("kube", "kubelet", "dockershim")
 # kubelet_runtime_operations_duration_seconds' operation_type for each CRI op of a pod lifecycle.
 OPERATION_TYPE = {
     "RunPodSandbox": "run_podsandbox",
@@ -82,15 +84,19 @@ def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return math.nan
 
 
-def scrapes(run_dir: Path) -> Scrapes:
-    """(level, stack ident) -> the kubelet's metrics before and after, parsed: read once per report."""
+def scrapes(run: Run) -> Scrapes:
+    """(level, stack ident) -> the kubelet's metrics before and after, parsed once per run."""
+    return run.derived("kubelet_scrapes", _scrapes)
+
+
+def _scrapes(run: Run) -> Scrapes:
     out = {}
-    for after in sorted((run_dir / "kube").glob("*-metrics-after.txt")):
+    for after in run.artifacts("kube", "*-metrics-after.txt"):
         stem = after.name[: -len("-metrics-after.txt")]
         level, _, ident = stem.partition("-")
         before = after.with_name(f"{stem}-metrics-before.txt")
         if level in KUBE_LEVELS and ident and before.exists():
-            out[(level, ident)] = (parse_prometheus(before.read_text()), parse_prometheus(after.read_text()))
+            out[(level, ident)] = (parse_prometheus(run.text(before)), parse_prometheus(run.text(after)))
     return out
 
 
@@ -280,3 +286,117 @@ def dockershim_ops(view: pd.DataFrame) -> pd.DataFrame:
     both = both.dropna(subset=[f"{mean} dockershim", f"{mean} cri-dockerd"])
     both["cri-dockerd - dockershim (ms)"] = both[f"{mean} cri-dockerd"] - both[f"{mean} dockershim"]
     return both.reset_index(drop=True)
+
+
+def applies(run: Run) -> bool:
+    return bool(run.levels & set(KUBE_LEVELS))
+
+
+KUBE_TEXT = (
+    "Level `kube` creates each pod through the API server (loopback control plane: etcd, kube-apiserver, "
+    "kube-scheduler) and watches it: **PodScheduled** is the create request until the watch shows the scheduler's "
+    "binding, **SandboxReady** until the kubelet reports the sandbox and its network up "
+    "(PodReadyToStartContainers), **PodReady** until every container runs and the pod is Ready, **PodDelete** the "
+    "delete request until the watch shows the pod gone. Their sum to Ready is the pod startup the upstream SLI "
+    "measures (creation to containers started, seen by a watch; SLO p99 ≤ 5 s per cluster-day). Level `kubelet` "
+    "runs the same pod as a static pod on a standalone kubelet (no API server), polled every 10 ms. One kubelet "
+    "v1.36 per stack, started by the agent for the level and stopped after it; pods are the `cri` level's "
+    "(same image, workload, BestEffort, no service account token)."
+)
+
+
+def kube_sections(run: Run) -> list[Section]:
+    """Pod startup through Kubernetes, the kubelet's own view of the CRI ops, its memory."""
+    out: list[Section] = []
+    samples, scraped = run.samples, scrapes(run)
+    kube_startup = startup(samples) if "kube" in run.levels else pd.DataFrame()
+    shim = dockershim(samples)
+    view = kubelet_view(scraped, samples)
+    if not kube_startup.empty:
+        t = kube_startup
+        out.append(
+            Section(
+                "Pod startup through the API server (level kube; creation to Ready, ms, 95% CI)",
+                [Para(KUBE_TEXT), Table(t, 0)],
+                summary=True,
+            )
+        )
+    if not shim.empty:
+        out.append(
+            Section(
+                "What moving dockershim out of kubelet costs per pod (concurrency 1, ms, 95% bootstrap CI)",
+                [
+                    Para(
+                        "The same static pod on the same dockerd through level `dockershim` (kubelet 1.23, the last "
+                        "with dockershim inside it, talking to dockerd itself) and level `kubelet` (kubelet 1.36 over "
+                        "CRI to cri-dockerd, which talks to dockerd): manifest written until Ready, and manifest "
+                        "removed until the pod is gone. Both kubelets run standalone (a 1.23 kubelet is too old "
+                        "for a 1.36 API server) with the same pod network (the stack's CNI config) and pause image. "
+                        "The difference holds the extra hop and thirteen minor versions of kubelet."
+                    ),
+                    Table(shim),
+                    Para(
+                        "The hop alone, as each kubelet times its runtime calls "
+                        "(`kubelet_runtime_operations_duration_seconds`, mean per call over the level, every "
+                        "concurrency): the in-process dockershim call against the gRPC call to cri-dockerd."
+                    ),
+                    Table(dockershim_ops(view)),
+                ],
+                summary=True,
+            )
+        )
+    kubelet_tables = [
+        (
+            view,
+            "The kubelet's own view of each CRI op beside the cri level's",
+            "From `kubelet_runtime_operations_duration_seconds`, scraped from each kubelet's loopback port before "
+            "and after the level (its growth in between: every pod the kubelet ran, warm-up and every concurrency "
+            "included); the p50 is read from the histogram's buckets. The `cri` level's figures are its measured "
+            "lifecycles at every concurrency. A kubelet removes sandboxes lazily (garbage collection), so "
+            "RemovePodSandbox may show no calls.",
+        ),
+        (
+            kubelet_calls(scraped, samples),
+            "Every CRI call a kubelet made, per pod",
+            "A kubelet asks far more than the seven lifecycle calls the `cri` level sends: status, list and version "
+            "calls of its sync loop, PLEG and status manager, all of which the runtime serves while pods start.",
+        ),
+        (
+            kubelet_slis(scraped, samples),
+            "The kubelet's pod start histograms",
+            "`kubelet_pod_start_sli_duration_seconds` starts at the pod's creationTimestamp, which the API server "
+            "stores in whole seconds: its mean runs up to a second above the watched startup. "
+            "`kubelet_pod_start_duration_seconds` starts when the kubelet first sees the pod.",
+        ),
+    ]
+    for frame, title, text in kubelet_tables:
+        if not frame.empty:
+            out.append(Section(title, [Para(text), Table(frame)], level=3))
+    memory = kubelet_memory(run.memory)
+    if not memory.empty:
+        out.append(
+            Section(
+                "Kubelet memory while the level ran (MiB)",
+                [
+                    Para(
+                        "Sampled every second on the node (smaps_rollup, stat) while the level's pods started, ran and "
+                        "went. Beside them the node e2e density tests' limits (kubelet 50-100 MiB RSS, runtime "
+                        "500 MiB, at 35-100 pods per node): this run held at most the pods in the last column."
+                    ),
+                    Table(memory),
+                    Para(
+                        "Sampler's own cost (it runs while pods are timed): "
+                        + (
+                            density.sampler_cost({t: s for t, s in run.meta.get("sampler", {}).items() if " " in t})
+                            or "not recorded"
+                        )
+                        + "."
+                    ),
+                ],
+                summary=True,
+            )
+        )
+    return out
+
+
+VIEW = View("kube", kube_sections, applies)

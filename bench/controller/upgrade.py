@@ -21,6 +21,9 @@ import pandas as pd
 
 from bench.controller import stats
 from bench.controller.hops import per_lifecycle_ms
+from bench.controller.render import Bullets, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
 from bench.stacks import kind_of, variant_of, version_key, version_of
 
 POD_START = ("RunPodSandbox", "CreateContainer", "StartContainer")
@@ -133,3 +136,33 @@ def sentence(row: pd.Series) -> str:
         return f"{what}: no clear difference ({interval})"
     direction = "slower" if row["ratio"] > 1 else "faster"
     return f"{what}: {interval}, {direction} after the upgrade"
+
+
+UPGRADE_TEXT = (
+    "Instances of one stack at different versions ran side by side in this run, interleaved in the "
+    "same node and time. Ratio = p50 of the newer version / p50 of the older (below 1: faster after "
+    "the upgrade), with a 95% percentile-bootstrap interval; the verdict is as in hopbench compare "
+    "(clear: interval excludes 1 and Mann-Whitney p < 0.05; regression or improvement beyond 10%). "
+    "*pod start* and *pod teardown* sum the CRI ops kubelet waits for, per lifecycle."
+)
+
+
+def upgrade_sections(run: Run) -> list[Section]:
+    t = version_changes(run.samples)
+    if t.empty:
+        return []
+    pods = t[t["op"].isin(["pod start", "pod teardown"])]
+    return [
+        Section(
+            "What the upgrade changes (newer version / older, p50 ratio, 95% bootstrap CI)",
+            [
+                Para(UPGRADE_TEXT),
+                Bullets([sentence(r) for _, r in pods.iterrows()]),
+                Table(t, 3, summary=t.drop(columns=["p"])),
+            ],
+            summary=True,
+        )
+    ]
+
+
+VIEW = View("upgrade", upgrade_sections)

@@ -12,6 +12,7 @@ import pytest
 
 from bench import stacks
 from bench.controller import crosscheck
+from bench.controller.run import Run
 from bench.node import critest
 from bench.node.cri import CriClient
 
@@ -42,7 +43,7 @@ def test_critest_and_hopbench_with_critests_requests_measure_every_op_on_every_s
     raw = json.loads(next((run / "critest").glob("containerd*.json")).read_text())
     assert len(raw["pod"]) == len(raw["container"]) == 4  # warm-up included: critest's own JSON, kept
     assert meta["tools"]["critest"] == "v1.37.0"
-    table = crosscheck.table(samples, crosscheck.daemon_figures(run))
+    table = crosscheck.table(samples, crosscheck.daemon_figures(Run(run)))
     assert set(table["target"]) >= {"null/none"} and len(table) >= 4 * len(critest.OPS)
     no_pods_left(meta["run_id"])
     for stack in ("containerd", "crio", "docker"):
@@ -56,7 +57,7 @@ def test_critest_and_hopbench_with_critests_requests_measure_every_op_on_every_s
 
 def test_the_daemons_count_exactly_the_calls_the_client_made(crosscheck_run):
     run, _, _ = crosscheck_run
-    figures = {(f["stack"].split("@")[0], f["level"]): f for f in crosscheck.daemon_figures(run)}
+    figures = {(f["stack"].split("@")[0], f["level"]): f for f in crosscheck.daemon_figures(Run(run))}
     for stack in ("containerd", "crio"):
         f = figures[(stack, "cri-critest")]
         assert f["url"].startswith("http://127.0.0.1:")

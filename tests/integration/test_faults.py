@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bench import stacks
-from bench.controller.report import CRASH_LEFTOVER
 from bench.controller.results import load_meta, load_run, read_jsonl
+from bench.controller.runfacts import CRASH_LEFTOVER
 from bench.messages import LOCK_PATH
 from bench.node import leftovers, memory
 from bench.node.levels.engine import EngineClient

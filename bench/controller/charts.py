@@ -1,4 +1,9 @@
-"""One colour per target, the same in every chart of every report.
+"""Chart plumbing shared by every view: the headless backend, PNG encoding, target colours, axes.
+
+Each analysis draws its own charts beside its computation (hops draws the split, sweep the
+saturation curves, ...); this module holds only what they all share.
+
+One colour per target, the same in every chart of every report.
 
 A target's colour comes from its stack kind and OCI runtime (containerd/runc is always the same
 blue), never from its position in a run: a reader who learnt the colours on one report reads the
@@ -9,10 +14,35 @@ from a second palette chosen by a stable hash of its name.
 
 from __future__ import annotations
 
+import base64
+import io
 import zlib
 from collections.abc import Iterable
+from typing import Any
+
+# No backend is chosen here: a notebook that imports an analysis keeps its inline backend; the
+# report (bench.controller.report) chooses the headless one.
+import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 
 from bench.stacks import kind_of, version_key, version_of
+
+__all__ = ["KNOWN", "plain_log_ticks", "plt", "png", "target_colours", "ticker"]
+
+
+def png(fig: Any) -> str:
+    """The figure as a data: URL (the report is one self-contained file), and the figure closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Log-scale ticks written as plain numbers (2, 5, 10, 20 ms), no minor labels."""
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
 
 # Kind and handler -> colour (hue per kind: containerd blue, CRI-O green, Docker orange, the bare
 # runtime grey; shade per handler).

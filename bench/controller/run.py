@@ -1,0 +1,118 @@
+"""One run folder, loaded once: the object every controller-side consumer takes.
+
+A `Run` reads what its folder holds lazily and at most once: meta, samples, their summary,
+memory, splits, calls, checks, events, nightly.json, and the artifacts features wrote beside
+them (daemon metrics, kubelet scrapes, client load, the null runtime's limit). Views, the
+report, exports and notebooks take a `Run` and never open files in the run folder themselves;
+`derived` keeps a figure one view computes and another reuses (the headline uses the hop
+costs and the memory per pod), so it too is computed once per run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from bench.controller import stats
+from bench.controller.results import load_memory, load_meta, load_samples, read_jsonl
+
+T = TypeVar("T")
+
+
+class Run:
+    """A results folder (`results/<run-id>/`); a folder without meta.json is refused by name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.meta: dict[str, Any] = load_meta(self.path)
+        self._derived: dict[str, Any] = {}
+        self._json: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id", self.path.name))
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        return load_samples(self.path)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        return stats.summarize(self.samples)
+
+    @cached_property
+    def levels(self) -> frozenset[str]:
+        s = self.samples
+        return frozenset(str(v) for v in s["level"].unique()) if not s.empty else frozenset()
+
+    @cached_property
+    def memory(self) -> pd.DataFrame:
+        return load_memory(self.path)
+
+    @cached_property
+    def splits(self) -> pd.DataFrame:
+        return pd.DataFrame(read_jsonl(self.path / "splits.jsonl"))
+
+    @cached_property
+    def calls(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "calls.jsonl")
+
+    @cached_property
+    def checks(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "checks.jsonl")
+
+    @cached_property
+    def events(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "events.jsonl")
+
+    @cached_property
+    def problems(self) -> list[dict[str, Any]]:
+        """The events a reader must see: warnings and errors."""
+        return [e for e in self.events if e.get("event") in ("warning", "error")]
+
+    @cached_property
+    def nightly(self) -> dict[str, Any]:
+        """nightly.json (the regression verdict `hopbench nightly` wrote), or {}."""
+        data = self.json("nightly.json")
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def interleaved(self) -> bool:
+        return bool(self.meta.get("scenario", {}).get("schedule") == "interleaved")
+
+    def json(self, name: str) -> Any:
+        """An artifact in JSON (a path inside the run folder), or None when the run has none."""
+        if name not in self._json:
+            path = self.path / name
+            self._json[name] = json.loads(path.read_text()) if path.exists() else None
+        return self._json[name]
+
+    def artifacts(self, folder: str, pattern: str) -> list[Path]:
+        """The artifact files of one feature (`daemon-metrics`, `kube`, `client-load`), by name."""
+        return sorted((self.path / folder).glob(pattern))
+
+    def text(self, path: Path) -> str:
+        """One artifact's text; the path must lie inside the run folder."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.path.resolve()):
+            raise ValueError(f"{path} is not inside the run folder {self.path}")
+        return resolved.read_text()
+
+    def derived(self, key: str, compute: Callable[[Run], T]) -> T:
+        """A figure computed from the run once, whichever view asks first."""
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        value: T = self._derived[key]
+        return value
+
+    def siblings(self) -> Path:
+        """The results root this run lies in (the nightly trend reads earlier runs there)."""
+        return self.path.parent
