@@ -264,21 +264,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     _in_range("--threshold", args.threshold, 0, 1000)
     _in_range("--alpha", args.alpha, 0, 1, closed=False)
-    a, b = _run_dir(args.run_a, args.results), _run_dir(args.run_b, args.results)
+    from bench.controller.run import Run
+
+    a, b = Run(_run_dir(args.run_a, args.results)), Run(_run_dir(args.run_b, args.results))
     frame = compare_dirs(a, b, args.threshold / 100, args.alpha, args.across_versions)
     if frame.empty:
         hint = "" if args.across_versions else " (targets name their versions: --across-versions matches them by stack)"
         print(f"error: the two runs have no target/level/op/concurrency in common{hint}", file=sys.stderr)
         return 2
     from bench.controller import control
-    from bench.controller.history import control_samples
 
-    idx = control.index(control_samples(a), control_samples(b))
+    idx = control.index(a.control, b.control)
     frame = control.relative(frame, idx)
-    title = f"B = {b.name} against A = {a.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
+    title = f"B = {b.path.name} against A = {a.path.name} (threshold {args.threshold:g}%, alpha {args.alpha:g})"
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(_verdict_table(title, frame))
-    console.print(control.sentence(idx, f"A ({a.name})", f"B ({b.name})"))
+    console.print(control.sentence(idx, f"A ({a.path.name})", f"B ({b.path.name})"))
     return 0
 
 
@@ -289,6 +290,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from bench.controller import runner
     from bench.controller.history import nightly_check
     from bench.controller.report import build_report
+    from bench.controller.run import Run
     from bench.scenario import load_scenario
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -301,8 +303,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         console.print(f"[red]nightly run {result.store.meta.get('status')}: {result.dir}[/]")
         return 1
     reg = scenario.regression
-    check = nightly_check(result.dir, Path(args.results), reg.history, reg.threshold_pct / 100, reg.alpha)
-    print(build_report(result.dir))
+    run = Run(result.dir)  # loaded once: the gate and the report read the same samples
+    check = nightly_check(run, Path(args.results), reg.history, reg.threshold_pct / 100, reg.alpha)
+    print(build_report(run))
     if not check["baseline_runs"]:
         console.print("no earlier complete run of this scenario on this node: tonight's run becomes the baseline")
         return 0

@@ -18,15 +18,13 @@ from typing import Any
 import pandas as pd
 
 from bench.controller import control, gate, stats, summaries
-from bench.controller.results import load_meta, load_samples, write_json_atomic
+from bench.controller.run import COMPARED_COLUMNS, Run, as_run
 from bench.errors import InputError
 from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
 KEY = stats.COMPARE_KEY
-# What a comparison reads of each run's samples (Parquet column pruning: not the timestamps,
-# workers or error texts).
-MEASURED_COLUMNS = ["node", *KEY, "iteration", "warmup", "ok", "duration_ns"]
+MEASURED_COLUMNS = COMPARED_COLUMNS
 
 
 def list_runs(root: Path) -> pd.DataFrame:
@@ -59,15 +57,16 @@ def list_runs(root: Path) -> pd.DataFrame:
 
 
 def compare_dirs(
-    a: Path, b: Path, threshold: float = 0.10, alpha: float = 0.05, across_versions: bool = False
+    a: Run | Path, b: Run | Path, threshold: float = 0.10, alpha: float = 0.05, across_versions: bool = False
 ) -> pd.DataFrame:
     """B against A, row by row. Rows match on the stack instance (containerd@2.4.2), so two runs
     of different versions share no row; `across_versions` matches them on the stack instead
     (each run must then hold one instance per stack) and names both versions in the row."""
-    sa, sb = load_samples(a, columns=MEASURED_COLUMNS), load_samples(b, columns=MEASURED_COLUMNS)
+    ra, rb = as_run(a), as_run(b)
+    sa, sb = ra.compared, rb.compared
     if not across_versions:
         return stats.compare_runs(sa, sb, threshold, alpha)
-    va, vb = _one_instance_per_stack(a, sa), _one_instance_per_stack(b, sb)
+    va, vb = _one_instance_per_stack(ra.path, sa), _one_instance_per_stack(rb.path, sb)
     frame = stats.compare_runs(
         sa.assign(stack=sa["stack"].map(kind_of)), sb.assign(stack=sb["stack"].map(kind_of)), threshold, alpha
     )
@@ -104,18 +103,19 @@ def baseline_runs(root: Path, candidate: dict[str, Any], history: int) -> list[P
 
 
 def nightly_check(
-    run_dir: Path, root: Path, history: int = 7, threshold: float = 0.10, alpha: float = 0.05
+    run_dir: Run | Path, root: Path, history: int = 7, threshold: float = 0.10, alpha: float = 0.05
 ) -> dict[str, Any]:
     """Tonight's run against the earlier nights (bench.controller.gate); writes and returns nightly.json's content.
 
     The last `history` complete runs of the scenario on the node are the single-night baseline; one
     more is read for the two-night look (the previous night and tonight against the `history` before)."""
-    meta = load_meta(run_dir)
-    base = baseline_runs(root, meta, history + 1)
+    run = as_run(run_dir)
+    meta = run.meta
+    base = [Run(p) for p in baseline_runs(root, meta, history + 1)]
     result: dict[str, Any] = {
         "run_id": meta["run_id"],
-        "baseline_runs": [p.name for p in base[:history]],
-        "previous_run": base[0].name if base else "",
+        "baseline_runs": [r.path.name for r in base[:history]],
+        "previous_run": base[0].path.name if base else "",
         "history": history,
         "threshold": threshold,
         "alpha": alpha,
@@ -127,7 +127,7 @@ def nightly_check(
     if base:
         nights = [_nights(p) for p in reversed(base)]  # oldest first
         rows: dict[Any, tuple[list[gate.Night], gate.Night | None, gate.Night]] = {}
-        for key, t in _nights(run_dir).items():
+        for key, t in _nights(run).items():
             per_night = [nt.get(key) for nt in nights]
             earlier = [n for n in per_night if n is not None]
             if not earlier:
@@ -156,9 +156,7 @@ def nightly_check(
                     "verdict": v.verdict,
                 }
             )
-        idx = control.index(
-            pd.concat([control_samples(p) for p in base[:history]], ignore_index=True), control_samples(run_dir)
-        )
+        idx = control.index(pd.concat([r.control for r in base[:history]], ignore_index=True), run.control)
         result["control"] = idx
         if idx:
             for r in table:
@@ -167,26 +165,26 @@ def nightly_check(
         result["rows"] = json.loads(pd.DataFrame(table).to_json(orient="records")) if table else []
         result["regressions"] = sum(1 for r in table if r["verdict"] == "regression")
         result["improvements"] = sum(1 for r in table if r["verdict"] == "improvement")
-    write_json_atomic(run_dir / "nightly.json", result)
+    run.write_json("nightly.json", result)
     return result
 
 
-def _nights(run_dir: Path) -> dict[tuple[Any, ...], gate.Night]:
+def _nights(run: Run) -> dict[tuple[Any, ...], gate.Night]:
     """The gate's night per compare key, from the run's cached summary (bench.controller.summaries).
 
     A run of several nodes pools each key's samples over its nodes, so it is summarised from
     the samples instead (a median does not pool)."""
-    summary = summaries.run_summary(run_dir)
+    summary = run.night_summary
     if summary["node"].nunique() <= 1:
         return summaries.nights(summary)
-    m = stats.measured_ms(load_samples(run_dir, columns=MEASURED_COLUMNS))
+    m = stats.measured_ms(run.compared)
     out = {k: gate.night(g["ms"].to_numpy()) for k, g in m.groupby(KEY, observed=True)}
     return {k: v for k, v in out.items() if v is not None}
 
 
-def control_samples(run_dir: Path) -> pd.DataFrame:
-    """The run's control-level samples only (Parquet row filter), for the node speed index."""
-    return load_samples(run_dir, columns=MEASURED_COLUMNS, filters=[("level", "==", control.LEVEL)])
+def control_samples(run: Run | Path) -> pd.DataFrame:
+    """The run's control-level samples only, for the node speed index."""
+    return as_run(run).control
 
 
 def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
@@ -196,13 +194,14 @@ def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:
     frames = []
     for r in runs.itertuples():
         try:
-            summary = summaries.run_summary(Path(r.path))
+            run = Run(Path(r.path))
+            summary = run.night_summary
         except (OSError, ValueError):
             continue
         if summary.empty:
             continue
         if summary["node"].nunique() > 1:  # several nodes in one run: pool their samples per key
-            m = stats.measured_ms(load_samples(Path(r.path), columns=MEASURED_COLUMNS))
+            m = stats.measured_ms(run.compared)
             p50 = m.groupby(KEY, observed=True)["ms"].median().reset_index()
         else:
             p50 = summary[[*KEY, "p50_ms"]].rename(columns={"p50_ms": "ms"})

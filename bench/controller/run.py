@@ -18,10 +18,13 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from bench.controller import stats
-from bench.controller.results import load_memory, load_meta, load_samples, read_jsonl
+from bench.controller import control, stats, summaries
+from bench.controller.results import load_memory, load_meta, load_samples, read_jsonl, write_json_atomic
 
 T = TypeVar("T")
+# What a comparison reads of each run's samples (Parquet column pruning: not the timestamps,
+# workers or error texts).
+COMPARED_COLUMNS = ["node", *stats.COMPARE_KEY, "iteration", "warmup", "ok", "duration_ns"]
 
 
 class Run:
@@ -47,6 +50,30 @@ class Run:
     @cached_property
     def summary(self) -> pd.DataFrame:
         return stats.summarize(self.samples)
+
+    @cached_property
+    def compared(self) -> pd.DataFrame:
+        """What `hopbench compare` and the nightly gate read: COMPARED_COLUMNS only (from the
+        loaded samples when the run has them, else a pruned read of the Parquet file)."""
+        if "samples" in self.__dict__:
+            return self.samples[COMPARED_COLUMNS]
+        return load_samples(self.path, columns=COMPARED_COLUMNS)
+
+    @cached_property
+    def control(self) -> pd.DataFrame:
+        """The control level's samples, for the node speed index (a Parquet row filter when
+        nothing else of the samples is loaded: a year of nights reads only these rows)."""
+        for loaded in ("samples", "compared"):
+            if loaded in self.__dict__:
+                frame: pd.DataFrame = getattr(self, loaded)
+                return frame.loc[frame["level"] == control.LEVEL, COMPARED_COLUMNS].reset_index(drop=True)
+        return load_samples(self.path, columns=COMPARED_COLUMNS, filters=[("level", "==", control.LEVEL)])
+
+    @cached_property
+    def night_summary(self) -> pd.DataFrame:
+        """Count, median and spread per row, from the summary cached beside the samples
+        (bench.controller.summaries): what history needs without the raw samples."""
+        return summaries.run_summary(self.path)
 
     @cached_property
     def levels(self) -> frozenset[str]:
@@ -95,6 +122,14 @@ class Run:
             self._json[name] = json.loads(path.read_text()) if path.exists() else None
         return self._json[name]
 
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write an artifact in JSON (atomically) and keep it as what the run now holds."""
+        path = self.path / name
+        write_json_atomic(path, data)
+        self._json[name] = data
+        self.__dict__.pop("nightly", None)
+        return path
+
     def artifacts(self, folder: str, pattern: str) -> list[Path]:
         """The artifact files of one feature (`daemon-metrics`, `kube`, `client-load`), by name."""
         return sorted((self.path / folder).glob(pattern))
@@ -116,3 +151,8 @@ class Run:
     def siblings(self) -> Path:
         """The results root this run lies in (the nightly trend reads earlier runs there)."""
         return self.path.parent
+
+
+def as_run(run: Run | Path) -> Run:
+    """A Run for a run or its folder."""
+    return run if isinstance(run, Run) else Run(Path(run))
