@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
-from bench.node import leftovers
+import pytest
+
+from bench.node import leftovers, memory
 from benchmarks import soak
 
 
@@ -54,3 +60,36 @@ def test_a_monitor_whose_bundle_folder_was_removed_is_seen_by_its_deleted_cwd(tm
         proc.kill()
         proc.wait()
     assert not leftovers._bundle_gone(proc.pid)  # gone: nothing to say
+
+
+def _child_of(pid: int, within_s: float = 5.0) -> int:
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    raise AssertionError(f"no child of {pid}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root (unshare --pid)")
+def test_a_nested_nodes_shim_is_neither_counted_nor_classified_as_ours(tmp_path):
+    """A lab node on this machine runs the same daemons and shims, at the same socket paths, one
+    PID namespace down: the host's inventory and sweeps must leave them alone."""
+    shim = tmp_path / "containerd-shim-runc-v2"
+    shutil.copy("/bin/sleep", shim)  # a process whose name is a shim's
+    before = leftovers.processes()["shims"]
+    here = subprocess.Popen([str(shim), "30"])
+    nested = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", str(shim), "30"])
+    try:
+        inner = _child_of(nested.pid)
+        assert memory.in_own_pid_namespace(here.pid) and memory.in_own_pid_namespace(os.getpid())
+        assert not memory.in_own_pid_namespace(inner)
+        assert leftovers.processes()["shims"] == before + 1  # the one beside us, not the nested one
+        classifier = memory.Classifier([])
+        classifier.classify()
+        assert classifier.seen[here.pid].kind == "shim" and classifier.seen[inner].kind == ""
+    finally:
+        for proc in (here, nested):
+            proc.kill()
+            proc.wait()

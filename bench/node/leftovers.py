@@ -58,8 +58,8 @@ def processes() -> dict[str, int]:
     shims = conmons = under = 0
     for pid in sorted({p for ps in kids.values() for p in ps}):
         name = exe_name(pid)
-        if not name.startswith(MONITORS):
-            continue
+        if not name.startswith(MONITORS) or not memory.in_own_pid_namespace(pid):
+            continue  # not a monitor, or a nested node's (bench.node.memory.in_own_pid_namespace)
         if name.startswith("conmon"):
             conmons += 1
         else:

@@ -175,6 +175,8 @@ class Classifier:
         settled = now_ticks - stat.start > SETTLE_S * CLK_TCK
         name = full_name(pid, stat.name)
         if name.startswith(SHIM_NAMES):
+            if not in_own_pid_namespace(pid):
+                return Known(stat.start, True, "", name)  # a nested node's (lab node, kind): not ours
             cmdline = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
             where, oid = shim_info(name, cmdline)
             return Known(stat.start, settled, "shim", name, where=where, cid=oid)
@@ -248,6 +250,24 @@ def pod_role(name: str) -> str:
 
 # The kernel keeps a process's name (comm) to its first 15 bytes.
 COMM_LEN = 15
+
+
+def pid_depth(status: str) -> int:
+    """How many PID namespaces deep a process is, seen from ours: the entries of NSpid."""
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return len(line.split()) - 1
+    return 1
+
+
+OWN_PID_DEPTH = pid_depth(_read("/proc/self/status"))
+
+
+def in_own_pid_namespace(pid: int) -> bool:
+    """Whether a process lives in the agent's own PID namespace. A node's shims and conmons do; a
+    nested node's (a lab node or a kind node on this machine, with the same daemons at the same
+    socket paths inside it) live one namespace down, and must be neither counted nor swept."""
+    return pid_depth(_read(f"/proc/{pid}/status")) == OWN_PID_DEPTH
 
 
 def full_name(pid: int, comm: str) -> str:
