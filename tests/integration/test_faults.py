@@ -342,10 +342,11 @@ def test_a_killed_dockerd_forgets_a_container_the_next_sweep_finds(provisioned, 
         """Once dockerd has recorded a pod's workload as running, as in CI (StartContainer had
         started it and failed on the inspect after). A kill during the create leaves a shim
         without a container, which containerd's restart removes by itself ("cleaning leaked shim
-        process"): not this fault. dockerd is frozen first: a stop and delete it had already sent
-        for that container (the lifecycle goes on while the shim is found) then ends the shim
-        within the pause, and the crash waits for the next container instead of landing in a state
-        the fault is not (seen once in a fresh-clone run, 2026-12-05)."""
+        process"): not this fault. dockerd is frozen first, and killed only if half a second later
+        the shim still serves a running workload: a stop dockerd had already sent for that
+        container (the lifecycle goes on while the shim is found) has by then ended the shim or
+        the workload, and the crash waits for the next container instead of landing in a state the
+        fault is not (both seen in fresh-clone runs, 2026-12-05)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             p = first_process(
@@ -355,7 +356,9 @@ def test_a_killed_dockerd_forgets_a_container_the_next_sweep_finds(provisioned, 
                 return
             os.kill(pid, signal.SIGSTOP)
             time.sleep(0.5)  # what dockerd asked of its containerd before the freeze is done by now
-            if serving(p.pid) and started_workload(p.object_id):
+            # The workload still runs under the shim: no stop had reached it (a stop in flight
+            # leaves dockerd's record saying running and the shim serving an exited task).
+            if serving(p.pid) and started_workload(p.object_id) and any(serving(c) for c in children(p.pid)):
                 os.kill(pid, signal.SIGKILL)
                 shutil.rmtree(records / p.object_id)
                 landed.append((p.pid, p.object_id))
@@ -381,6 +384,17 @@ def serving(pid: int) -> bool:
         return False
 
 
+def children(pid: int) -> list[int]:
+    """The process's children, from every one of its threads (a Go shim forks from any)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
 def ended(pid: int, within_s: float = 10) -> bool:
     """The process has exited: gone, or a zombie its new parent (this machine's init, which reaps
     in its own time) has not reaped yet."""
@@ -399,8 +413,12 @@ def ended(pid: int, within_s: float = 10) -> bool:
 def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tmp_path):
     if not killed_runs:
         pytest.skip("no fault test ran before this one in this session: nothing to sweep")
+    alive_before = {shim: serving(shim) for _, shim, _ in forgotten}
     playbook()  # brings every killed daemon back, as after a crash in the lab
     assert all(d.pid() is not None for s in stacks.discover() if not s.unavailable for d in s.daemons)
+    # Whether each forgotten shim still ran before and after the daemons came back: when the
+    # sweep below does not find one, this tells a shim that ended by itself from a missed one.
+    alive = {shim: (alive_before[shim], serving(shim)) for _, shim, _ in forgotten}
     every = [("containerd", DEFAULT), ("docker", DEFAULT), ("crio", DEFAULT), ("containerd", OLDER), ("docker", OLDER)]
     body = f"targets: [{', '.join(target_of(instance(*n)) for n in every)}]\n"
     run, meta, _ = run_scenario(tmp_path, "after-faults", body + FAULT_RUN.format(n=2))
@@ -421,5 +439,7 @@ def test_reprovisioning_after_the_faults_and_the_next_run_sweeps(provisioned, tm
     swept = [e["message"] for e in read_jsonl(run / "events.jsonl") if CRASH_LEFTOVER in e.get("message", "")]
     for stack, shim, cid in forgotten:  # found through dockerd's own list, and removed
         found = f"dockerd of {stack} has no container {cid[:12]}"
-        assert any(found in m and f"(PID {shim}," in m for m in swept), swept
+        assert any(found in m and f"(PID {shim}," in m for m in swept), (
+            f"shim {shim} ran before reprovisioning / after it: {alive[shim]}; swept: {swept}"
+        )
         assert ended(shim), f"shim {shim} still runs"
