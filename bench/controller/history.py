@@ -18,13 +18,12 @@ from typing import Any
 import pandas as pd
 
 from bench.controller import control, gate, stats, summaries
-from bench.controller.run import COMPARED_COLUMNS, Run, as_run
+from bench.controller.run import Run, as_run
 from bench.errors import InputError
 from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
 KEY = stats.COMPARE_KEY
-MEASURED_COLUMNS = COMPARED_COLUMNS
 
 
 def list_runs(root: Path) -> pd.DataFrame:
@@ -180,11 +179,6 @@ def _nights(run: Run) -> dict[tuple[Any, ...], gate.Night]:
     m = stats.measured_ms(run.compared)
     out = {k: gate.night(g["ms"].to_numpy()) for k, g in m.groupby(KEY, observed=True)}
     return {k: v for k, v in out.items() if v is not None}
-
-
-def control_samples(run: Run | Path) -> pd.DataFrame:
-    """The run's control-level samples only, for the node speed index."""
-    return as_run(run).control
 
 
 def trend(root: Path, scenario: str, node: str) -> pd.DataFrame:

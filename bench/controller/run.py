@@ -39,10 +39,6 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
-    @property
-    def run_id(self) -> str:
-        return str(self.meta.get("run_id", self.path.name))
-
     @cached_property
     def samples(self) -> pd.DataFrame:
         return load_samples(self.path)
