@@ -76,7 +76,7 @@ def test_no_twins_no_rows():
     assert driver.driver_changes(pd.DataFrame()).empty
 
 
-KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261205T034117Z-driver-lab1-1c4f"
+KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T002636Z-driver-lab1-2332"
 
 
 def reported(kept: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str, str]:
@@ -96,10 +96,13 @@ def test_a_kept_lab_run_reports_what_the_driver_changes(tmp_path, capsys):
     run, md, section = reported(KEPT, tmp_path, capsys)
     assert "containerd@2.4.2/runc, 1 pod(s) in flight: pod start-up" in section
     assert "docker@29.8.1-dev/runc, 16 pod(s) in flight: pod teardown" in section
+    assert "crio@1.36.3/runc, 1 pod(s) in flight: pod start-up" in section
     facts = json.loads((run / "meta.json").read_text())["node_facts"]
     assert facts["init"] == "systemd"
     assert facts["stacks"]["containerd@2.4.2+cgroupfs"]["cgroup_driver"] == "cgroupfs"
     assert facts["stacks"]["containerd@2.4.2"]["cgroup_driver"] == "systemd"
+    assert facts["stacks"]["crio@1.36.3+cgroupfs"]["cgroup_driver"] == "cgroupfs"
+    assert facts["stacks"]["crio@1.36.3"]["cgroup_driver"] == "systemd"
     assert "cgroup driver systemd; OCI wrapper in the timed path" in md
 
 
