@@ -107,7 +107,7 @@ def _node(path: str, host: str, v: dict[str, Any], groups: tuple[str, ...]) -> N
     port = v.get("ansible_port", 22)
     try:
         port = int(port)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a YAML .inf
         port = -1
     if isinstance(v.get("ansible_port"), bool | float) or not 1 <= port <= 65535:
         raise InventoryError(
