@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "kube": "bench.node.levels.kube:KubeLevel",
     "kubelet": "bench.node.levels.kubelet:KubeletLevel",
     "dockershim": "bench.node.levels.kubelet:DockershimLevel",
+    "image": "bench.node.levels.image:ImageLevel",
     "oci": "bench.node.levels.oci:OciLevel",
     "control": "bench.node.levels.control:ControlLevel",
     "nullcri": "bench.node.levels.critest:NullLevel",

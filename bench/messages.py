@@ -257,6 +257,28 @@ class Split(Traced):
 
 
 @dataclass(frozen=True)
+class Pull(Traced):
+    """One timed PullImage of level image: what it moved and what the node spent on it.
+
+    `wire_bytes`: what the node's end of the registry link received during the pull (at
+    concurrency above 1 other pulls' bytes are in it too); `cpu_s`: the node's busy CPU seconds
+    (every core, /proc/stat) during it; `blob_bytes`: the image's compressed layers."""
+
+    kind: ClassVar[str] = "pull"
+    op: str
+    image: str
+    rung: str
+    mode: str
+    layers: int
+    blob_bytes: int
+    wire_bytes: int
+    cpu_s: float
+    start_ns: int
+    duration_ns: int
+    ok: bool
+
+
+@dataclass(frozen=True)
 class Call(Traced):
     """One runtime or CNI call the wrapper recorded during a level-split lifecycle."""
 

@@ -34,6 +34,9 @@ file must be a regular file of at most 1 MiB.
                                   #   kube        static pods through a real kubelet (v1.36, standalone)
                                   #               the agent starts per stack: phases to Ready and deletion
                                   #               (hopbench provision --playbook kube.yml first)
+                                  #   image       PullImage, ImageStatus, RemoveImage over CRI, the image
+                                  #               ladder from the node's registry host, cold and warm
+                                  #               (section pull; hopbench provision --playbook registry.yml)
     iterations: 20                # measured pod lifecycles (cli: hyperfine runs) per target and concurrency
     warmup: 2                     # extra lifecycles first, kept and flagged (cli: hyperfine --warmup, not kept)
     concurrency: [1, 2]           # workers running lifecycles at once (cli runs one at a time)
@@ -53,6 +56,16 @@ file must be a regular file of at most 1 MiB.
       steps: [1, 10, 25, 50]      # running pods to reach, in order (memory is also sampled at 0)
       hold_s: 3                   # at each step, how long pods run before and while memory is sampled
       interval_s: 0.5             # the memory sampler's interval
+    pull:                         # level image only
+      rungs:                      # the images, each pushed once per run with the run's salt
+        - size_mb: 5              #   uncompressed bytes of its own layers (a shared base comes on top)
+          layers: 1               #   layers of equal size
+          files: one              #   one: a large file per layer; many: files of 16 KiB
+          compression: gzip       #   gzip, zstd or none
+      modes: [cold, warm]         # cold: nothing of the image in the store; warm: all of it there,
+                                  #   the manifest re-resolved (imagePullPolicy: Always on an unchanged tag)
+      same_image: false           # at concurrency > 1: every worker pulls its own copy (distinct
+                                  #   images), or all pull one image (the coalescing path)
     regression:                   # hopbench nightly only
       threshold_pct: 10           # a rejected row counts as a regression beyond this ratio change
       history: 7                  # complete earlier runs of this scenario and node in the baseline
@@ -102,6 +115,29 @@ class Density:
     interval_s: float = 0.5
 
 
+PULL_FILES = ("one", "many")
+PULL_COMPRESSIONS = ("gzip", "zstd", "none")
+PULL_MODES = ("cold", "warm")
+MAX_RUNG_MB = 100_000
+
+
+@dataclass(frozen=True)
+class PullRung:
+    """One image of the ladder (bench.node.ladder.Rung): size in MB of 10^6 bytes."""
+
+    size_mb: float = 5
+    layers: int = 1
+    files: str = "one"
+    compression: str = "gzip"
+
+
+@dataclass(frozen=True)
+class Pull:
+    rungs: tuple[PullRung, ...] = (PullRung(),)
+    modes: tuple[str, ...] = PULL_MODES
+    same_image: bool = False
+
+
 @dataclass(frozen=True)
 class Regression:
     threshold_pct: float = 10.0
@@ -125,6 +161,7 @@ class Scenario:
     max_failures: int = 5
     workload: Workload = field(default_factory=Workload)
     density: Density = field(default_factory=Density)
+    pull: Pull = field(default_factory=Pull)
     regression: Regression = field(default_factory=Regression)
     schedule: str = "interleaved"
     seed: int | None = None
@@ -228,6 +265,43 @@ def _density(path: Path, value: object) -> Density:
     )
 
 
+def _rung(path: Path, name: str, value: object) -> PullRung:
+    section = _section(path, name, value, field_names(PullRung))
+    size = section.get("size_mb", 5)
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size <= MAX_RUNG_MB:
+        raise ScenarioError(path, f"{name}.size_mb", f"a size in MB above 0 and at most {MAX_RUNG_MB}", size)
+    files, compression = section.get("files", "one"), section.get("compression", "gzip")
+    if files not in PULL_FILES:
+        raise ScenarioError(path, f"{name}.files", f"one of {', '.join(PULL_FILES)}", files)
+    if compression not in PULL_COMPRESSIONS:
+        raise ScenarioError(path, f"{name}.compression", f"one of {', '.join(PULL_COMPRESSIONS)}", compression)
+    layers = _int(path, f"{name}.layers", section.get("layers", 1), 1, 500)
+    if size * 1_000_000 < layers:
+        raise ScenarioError(path, f"{name}.layers", "at most one layer per byte of size_mb", layers)
+    return PullRung(size_mb=float(size), layers=layers, files=str(files), compression=str(compression))
+
+
+def _pull(path: Path, value: object) -> Pull:
+    section = _section(path, "pull", value, field_names(Pull))
+    rungs = section.get("rungs", [{}])
+    if not isinstance(rungs, list) or not rungs:
+        raise ScenarioError(
+            path, "pull.rungs", "a non-empty list of images (size_mb, layers, files, compression)", rungs
+        )
+    parsed = tuple(_rung(path, f"pull.rungs[{i}]", r) for i, r in enumerate(rungs))
+    if len(set(parsed)) != len(parsed):
+        raise ScenarioError(path, "pull.rungs", "distinct images (the same rung twice)", rungs)
+    modes = _str_list(path, "pull.modes", section.get("modes", list(PULL_MODES)))
+    if not modes or any(m not in PULL_MODES for m in modes) or len(set(modes)) != len(modes):
+        raise ScenarioError(
+            path, "pull.modes", f"a non-empty list of distinct modes from {', '.join(PULL_MODES)}", list(modes)
+        )
+    same = section.get("same_image", False)
+    if not isinstance(same, bool):
+        raise ScenarioError(path, "pull.same_image", "true or false", same)
+    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), same_image=same)
+
+
 def _regression(path: Path, value: object) -> Regression:
     section = _section(path, "regression", value, field_names(Regression))
     threshold = section.get("threshold_pct", 10)
@@ -326,6 +400,7 @@ def load_scenario(path: str | Path) -> Scenario:
         max_failures=_int(path, "max_failures", data.get("max_failures", 5), 1, MAX_ITERATIONS),
         workload=_workload(path, data.get("workload", {})),
         density=_density(path, data.get("density", {})),
+        pull=_pull(path, data.get("pull", {})),
         regression=_regression(path, data.get("regression", {})),
         schedule=str(schedule),
         seed=seed,

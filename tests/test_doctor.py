@@ -23,6 +23,8 @@ GOOD = {
     "clocksource": {"current": "tsc", "available": ["tsc", "hpet"]},
     "cpu": {"logical": 8, "model": "x"},
     "stacks": [{"stack": "containerd@2.4.2", "handlers": ["runc"]}],
+    "registry": {"address": "172.30.130.2:5000", "version": "v3.1.2"},
+    "pull_settings": {"containerd@2.4.2": {"transfer.max_concurrent_downloads": 3}},
 }
 
 
@@ -32,6 +34,14 @@ def by_check(facts):
 
 def test_a_node_with_everything_has_no_gap():
     assert all(f.ok for f in findings(GOOD)), [f for f in findings(GOOD) if not f.ok]
+
+
+def test_the_registry_host_and_what_changes_a_pull_are_named():
+    found = by_check(GOOD)
+    assert found["registry host"].have == "v3.1.2 at 172.30.130.2:5000"
+    assert "transfer.max_concurrent_downloads 3" in found["what changes a pull"].have
+    missing = by_check({**GOOD, "registry": {}})["registry host"]
+    assert not missing.ok and "--playbook registry.yml" in missing.consequence
 
 
 def test_each_gap_says_what_it_does_to_a_run():
@@ -46,9 +56,11 @@ def test_each_gap_says_what_it_does_to_a_run():
         "memory": {"available_bytes": 2**30, "total_bytes": 2 * 2**30},
         "clocksource": {"current": "hpet", "available": ["hpet"]},
         "stacks": [],
+        "registry": {},
     }
     f = by_check(bad)
-    assert not any(x.ok for k, x in f.items() if k not in ("kernel", "CPUs"))
+    # What changes a pull is a record, never a gap.
+    assert not any(x.ok for k, x in f.items() if k not in ("kernel", "CPUs", "what changes a pull"))
     assert "crun" in f["cgroup mode"].consequence
     assert "cgroupfs driver" in f["systemd"].consequence and "tini" in f["systemd"].have
     assert "Kata targets are unavailable" in f["KVM"].consequence and "no /dev/kvm" in f["KVM"].have

@@ -186,4 +186,30 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
             else "nothing provisioned: run `hopbench provision`",
         )
     )
+    registry = facts.get("registry") or {}
+    out.append(
+        Finding(
+            "registry host (level image)",
+            f"{registry.get('version')} at {registry.get('address')}" if registry.get("address") else "none",
+            bool(registry.get("address")),
+            "image pulls are measured against it"
+            if registry.get("address")
+            else "level image needs one: `hopbench provision --playbook registry.yml`",
+        )
+    )
+    pulls = facts.get("pull_settings") or {}
+    if isinstance(pulls, dict) and pulls and "error" not in pulls:
+        said = "; ".join(
+            f"{stack}: " + ", ".join(f"{k} {v}" for k, v in settings.items())
+            for stack, settings in sorted(pulls.items())
+            if isinstance(settings, dict) and settings
+        )
+        out.append(
+            Finding(
+                "what changes a pull",
+                said or "nothing recorded",
+                True,
+                "recorded with every run (meta.json node_facts.stacks.<stack>.pull)",
+            )
+        )
     return out

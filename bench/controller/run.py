@@ -85,6 +85,11 @@ class Run:
         return pd.DataFrame(read_jsonl(self.path / "splits.jsonl"))
 
     @cached_property
+    def pulls(self) -> pd.DataFrame:
+        """Level image: one row per timed PullImage (bytes on the link, node CPU, the image)."""
+        return pd.DataFrame(read_jsonl(self.path / "pulls.jsonl"))
+
+    @cached_property
     def calls(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "calls.jsonl")
 

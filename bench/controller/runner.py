@@ -39,6 +39,7 @@ from bench.messages import (
     MetaEnd,
     Plan,
     PlanAdd,
+    Pull,
     Sample,
     SamplerStats,
     Setting,
@@ -294,7 +295,7 @@ def _handle(
             store.add_memory(list(ev.rows))
         case SamplerStats():
             store.update_meta(sampler={**store.meta.get("sampler", {}), ev.target: ev.stats})
-        case Split() | Call():
+        case Split() | Call() | Pull():
             store.add_record(f"{ev.kind}s.jsonl", record)
         case Check():
             store.add_check(record)

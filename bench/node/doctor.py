@@ -93,6 +93,8 @@ def facts(stacks_dir: str = stacks.DEFAULT_STACKS_DIR) -> dict[str, Any]:
         "cpu": nodeinfo.cpu,
         "clocksource": clocksource,
         "stacks": described,
+        "registry": nodeinfo.registry,
+        "pull_settings": lambda: {name: c.get("pull", {}) for name, c in nodeinfo.stack_conditions().items()},
     }
     for name, fn in collectors.items():
         try:

@@ -35,13 +35,15 @@ from typing import Any
 
 import zstandard
 
+from bench.scenario import PULL_COMPRESSIONS, PULL_FILES, PullRung
+
 MB = 1000 * 1000
 CHUNK = 4096
 FRESH = 0.36  # share of fresh random chunks: gzip -6 ratio about 2.7 (measured in test_ladder)
 RECENT = 6  # a repeated chunk is one of the last RECENT chunks (inside deflate's 32 KiB window)
 SMALL_FILE = 16 * 1024  # "many small files": files of this size
-COMPRESSIONS = ("gzip", "zstd", "none")
-FILES = ("one", "many")
+COMPRESSIONS = PULL_COMPRESSIONS
+FILES = PULL_FILES
 MEDIA = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
@@ -70,11 +72,21 @@ class Rung:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"rung: compression {self.compression!r}: expected one of {', '.join(COMPRESSIONS)}")
 
+    @classmethod
+    def of(cls, rung: PullRung) -> Rung:
+        """The rung a scenario's pull section names."""
+        return cls(round(rung.size_mb * MB), rung.layers, rung.files, rung.compression)
+
+    @property
+    def label(self) -> str:
+        """How samples and reports name it: 100mb-20l-many-zstd."""
+        size = f"{self.size // MB}mb" if self.size % MB == 0 else f"{self.size}b"
+        return f"{size}-{self.layers}l-{self.files}-{self.compression}"
+
     @property
     def name(self) -> str:
         """The repository name: hopbench/ladder-100mb-20l-many-zstd."""
-        size = f"{self.size // MB}mb" if self.size % MB == 0 else f"{self.size}b"
-        return f"hopbench/ladder-{size}-{self.layers}l-{self.files}-{self.compression}"
+        return f"hopbench/ladder-{self.label}"
 
 
 # The default ladder: size at one layer, layer count and file shape at 100 MB, the compressions.

@@ -6,13 +6,16 @@ these facts go into meta.json so the analysis can refuse or warn.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -89,8 +92,9 @@ def cgroups() -> dict[str, Any]:
 
 
 def stack_conditions() -> dict[str, Any]:
-    """Per stack instance of this node: its cgroup driver, and whether the OCI wrapper in its timed
-    path clamps oom_score_adj (a node without CAP_SYS_RESOURCE)."""
+    """Per stack instance of this node: its cgroup driver, whether the OCI wrapper in its timed
+    path clamps oom_score_adj (a node without CAP_SYS_RESOURCE), and the settings that change an
+    image pull (pull_settings)."""
     from bench import stacks
 
     out: dict[str, Any] = {}
@@ -100,8 +104,87 @@ def stack_conditions() -> dict[str, Any]:
             # The roles register the wrapper in place of runc and crun (handler field `wrapper`).
             "oci_wrapper_in_timed_path": any(h.extra.get("wrapper") for h in stack.handlers.values()),
             "oom_score_adj_clamped": bool(stack.extra.get("oom_score_adj_restricted", False)),
+            "pull": pull_settings(stack),
         }
     return out
+
+
+# Parallel gzip decompressors containerd (and dockerd's containerd) uses when the daemon finds
+# one on its PATH, in containerd's order of preference.
+DECOMPRESSORS = ("igzip", "unpigz")
+
+
+def _launch(pidfile: str) -> dict[str, Any]:
+    """How the daemon role started a daemon (<pidfile>.launch.json: exec, args, env)."""
+    try:
+        launch: dict[str, Any] = json.loads(Path(pidfile + ".launch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return launch
+
+
+def pull_settings(stack: Any) -> dict[str, Any]:
+    """What changes an image pull on this stack instance, as configured: the gzip decompressor its
+    daemon finds on its PATH (containerd and dockerd's containerd), containerd's transfer limits,
+    dockerd's download limit and image store, CRI-O's layer parallelism."""
+    settings: dict[str, Any] = {}
+    daemons = {d.name: d for d in stack.daemons}
+    main = daemons.get({"docker": "dockerd"}.get(stack.kind, stack.kind))
+    launch = _launch(main.pidfile) if main is not None else {}
+    path = str((launch.get("env") or {}).get("PATH", ""))
+    if stack.kind in ("containerd", "docker"):
+        found = [d for d in DECOMPRESSORS if any(Path(p, d).is_file() for p in path.split(":") if p)]
+        settings["gzip_decompressor"] = found[0] if found else "Go's compress/gzip (no igzip or unpigz on its PATH)"
+    args = [str(a) for a in launch.get("args", [])]
+    if stack.kind == "containerd" and "--config" in args and main is not None:
+        settings.update(containerd_pull_config(main.exec, args[args.index("--config") + 1]))
+    if stack.kind == "docker":
+        conf = args[args.index("--config-file") + 1] if "--config-file" in args else ""
+        try:
+            daemon_json = json.loads(Path(conf).read_text()) if conf else {}
+        except (OSError, ValueError):
+            daemon_json = {}
+        settings["max_concurrent_downloads"] = daemon_json.get("max-concurrent-downloads", 3)
+        store = (daemon_json.get("features") or {}).get("containerd-snapshotter")
+        settings["image_store"] = "containerd" if store else "graph driver (overlay2)"
+    if stack.kind == "crio":
+        settings["layers_in_parallel"] = "6 (containers/image's default: CRI-O has no setting for it)"
+    return settings
+
+
+def containerd_pull_config(binary: str, config: str) -> dict[str, Any]:
+    """containerd's own view (`config dump`) of what limits a CRI pull: the transfer service's
+    downloads and unpacks, and whether the CRI pulls through it at all (use_local_image_pull)."""
+    try:
+        proc = subprocess.run(
+            [binary, "--config", config, "config", "dump"], capture_output=True, text=True, timeout=20, check=False
+        )
+        dump = tomllib.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, tomllib.TOMLDecodeError):
+        return {}
+    plugins = dump.get("plugins", {})
+    transfer = plugins.get("io.containerd.transfer.v1.local", {})
+    images = plugins.get("io.containerd.cri.v1.images", {})
+    out: dict[str, Any] = {}
+    for key in ("max_concurrent_downloads", "max_concurrent_uploaded_layers"):
+        if key in transfer:
+            out[f"transfer.{key}"] = transfer[key]
+    for key in ("max_concurrent_downloads", "use_local_image_pull", "image_pull_progress_timeout"):
+        if key in images:
+            out[f"cri.{key}"] = images[key]
+    unpack = transfer.get("unpack_config") or []
+    if unpack:
+        out["transfer.unpack_platforms"] = len(unpack)
+    return out
+
+
+def registry() -> dict[str, Any]:
+    """The node's registry host (registry.yml), for level image: its version, address and link shape."""
+    try:
+        desc: dict[str, Any] = json.loads(Path("/etc/hopbench/registry.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: desc.get(k) for k in ("address", "version", "module", "shape")}
 
 
 def capabilities() -> dict[str, Any]:
@@ -186,6 +269,7 @@ COLLECTORS: dict[str, Callable[[], Any]] = {
     "capabilities": capabilities,
     "init": init_system,
     "stacks": stack_conditions,
+    "registry": registry,
     "packages": debian_package_versions,
     "python": lambda: sys.version.split()[0],
     "clock": clock,

@@ -39,7 +39,7 @@ from typing import Any
 from bench.levelnames import REGISTRY
 from bench.messages import Artifact, Check, Error, Info, Lifecycle, Plan, Sample, Warning
 from bench.node import clientload, metrics, targets
-from bench.node.levels import Context, Emit, Level, Target, Timed, Turn, load
+from bench.node.levels import Context, Emit, Level, Target, Timed, Turn, load, traced_fields
 
 
 @dataclass(frozen=True)
@@ -288,16 +288,9 @@ def sample(ctx: Context, where: tuple[str, str, str], t: Timed[Any], turn: Turn)
     """One timed op as a sample row; `where` is (stack, handler, level)."""
     stack, handler, level = where
     return Sample(
-        run_id=ctx.job.run_id,
-        node=ctx.job.node,
-        stack=stack,
-        handler=handler,
+        **traced_fields(ctx, stack, handler, turn),
         level=level,
         op=t.op,
-        iteration=turn.iteration,
-        concurrency=turn.concurrency,
-        worker=turn.worker,
-        warmup=turn.warmup,
         start_ns=t.start_ns,
         duration_ns=t.duration_ns,
         ok=t.ok,

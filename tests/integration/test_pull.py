@@ -18,7 +18,7 @@ import pytest
 from bench import stacks
 from bench.node import ladder
 from bench.node.cri import CriClient, cri
-from bench.node.levels.engine import EngineClient
+from bench.node.levels import image as image_level
 
 from .conftest import playbook
 
@@ -71,33 +71,6 @@ def test_registry_yml_serves_distribution_on_its_own_host_only(registry):
     assert all(h["changed"] == 0 for h in again.values()), [h["changed_tasks"] for h in again.values()]
 
 
-def layers_in_store(stack: stacks.Stack, ref: str, image: ladder.Image) -> set[str]:
-    """The image's layers (compressed digests for containerd's content store and CRI-O's
-    containers-storage, diff ids for dockerd) the stack's own store holds."""
-    kind = stack.kind
-    if kind == "containerd":
-        ctr = str(stack.extra["ctr"])
-        sock = stack.cri_endpoint.removeprefix("unix://")
-        out = subprocess.run(
-            [ctr, "--address", sock, "--namespace", "k8s.io", "content", "ls", "--quiet"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        return {b.digest for b in image.layers} & set(out)
-    if kind == "crio":
-        root = Path(stack.extra["state_dirs"][0]) / "storage" / "overlay-layers" / "layers.json"
-        layers = json.loads(root.read_text())
-        found = {layer.get(key) for layer in layers for key in ("compressed-diff-digest", "diff-digest")}
-        return ({b.digest for b in image.layers} | set(image.diff_ids)) & found
-    client = EngineClient(str(stack.extra["docker_endpoint"]), 30)
-    try:
-        inspected = client.request("GET", f"/images/{ref}/json")
-    finally:
-        client.close()
-    return set(inspected["RootFS"]["Layers"]) & set(image.diff_ids)
-
-
 def test_each_stack_pulls_the_ladders_images_from_the_registry_and_finds_their_layers_in_its_store(registry, tmp_path):
     salt = uuid.uuid4().hex[:12]
     base = ladder.write_base(tmp_path / "base.tar.gz", [(IMAGES_BIN / "workload", "/hopbench-workload", 0o755)])
@@ -129,7 +102,7 @@ def test_each_stack_pulls_the_ladders_images_from_the_registry_and_finds_their_l
                         problems.append(f"{stack.name}: {ref} pulled but ImageStatus has no image")
                         continue
                     want = len(image.layers)
-                    found = layers_in_store(stack, ref, image)
+                    found = image_level.stored_layers(stack, image, ref)
                     if len(found) < want:
                         problems.append(f"{stack.name}: {ref}: {len(found)} of {want} layers in its store")
                     # By id, as kubelet's image garbage collection asks: cri-dockerd answers a
@@ -146,3 +119,61 @@ def test_each_stack_pulls_the_ladders_images_from_the_registry_and_finds_their_l
         for image in images:
             reg.delete(image)
     assert not problems, problems
+
+
+PULL_SCENARIO = """\
+targets: [containerd/runc, crio/runc, docker/runc]
+levels: [image]
+iterations: 3
+warmup: 1
+concurrency: [1, 2]
+timeout_s: 120
+control: false
+pull:
+  rungs:
+    - {size_mb: 4, layers: 2}
+    - {size_mb: 2, files: many, compression: zstd}
+  modes: [cold, warm]
+"""
+
+
+def test_level_image_pulls_the_ladder_cold_and_warm_through_each_stack(registry, tmp_path):
+    """`hopbench run` with level image: every lifecycle complete on every stack, each cold pull
+    moved at least the image's own layers over the registry link and each warm pull far less,
+    every RemoveImage left the store without the image's layers (the cold check), the report
+    has its section, and no image of the run is left in any store or the registry."""
+    from .conftest import run_scenario
+
+    run, meta, samples = run_scenario(tmp_path, "pulltest", PULL_SCENARIO)
+    image_samples = samples[samples["level"] == "image"]
+    assert image_samples["ok"].all(), image_samples[~image_samples["ok"]][["stack", "op", "error"]].to_string()
+    stacks_seen = set(image_samples["stack"].map(lambda s: s.split("@")[0]))
+    assert stacks_seen >= {"containerd", "docker"}, stacks_seen
+    checks = [json.loads(line) for line in (run / "checks.jsonl").read_text().splitlines()]
+    image_checks = [c for c in checks if c["level"] == "image"]
+    assert image_checks and all(c["ok"] for c in image_checks), [c for c in image_checks if not c["ok"]]
+    pulls = [json.loads(line) for line in (run / "pulls.jsonl").read_text().splitlines()]
+    assert len(pulls) == len(image_samples[image_samples["op"].str.startswith("PullImage")])
+    for p in pulls:
+        if p["concurrency"] != 1 or not p["ok"]:
+            continue
+        own = p["blob_bytes"] - 0  # the base layer may already be there from another rung
+        if p["mode"] == "cold":
+            assert p["wire_bytes"] >= 0.5 * own, p
+        else:
+            assert 0 <= p["wire_bytes"] < 0.2 * own, p
+    facts = meta["node_facts"]
+    assert facts["registry"]["address"] == registry["address"]
+    assert all("pull" in c for c in facts["stacks"].values())
+    report = (run / "report.md").read_text() if (run / "report.md").exists() else ""
+    html = (run / "report.html").read_text()
+    assert "Image pulls" in html, report[:2000]
+    # Nothing of the run left: each stack's store and the registry's tags.
+    for stack in [s for s in stacks.discover() if s.default and not s.unavailable]:
+        client = CriClient(stack.cri_endpoint, timeout_s=30)
+        try:
+            listed = client.images.ListImages(cri.ListImagesRequest(), timeout=30).images
+        finally:
+            client.close()
+        left = [t for im in listed for t in im.repo_tags if "/hopbench/ladder-" in t]
+        assert not left, (stack.name, left)

@@ -194,11 +194,27 @@ class Context:
         return self.stop.is_set() or self.emit.closed.is_set()
 
 
+def traced_fields(ctx: Context, stack: str, handler: str, turn: Turn) -> dict[str, Any]:
+    """Where a lifecycle ran: the fields a sample and a lifecycle's own events (Split, Call, Pull) share."""
+    return {
+        "run_id": ctx.job.run_id,
+        "node": ctx.job.node,
+        "stack": stack,
+        "handler": handler,
+        "iteration": turn.iteration,
+        "concurrency": turn.concurrency,
+        "worker": turn.worker,
+        "warmup": turn.warmup,
+    }
+
+
 class Level(abc.ABC):
     """One way into the runtime path; see the module docstring for the protocol."""
 
     name: ClassVar[str]
-    ops: ClassVar[tuple[str, ...]]
+    # Most levels fix it in the class; a level whose ops come from the scenario (image) sets it
+    # per instance.
+    ops: tuple[str, ...]
     per: ClassVar[Literal["target", "handler", "node"]] = "target"
     # Levels of one group are open together and interleaved round by round. A level whose pods a
     # kubelet drives has a group of its own (a kubelet removes pods it does not know of on its

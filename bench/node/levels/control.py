@@ -40,7 +40,7 @@ def syscall_loop() -> int:
 
 class ControlLevel(Level):
     name = "control"
-    ops: ClassVar[tuple[str, ...]] = OPS
+    ops: tuple[str, ...] = OPS
     per = "node"
     group: ClassVar[str | None] = "lifecycle"
 

@@ -173,7 +173,7 @@ class KubeletLevelBase(Level):
 class KubeletLevel(KubeletLevelBase):
     name = "kubelet"
     group: ClassVar[str | None] = "kubelet"
-    ops: ClassVar[tuple[str, ...]] = KUBELET_LIFECYCLE_OPS
+    ops: tuple[str, ...] = KUBELET_LIFECYCLE_OPS
 
     @classmethod
     def applies(cls, target: Target) -> str:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from bench.messages import Call, Event, Split
 from bench.node import split
-from bench.node.levels import Context, Target, Timed, Turn, need_stack
+from bench.node.levels import Context, Target, Timed, Turn, need_stack, traced_fields
 from bench.node.levels.cri import CriLevel
 
 
@@ -41,16 +41,7 @@ class SplitLevel(CriLevel):
         calls = self.trace.take(set(ids.values()))
         by_op = split.attribute(windows, calls)
         stack, handler, _ = self.where()
-        common: dict[str, Any] = {
-            "run_id": self.run_id,
-            "node": self.ctx.job.node,
-            "stack": stack,
-            "handler": handler,
-            "iteration": turn.iteration,
-            "concurrency": turn.concurrency,
-            "worker": turn.worker,
-            "warmup": turn.warmup,
-        }
+        common = traced_fields(self.ctx, stack, handler, turn)
         role = {v: k for k, v in ids.items() if v}
         op_of = {id(c): windows[i].op for i, cs in by_op.items() for c in cs}
         out: list[Event] = [

@@ -1,0 +1,113 @@
+"""Image pulls (level image): per stack and image of the ladder, cold and warm PullImage p50 with
+its interval, the throughput it gives, what crossed the registry link and the node's CPU.
+
+The durations are the samples' (ops `PullImage cold <rung>` and `PullImage warm <rung>`); the
+bytes and CPU come from the level's Pull events (pulls.jsonl), one per timed PullImage. Throughput
+is the image's compressed bytes over the median pull time (MiB/s); at concurrency above 1 the
+pulls of one round share the link, and the wire bytes of each pull include the others'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.controller import charts, stats
+from bench.controller.charts import plt
+from bench.controller.render import Block, Image, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
+
+MIB = 1024 * 1024
+
+
+def pull_rows(run: Run) -> pd.DataFrame:
+    """One row per stack, handler, concurrency, image and mode: n, p50 with its interval, MiB/s,
+    wire MB and CPU seconds (medians)."""
+    samples = run.samples
+    if samples.empty or "image" not in set(samples["level"]):
+        return pd.DataFrame()
+    ok = samples[(samples["level"] == "image") & samples["ok"] & ~samples["warmup"]]
+    ok = ok[ok["op"].str.startswith("PullImage ")]
+    facts = run.pulls
+    by_op: dict[tuple[str, str], pd.DataFrame] = {}
+    if not facts.empty:
+        good = facts[facts["ok"] & ~facts["warmup"]]
+        by_op = {(str(s), str(o)): g for (s, o), g in good.groupby(["stack", "op"])}
+    rows = []
+    for (stack, handler, conc, op), g in ok.groupby(["stack", "handler", "concurrency", "op"], sort=True):
+        _, mode, rung = str(op).split(" ", 2)
+        ms = g["duration_ns"].to_numpy() / 1e6
+        p50 = float(np.median(ms))
+        lo, hi = stats.quantile_ci(ms, 0.5) if len(ms) >= 5 else (float("nan"), float("nan"))
+        f = by_op.get((str(stack), str(op)), pd.DataFrame())
+        f = f[f["concurrency"] == conc] if not f.empty else f
+        blob = float(f["blob_bytes"].median()) if not f.empty else float("nan")
+        rows.append(
+            {
+                "stack": stack,
+                "handler": handler,
+                "concurrency": int(conc),
+                "image": rung,
+                "mode": mode,
+                "layers": int(f["layers"].median()) if not f.empty else 0,
+                "n": len(ms),
+                "p50 (ms)": p50,
+                "CI low": lo,
+                "CI high": hi,
+                "MiB/s": blob / MIB / (p50 / 1000) if p50 > 0 and blob == blob else float("nan"),
+                "image MB": blob / 1e6,
+                "wire MB": float(f["wire_bytes"].median()) / 1e6 if not f.empty else float("nan"),
+                "node CPU s": float(f["cpu_s"].median()) if not f.empty else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def throughput_chart(rows: pd.DataFrame) -> str:
+    """Cold-pull MiB/s against the image's compressed size, a line per stack (concurrency 1)."""
+    cold = rows[(rows["mode"] == "cold") & (rows["concurrency"] == 1)].dropna(subset=["MiB/s"])
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for stack, g in cold.groupby("stack", sort=True):
+        g = g.sort_values("image MB")
+        ax.plot(g["image MB"], g["MiB/s"], marker="o", label=str(stack))
+    ax.set_xscale("log")
+    charts.plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("image, compressed MB (log)")
+    ax.set_ylabel("cold pull, MiB/s (p50)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return charts.png(fig)
+
+
+def applies(run: Run) -> bool:
+    return "image" in run.levels
+
+
+def pull_sections(run: Run) -> list[Section]:
+    rows = pull_rows(run)
+    if rows.empty:
+        return []
+    registry = (run.meta.get("node_facts") or {}).get("registry") or {}
+    shape = registry.get("shape") or {}
+    link = (
+        f"Registry host: CNCF Distribution {registry.get('version', '?')} at {registry.get('address', '?')}, "
+        f"link rate {shape.get('rate') or 'unshaped'}, added round trip {shape.get('rtt_ms', 0)} ms."
+        if registry
+        else "The run's metadata names no registry host."
+    )
+    blocks: list[Block] = [
+        Para(
+            "PullImage through each stack's CRI, kubelet's request, from the node's registry host. *cold*: nothing "
+            "of the image in the store (checked after each RemoveImage); *warm*: every layer there, the manifest "
+            "resolved again (imagePullPolicy: Always on an unchanged tag). MiB/s is the image's compressed size "
+            "over the p50. " + link
+        ),
+        Table(rows.round(2)),
+    ]
+    if not rows[(rows["mode"] == "cold") & (rows["concurrency"] == 1)].empty:
+        blocks.append(Image("Cold pull throughput against image size", throughput_chart(rows)))
+    return [Section("Image pulls", blocks)]
+
+
+VIEW = View("pulls", pull_sections, applies)

@@ -1,0 +1,345 @@
+"""The `image` level: image pulls over CRI from the node's registry host, as kubelet asks for them.
+
+The images are the scenario's ladder (section `pull`, bench.node.ladder): written and pushed
+once per run and node with the run's salt, so no store has seen them, the same images for every
+stack. At concurrency above 1 each worker pulls its own copy (distinct images) unless
+`same_image` asks for one image pulled by all (the coalescing path).
+
+One lifecycle, for each rung of the ladder in the scenario's order:
+
+    PullImage cold <rung>   nothing of the image in the stack's store
+    ImageStatus <rung>
+    PullImage warm <rung>   every layer there, the manifest resolved again (imagePullPolicy:
+                            Always on an unchanged tag)
+    RemoveImage <rung>      by image id, as kubelet's image garbage collection asks (cri-dockerd
+                            answers a removal by tag with success and removes nothing)
+
+With `modes: [warm]` the image is pulled untimed before its warm pull; with `modes: [cold]`
+there is no warm pull. The requests are kubelet's: an ImageSpec with the reference alone, no
+auth, no sandbox config. Untimed between lifecycles: the check that RemoveImage really emptied
+the store of the image's layers (containerd's content store, CRI-O's containers-storage,
+dockerd's image list), so the next cold pull starts from nothing; a layer still there after
+10 s fails the lifecycle's check ("image-cold"). Each timed PullImage also gives a Pull event:
+bytes the node received on the registry link, the node's busy CPU seconds, the image's layers
+and compressed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cri_api.v1 import api_pb2 as cri
+
+from bench import stacks
+from bench.errors import ComponentError
+from bench.messages import Event, Pull
+from bench.node import ladder
+from bench.node.cri import CriClient
+from bench.node.levels import (
+    Context,
+    Level,
+    Outcome,
+    Record,
+    StopLifecycle,
+    Target,
+    Timed,
+    Turn,
+    need_stack,
+    timed,
+    traced_fields,
+)
+
+REGISTRY_DESCRIPTION = Path("/etc/hopbench/registry.json")
+IMAGES_BIN = Path("/var/lib/hopbench/images/bin")
+GONE_WITHIN_S = 10.0
+
+
+def registry_description(path: Path = REGISTRY_DESCRIPTION) -> dict[str, Any]:
+    try:
+        desc: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ComponentError(
+            f"level image needs the node's registry host: {path} is missing"
+            " (hopbench provision --playbook registry.yml)"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise ComponentError(f"level image: {path}: {e}") from e
+    if not isinstance(desc.get("address"), str):
+        raise ComponentError(f"level image: {path}: field 'address': expected host:port")
+    return desc
+
+
+def ops_of(rungs: list[ladder.Rung], modes: tuple[str, ...]) -> tuple[str, ...]:
+    """The ops of one lifecycle, in order."""
+    ops: list[str] = []
+    for rung in rungs:
+        if "cold" in modes:
+            ops.append(f"PullImage cold {rung.label}")
+        ops.append(f"ImageStatus {rung.label}")
+        if "warm" in modes:
+            ops.append(f"PullImage warm {rung.label}")
+        ops.append(f"RemoveImage {rung.label}")
+    return tuple(ops)
+
+
+def busy_cpu_s() -> float:
+    """The node's busy CPU seconds so far, every core (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def rx_bytes(link: str) -> int:
+    try:
+        return int(Path(f"/sys/class/net/{link}/statistics/rx_bytes").read_text())
+    except (OSError, ValueError):
+        return -1
+
+
+class Ladder:
+    """The run's images on one node, written and pushed once (the first target to open builds
+    them; the others wait on the lock): {(rung, copy): Image}. The last level of the run to let
+    go deletes them from the registry and has the registry collect their blobs."""
+
+    _lock = threading.Lock()
+    _built: ClassVar[dict[tuple[str, str], dict[tuple[ladder.Rung, int], ladder.Image]]] = {}
+    _users: ClassVar[dict[tuple[str, str], int]] = {}
+
+    @classmethod
+    def images(
+        cls, run_id: str, address: str, rungs: list[ladder.Rung], copies: int, workdir: Path
+    ) -> dict[tuple[ladder.Rung, int], ladder.Image]:
+        with cls._lock:
+            key = (run_id, address)
+            if key not in cls._built:
+                cls._built[key] = cls._push(run_id, address, rungs, copies, workdir)
+            cls._users[key] = cls._users.get(key, 0) + 1
+            return cls._built[key]
+
+    @staticmethod
+    def _push(
+        run_id: str, address: str, rungs: list[ladder.Rung], copies: int, workdir: Path
+    ) -> dict[tuple[ladder.Rung, int], ladder.Image]:
+        salt = run_id.lower().replace("_", "-")[-20:] + "-" + uuid.uuid4().hex[:6]
+        where = workdir / "ladder"
+        base = ladder.write_base(where / "base.tar.gz", [(IMAGES_BIN / "workload", "/hopbench-workload", 0o755)])
+        registry = ladder.Registry(address)
+        built: dict[tuple[ladder.Rung, int], ladder.Image] = {}
+        for rung in rungs:
+            for copy in range(copies):
+                image = ladder.build(rung, f"{salt}-c{copy}", where / f"c{copy}", base=base)
+                registry.push(image)
+                built[(rung, copy)] = image
+                # The registry has them: the layers on this disk are not needed any more.
+                for blob in image.layers[1:]:
+                    if blob.path is not None:
+                        blob.path.unlink(missing_ok=True)
+        return built
+
+    @classmethod
+    def release(cls, run_id: str, desc: dict[str, Any]) -> list[str]:
+        """One level is done with the run's images; the last one deletes them from the registry
+        and runs its garbage collection (untimed, after the run's last pull). What it did or could not do."""
+        key = (run_id, str(desc["address"]))
+        with cls._lock:
+            cls._users[key] = cls._users.get(key, 1) - 1
+            if cls._users[key] > 0:
+                return []
+            del cls._users[key]
+            images = cls._built.pop(key, {})
+        notes: list[str] = []
+        registry = ladder.Registry(str(desc["address"]))
+        for image in images.values():
+            try:
+                registry.delete(image)
+            except ladder.RegistryError as e:
+                notes.append(f"image: could not delete {image.reference} from the registry: {e}")
+        gc = [str(desc.get("binary", "")), "garbage-collect", "--delete-untagged", str(desc.get("config", ""))]
+        if images and all(gc):
+            proc = subprocess.run(gc, capture_output=True, text=True, check=False, timeout=600)
+            if proc.returncode != 0:
+                notes.append(f"image: registry garbage-collect: {proc.stderr.strip()[-300:]}")
+        return notes
+
+
+class ImageLevel(Level):
+    name = "image"
+    ops: tuple[str, ...] = ()
+
+    def __init__(self, target: Target, ctx: Context) -> None:
+        self.target, self.ctx = target, ctx
+        _, self.stack = need_stack(target, self.name)
+        self.desc = registry_description()
+        self.address = str(self.desc["address"])
+        self.link = str(self.desc.get("link", ""))
+        pull = ctx.scen.pull
+        self.rungs = [ladder.Rung.of(r) for r in pull.rungs]
+        self.modes = pull.modes
+        self.same_image = pull.same_image
+        self.ops = ops_of(self.rungs, self.modes)
+        copies = 1 if pull.same_image else max(ctx.scen.concurrency)
+        self.images = Ladder.images(ctx.job.run_id, self.address, self.rungs, copies, ctx.workdir)
+        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
+
+    @classmethod
+    def open(cls, target: Target | None, ctx: Context) -> ImageLevel:
+        t, _ = need_stack(target, cls.name)
+        return cls(t, ctx)
+
+    def calls(self) -> dict[str, tuple[float, float]] | None:
+        return self.client.log.snapshot()
+
+    # --- the calls ----------------------------------------------------------------------------
+    def ref(self, image: ladder.Image) -> str:
+        return f"{self.address}/{image.reference}"
+
+    def _pull(self, ref: str) -> str:
+        spec = cri.ImageSpec(image=ref)
+        resp = self.client.images.PullImage(cri.PullImageRequest(image=spec), timeout=self.ctx.scen.timeout_s)
+        return str(resp.image_ref)
+
+    def _status(self, ref: str) -> str:
+        req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
+        image_id = str(self.client.images.ImageStatus(req, timeout=self.ctx.scen.timeout_s).image.id)
+        if not image_id:
+            raise LookupError(f"{ref} is not in the store after its pull")
+        return image_id
+
+    def _remove(self, image_id: str) -> None:
+        req = cri.RemoveImageRequest(image=cri.ImageSpec(image=image_id))
+        self.client.images.RemoveImage(req, timeout=self.ctx.scen.timeout_s)
+
+    def timed_pull(
+        self, op: str, ref: str, image: ladder.Image, rung: ladder.Rung, mode: str, turn: Turn
+    ) -> tuple[Timed[str], Pull]:
+        wire, cpu = rx_bytes(self.link), busy_cpu_s()
+        t = timed(op, lambda: self._pull(ref))
+        wire_after, cpu_after = rx_bytes(self.link), busy_cpu_s()
+        stack, handler, _ = self.where()
+        event = Pull(
+            **traced_fields(self.ctx, stack, handler, turn),
+            op=op,
+            image=ref,
+            rung=rung.label,
+            mode=mode,
+            layers=len(image.layers),
+            blob_bytes=image.bytes_compressed,
+            wire_bytes=wire_after - wire if wire >= 0 and wire_after >= 0 else -1,
+            cpu_s=round(cpu_after - cpu, 3),
+            start_ns=t.start_ns,
+            duration_ns=t.duration_ns,
+            ok=t.ok,
+        )
+        return t, event
+
+    # --- the store ----------------------------------------------------------------------------
+    def layers_stored(self, image: ladder.Image, ref: str) -> int:
+        """How many of the image's layers the stack's own store still holds."""
+        return len(stored_layers(self.stack, image, ref))
+
+    def make_absent(self, ref: str, image: ladder.Image) -> str:
+        """Untimed: remove the image if the store has it and wait until none of its own layers
+        is left (the base layer the ladder shares may stay while another image holds it); '' or why not."""
+        req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
+        image_id = str(self.client.images.ImageStatus(req, timeout=self.ctx.scen.timeout_s).image.id)
+        if image_id:
+            self._remove(image_id)
+        own = ladder.Image(
+            image.repository, image.tag, image.manifest, image.config, image.layers[1:], image.diff_ids[1:]
+        )
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while (left := self.layers_stored(own, ref)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return f"{left} layer(s) of {ref} still in the store {GONE_WITHIN_S:.0f} s after RemoveImage" if left else ""
+
+    def lifecycle(self, turn: Turn) -> Outcome:
+        record = Record()
+        events: list[Event] = []
+        problem = ""
+        copy = 0 if self.same_image else turn.worker
+        try:
+            for rung in self.rungs:
+                image = self.images[(rung, copy)]
+                ref = self.ref(image)
+                if "cold" in self.modes:
+                    if not self.same_image or turn.worker == 0:
+                        problem = problem or self.make_absent(ref, image)
+                    t, event = self.timed_pull(f"PullImage cold {rung.label}", ref, image, rung, "cold", turn)
+                    events.append(event)
+                    record(t)
+                else:
+                    self._pull(ref)  # untimed: the warm pull needs every layer there
+                image_id = record(timed(f"ImageStatus {rung.label}", partial(self._status, ref)))
+                if "warm" in self.modes:
+                    t, event = self.timed_pull(f"PullImage warm {rung.label}", ref, image, rung, "warm", turn)
+                    events.append(event)
+                    record(t)
+                record(timed(f"RemoveImage {rung.label}", partial(self._remove, image_id)))
+        except StopLifecycle:
+            pass
+        return Outcome(record.done, problem, check="image-cold", events=events)
+
+    def close(self) -> None:
+        """Remove this run's images from the stack's store (a failed lifecycle may leave one) and,
+        once, from the registry."""
+        for image in {im.reference: im for im in self.images.values()}.values():
+            ref = self.ref(image)
+            try:
+                req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
+                image_id = str(self.client.images.ImageStatus(req, timeout=30).image.id)
+                if image_id:
+                    self._remove(image_id)
+                    self.notes.append(f"image: removed {ref} a failed lifecycle left in {self.stack.name}")
+            except Exception as e:  # noqa: BLE001 - clean-up reports, never raises
+                self.notes.append(f"image: could not remove {ref} from {self.stack.name}: {e}")
+        self.client.close()
+        self.notes.extend(Ladder.release(self.ctx.job.run_id, self.desc))
+
+
+def stored_layers(stack: stacks.Stack, image: ladder.Image, ref: str) -> set[str]:
+    """The digests of the image's layers the stack's store holds: compressed digests in
+    containerd's content store, compressed and diff digests in CRI-O's containers-storage, diff
+    ids in dockerd's image of that reference (`ref`, with its registry)."""
+    kind = stack.kind
+    if kind == "containerd":
+        ctr = str(stack.extra.get("ctr", ""))
+        sock = stack.cri_endpoint.removeprefix("unix://")
+        proc = subprocess.run(
+            [ctr, "--address", sock, "--namespace", "k8s.io", "content", "ls", "--quiet"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise ComponentError(f"{stack.name}: ctr content ls: {proc.stderr.strip()[-300:]}")
+        return {b.digest for b in image.layers} & set(proc.stdout.split())
+    if kind == "crio":
+        path = Path(str(stack.extra["state_dirs"][0])) / "storage" / "overlay-layers" / "layers.json"
+        try:
+            layers = json.loads(path.read_text())
+        except FileNotFoundError:
+            return set()
+        found = {layer.get(k) for layer in layers for k in ("compressed-diff-digest", "diff-digest")}
+        return ({b.digest for b in image.layers} | set(image.diff_ids)) & found
+    from bench.node.levels.engine import EngineClient
+
+    client = EngineClient(str(stack.extra["docker_endpoint"]), 30)
+    try:
+        status, body = client.raw("GET", f"/images/{ref}/json")
+    finally:
+        client.close()
+    if status == 404:
+        return set()  # no image of that reference: dockerd removed it with the layers only it held
+    if status != 200:
+        raise ComponentError(f"{stack.name}: GET /images/{ref}/json: HTTP {status}: {body[:300]!r}")
+    return set(json.loads(body)["RootFS"]["Layers"]) & set(image.diff_ids)

@@ -1,0 +1,92 @@
+"""The image pulls view (bench/controller/pulls.py) on a run folder written as `hopbench run`
+writes one: the samples of level image and the Pull events in pulls.jsonl. The numbers are
+planted, so the table's figures can be checked; a real run is tests/integration/test_pull.py."""
+
+from __future__ import annotations
+
+from bench.controller import pulls
+from bench.controller.results import RunStore
+from bench.controller.run import Run
+
+MB = 1_000_000
+
+
+def planted(tmp_path):
+    store = RunStore(tmp_path, "r1")
+    store.update_meta(
+        node="local",
+        node_facts={"registry": {"address": "172.30.130.2:5000", "version": "v3.1.2", "shape": {"rate": "1gbit"}}},
+    )
+    t = 0
+    for stack, cold_ms in (("containerd@2.4.2", 200.0), ("crio@1.36.3", 400.0)):
+        for i in range(8):
+            for op, ms, wire in (
+                ("PullImage cold 100mb-1l-one-gzip", cold_ms + i, 37 * MB),
+                ("ImageStatus 100mb-1l-one-gzip", 1.0, 0),
+                ("PullImage warm 100mb-1l-one-gzip", 10.0 + i, 4000),
+                ("RemoveImage 100mb-1l-one-gzip", 5.0, 0),
+            ):
+                row = {
+                    "run_id": "r1",
+                    "node": "local",
+                    "stack": stack,
+                    "handler": "runc",
+                    "level": "image",
+                    "op": op,
+                    "iteration": i,
+                    "concurrency": 1,
+                    "worker": 0,
+                    "warmup": i == 0,
+                    "start_ns": t,
+                    "duration_ns": int(ms * 1e6),
+                    "ok": True,
+                    "error": "",
+                }
+                store.add_sample(row)
+                if op.startswith("PullImage"):
+                    store.add_record(
+                        "pulls.jsonl",
+                        {
+                            **{k: row[k] for k in ("run_id", "node", "stack", "handler", "iteration", "concurrency")},
+                            **{k: row[k] for k in ("worker", "warmup", "op", "start_ns", "duration_ns", "ok")},
+                            "image": "172.30.130.2:5000/hopbench/ladder-100mb-1l-one-gzip:s",
+                            "rung": "100mb-1l-one-gzip",
+                            "mode": op.split()[1],
+                            "layers": 2,
+                            "blob_bytes": 36 * 1024 * 1024,
+                            "wire_bytes": wire,
+                            "cpu_s": 0.5,
+                        },
+                    )
+                t += 1
+    store.write_parquet()
+    store.update_meta(status="complete")
+    store.close()
+    return Run(store.dir)
+
+
+def test_the_table_gives_each_stack_and_mode_its_median_throughput_and_bytes(tmp_path):
+    rows = pulls.pull_rows(planted(tmp_path)).set_index(["stack", "mode"])
+    cold = rows.loc[("containerd@2.4.2", "cold")]
+    assert cold["n"] == 7  # the warm-up is not counted
+    assert cold["p50 (ms)"] == 204.0
+    assert cold["CI low"] <= 204.0 <= cold["CI high"]
+    assert abs(cold["MiB/s"] - 36 / 0.204) < 0.01
+    assert cold["wire MB"] == 37.0 and cold["layers"] == 2
+    assert rows.loc[("crio@1.36.3", "cold")]["MiB/s"] < cold["MiB/s"]
+    assert rows.loc[("containerd@2.4.2", "warm")]["wire MB"] == 0.004
+
+
+def test_the_section_names_the_registry_and_has_the_chart(tmp_path):
+    (section,) = pulls.VIEW.render(planted(tmp_path))
+    assert section.title == "Image pulls"
+    text = " ".join(getattr(b, "text", "") for b in section.blocks)
+    assert "v3.1.2 at 172.30.130.2:5000" in text and "link rate 1gbit" in text
+    assert any(getattr(b, "src", "").startswith("data:image/png") for b in section.blocks)
+
+
+def test_a_run_without_level_image_has_no_section(tmp_path):
+    store = RunStore(tmp_path, "r2")
+    store.update_meta(status="complete")
+    store.close()
+    assert pulls.VIEW.render(Run(store.dir)) == []
