@@ -90,3 +90,13 @@ def test_a_run_without_level_image_has_no_section(tmp_path):
     store.update_meta(status="complete")
     store.close()
     assert pulls.VIEW.render(Run(store.dir)) == []
+
+
+def test_the_headline_names_the_fastest_cold_pull_only_when_the_intervals_say_so(tmp_path):
+    from bench.controller import headline
+
+    sentences = headline.of(planted(tmp_path)).sentences
+    assert any("Fastest cold pull" in s and "100mb-1l-one-gzip on containerd@2.4.2" in s for s in sentences), sentences
+    rows = pulls.pull_rows(planted(tmp_path / "again"))
+    rows.loc[rows["stack"] == "crio@1.36.3", ["CI low"]] = 100.0  # overlapping intervals
+    assert pulls.pull_sentences(rows) == ["No stack pulls clearly fastest (the intervals overlap): 100mb-1l-one-gzip."]

@@ -9,7 +9,7 @@ Per target (stack/handler, at level cri, one pod at a time, warm-up excluded):
   pairs of the same round when the schedule interleaved the targets (so a slow spell moves both
   sides), each side drawn on its own otherwise;
 - memory per pod (PSS) when the run has a density level; the largest hop of each stack when it
-  has lower levels.
+  has lower levels; the fastest cold pull per image when it has level image.
 
 Sentences are generated from those numbers and claim no more than the interval does: a ratio
 whose interval holds 1 reads "no clear difference", a target is "the fastest" only when every
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.controller import density, drift, hops, stats
+from bench.controller import density, drift, hops, pulls, stats
 from bench.controller.charts import png, target_colours
 from bench.controller.render import Bullets, Image, Section, Table, cell
 from bench.controller.run import Run
@@ -232,6 +232,7 @@ def build(
     interleaved: bool,
     memory_per_pod: pd.DataFrame | None = None,
     hop_costs: pd.DataFrame | None = None,
+    pull_rows: pd.DataFrame | None = None,
 ) -> Headline:
     """The headline of a run: findings and the sentences that say them."""
     found = findings(samples, interleaved)
@@ -244,6 +245,7 @@ def build(
             sentences += measure_sentences(mine, measure, prefix)
     sentences += memory_sentences(memory_per_pod if memory_per_pod is not None else pd.DataFrame())
     sentences += hop_sentences(hop_costs if hop_costs is not None else pd.DataFrame())
+    sentences += pulls.pull_sentences(pull_rows if pull_rows is not None else pd.DataFrame())
     return Headline(found, sentences)
 
 
@@ -319,7 +321,10 @@ def chart(rows: pd.DataFrame, colours: dict[str, str]) -> Any:
 
 def of(run: Run) -> Headline:
     """The run's headline, computed once (the report's first section and adr.md both use it)."""
-    return run.derived("headline", lambda r: build(r.samples, r.interleaved, density.per_pod(r), hops.hop_costs(r)))
+    return run.derived(
+        "headline",
+        lambda r: build(r.samples, r.interleaved, density.per_pod(r), hops.hop_costs(r), pulls.of(r)),
+    )
 
 
 def p50_per_op(summary: pd.DataFrame) -> pd.DataFrame:

@@ -64,6 +64,33 @@ def pull_rows(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pull_sentences(rows: pd.DataFrame) -> list[str]:
+    """For each image of the ladder (cold, one pull at a time): the stack that pulls it fastest,
+    named only when its interval lies below every other stack's, with its p50 and MiB/s."""
+    if rows.empty:
+        return []
+    cold = rows[(rows["mode"] == "cold") & (rows["concurrency"] == 1)]
+    clear, unclear = [], []
+    for image, g in cold.groupby("image", sort=False):
+        if g["stack"].nunique() < 2:
+            continue
+        g = g.sort_values("p50 (ms)")
+        best, rest = g.iloc[0], g.iloc[1:]
+        if float(best["CI high"]) < float(rest["CI low"].min()):
+            clear.append(
+                f"{image} on {best['stack']} ({best['p50 (ms)']:.0f} ms [{best['CI low']:.0f}, {best['CI high']:.0f}], "
+                f"{best['MiB/s']:.0f} MiB/s)"
+            )
+        else:
+            unclear.append(str(image))
+    out = []
+    if clear:
+        out.append("Fastest cold pull, by image (its interval below every other stack's): " + "; ".join(clear) + ".")
+    if unclear:
+        out.append("No stack pulls clearly fastest (the intervals overlap): " + ", ".join(unclear) + ".")
+    return out
+
+
 def throughput_chart(rows: pd.DataFrame) -> str:
     """Cold-pull MiB/s against the image's compressed size, a line per stack (concurrency 1)."""
     cold = rows[(rows["mode"] == "cold") & (rows["concurrency"] == 1)].dropna(subset=["MiB/s"])
@@ -80,12 +107,17 @@ def throughput_chart(rows: pd.DataFrame) -> str:
     return charts.png(fig)
 
 
+def of(run: Run) -> pd.DataFrame:
+    """The run's pull table, computed once (the section and the headline both use it)."""
+    return run.derived("pulls", pull_rows)
+
+
 def applies(run: Run) -> bool:
     return "image" in run.levels
 
 
 def pull_sections(run: Run) -> list[Section]:
-    rows = pull_rows(run)
+    rows = of(run)
     if rows.empty:
         return []
     registry = (run.meta.get("node_facts") or {}).get("registry") or {}
