@@ -66,6 +66,9 @@ file must be a regular file of at most 1 MiB.
                                   #   the manifest re-resolved (imagePullPolicy: Always on an unchanged tag)
       same_image: false           # at concurrency > 1: every worker pulls its own copy (distinct
                                   #   images), or all pull one image (the coalescing path)
+      in_pod_start: false         # levels kube and kubelet: the pod's image is the first rung, removed
+                                  #   from the store before each pod (untimed) and pulled by the kubelet
+                                  #   (imagePullPolicy: Always), so pod start-up includes the pull
     regression:                   # hopbench nightly only
       threshold_pct: 10           # a rejected row counts as a regression beyond this ratio change
       history: 7                  # complete earlier runs of this scenario and node in the baseline
@@ -136,6 +139,7 @@ class Pull:
     rungs: tuple[PullRung, ...] = (PullRung(),)
     modes: tuple[str, ...] = PULL_MODES
     same_image: bool = False
+    in_pod_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,10 +300,11 @@ def _pull(path: Path, value: object) -> Pull:
         raise ScenarioError(
             path, "pull.modes", f"a non-empty list of distinct modes from {', '.join(PULL_MODES)}", list(modes)
         )
-    same = section.get("same_image", False)
-    if not isinstance(same, bool):
-        raise ScenarioError(path, "pull.same_image", "true or false", same)
-    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), same_image=same)
+    flags = {name: section.get(name, False) for name in ("same_image", "in_pod_start")}
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ScenarioError(path, f"pull.{name}", "true or false", flag)
+    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), **flags)
 
 
 def _regression(path: Path, value: object) -> Regression:

@@ -1,8 +1,9 @@
 """The pod levels kube and kubelet hand to a kubelet, and how far a pod has got.
 
 The pod is the one the `cri` level asks for (bench.node.kubelet): same image and workload,
-one container, BestEffort, imagePullPolicy Never, no service account token, no service
-links, the scenario's grace period. Its labels carry the run, node and agent, and kubelet
+one container, BestEffort, imagePullPolicy Never (Always with an image of the ladder when the
+scenario puts the pull in pod start), no service account token, no service links, the
+scenario's grace period. Its labels carry the run, node and agent, and kubelet
 passes pod labels on to the sandbox, so a crashed run's pods are found as the cri level's are.
 """
 
@@ -28,9 +29,10 @@ def manifest(
     run_id: str,
     node: str,
     extra_labels: dict[str, str] | None = None,
+    pull_policy: str = "Never",
 ) -> dict[str, Any]:
     workload = scen.workload
-    container: dict[str, Any] = {"name": podspec.CONTAINER_NAME, "image": image, "imagePullPolicy": "Never"}
+    container: dict[str, Any] = {"name": podspec.CONTAINER_NAME, "image": image, "imagePullPolicy": pull_policy}
     if workload.command:
         container["command"] = list(workload.command)
     if workload.args:

@@ -6,6 +6,7 @@ installs Debian packages and starts daemons); without it they skip and say so.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -165,3 +166,27 @@ def run_until(
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, err, found.parent
+
+
+def registry_pid() -> int | None:
+    try:
+        pid = int(Path("/run/hopbench/registry.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+@pytest.fixture(scope="module")
+def registry(provisioned):
+    """The registry host, provisioned by registry.yml; stopped at the end if this module started it."""
+    before = registry_pid()
+    recap = playbook("registry.yml")
+    assert all(h["failed"] == 0 for h in recap.values())
+    desc = json.loads(Path("/etc/hopbench/registry.json").read_text())
+    yield desc
+    pid = registry_pid()
+    if pid is not None and pid != before:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)

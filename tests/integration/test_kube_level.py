@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from cri_api.v1 import api_pb2 as cri
 
+from bench import stacks
 from bench.controller.results import load_memory, read_jsonl
 from bench.node.apiserver import ApiClient, ControlPlane
+from bench.node.cri import CriClient
+from bench.node.metrics import parse_prometheus
 from bench.ops import DOCKERSHIM_LIFECYCLE_OPS, KUBE_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
 from .conftest import no_pods_left, playbook, run_hopbench, run_scenario
@@ -197,3 +201,41 @@ def test_dockershim_and_kubelet_with_cri_dockerd_run_the_same_pod_on_the_same_do
     assert "What moving dockershim out of kubelet costs per pod" in (run / "report.md").read_text()
     assert_nothing_left(meta, samples)
     assert not list(Path("/var/log/pods").glob("*_hb-*-hb-kube-*"))
+
+
+def test_a_pod_whose_image_is_pulled_inside_its_start_through_the_api_server(kube_installed, registry, tmp_path):
+    """scenario pull.in_pod_start: the pod's image is the ladder's, removed from the store before
+    each pod (untimed), pulled by the kubelet (imagePullPolicy Always): every pod reaches Ready,
+    the kubelet counted one image pull per pod, its pull settings are recorded, and no image of
+    the run is left."""
+    run, meta, samples = run_scenario(
+        tmp_path,
+        "itkubepull",
+        "targets: [containerd/runc, docker/runc]\nlevels: [kube]\ncontrol: false\n"
+        "iterations: 3\nwarmup: 1\nconcurrency: [1]\ntimeout_s: 120\nmax_failures: 2\n"
+        "pull: {rungs: [{size_mb: 8, layers: 2}], in_pod_start: true}\n",
+    )
+    kube = samples[samples["level"] == "kube"]
+    assert kube["ok"].all(), kube[~kube["ok"]][["stack", "op", "error"]].to_string()
+    checks = [c for c in read_jsonl(run / "checks.jsonl") if c["level"] == "kube"]
+    assert checks and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+    for ident in {s.replace("@", "-") for s in kube["stack"]}:
+        before = parse_prometheus((run / "kube" / f"kube-{ident}-metrics-before.txt").read_text())
+        after = parse_prometheus((run / "kube" / f"kube-{ident}-metrics-after.txt").read_text())
+        pulled = sum(v for (n, _), v in after.items() if n == "kubelet_image_pull_duration_seconds_count") - sum(
+            v for (n, _), v in before.items() if n == "kubelet_image_pull_duration_seconds_count"
+        )
+        assert pulled >= 4, (ident, pulled)  # a pull per pod, the warm-up's included
+    for settings in meta["settings"].values():
+        assert settings["kube.serializeImagePulls"]["value"] is True
+    html = (run / "report.html").read_text()
+    assert "image_pull_duration mean (ms)" in html
+    for stack in {s for s in kube["stack"]}:
+        desc = next(x for x in stacks.discover() if x.name == stack)
+        client = CriClient(desc.cri_endpoint, timeout_s=30)
+        try:
+            listed = client.images.ListImages(cri.ListImagesRequest(), timeout=30).images
+        finally:
+            client.close()
+        assert not [t for im in listed for t in im.repo_tags if "/hopbench/ladder-" in t], stack
+    assert_nothing_left(meta, samples)

@@ -7,49 +7,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from cri_api.v1 import api_pb2 as cri
 
 from bench import stacks
 from bench.node import ladder
-from bench.node.cri import CriClient, cri
+from bench.node.cri import CriClient
 from bench.node.levels import image as image_level
 
-from .conftest import playbook
+from .conftest import playbook, registry_pid
 
 pytestmark = pytest.mark.integration
 
-DESCRIPTION = Path("/etc/hopbench/registry.json")
 IMAGES_BIN = Path("/var/lib/hopbench/images/bin")
-
-
-def registry_pid() -> int | None:
-    try:
-        pid = int(Path("/run/hopbench/registry.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if Path(f"/proc/{pid}").exists() else None
-
-
-@pytest.fixture(scope="module")
-def registry(provisioned):
-    """The registry host, provisioned by registry.yml; stopped at the end if this module started it."""
-    before = registry_pid()
-    recap = playbook("registry.yml")
-    assert all(h["failed"] == 0 for h in recap.values())
-    desc = json.loads(DESCRIPTION.read_text())
-    yield desc
-    pid = registry_pid()
-    if pid is not None and pid != before:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
 
 
 def test_registry_yml_serves_distribution_on_its_own_host_only(registry):

@@ -26,6 +26,7 @@ and compressed bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -242,24 +243,8 @@ class ImageLevel(Level):
         return t, event
 
     # --- the store ----------------------------------------------------------------------------
-    def layers_stored(self, image: ladder.Image, ref: str) -> int:
-        """How many of the image's layers the stack's own store still holds."""
-        return len(stored_layers(self.stack, image, ref))
-
     def make_absent(self, ref: str, image: ladder.Image) -> str:
-        """Untimed: remove the image if the store has it and wait until none of its own layers
-        is left (the base layer the ladder shares may stay while another image holds it); '' or why not."""
-        req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
-        image_id = str(self.client.images.ImageStatus(req, timeout=self.ctx.scen.timeout_s).image.id)
-        if image_id:
-            self._remove(image_id)
-        own = ladder.Image(
-            image.repository, image.tag, image.manifest, image.config, image.layers[1:], image.diff_ids[1:]
-        )
-        deadline = time.monotonic() + GONE_WITHIN_S
-        while (left := self.layers_stored(own, ref)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return f"{left} layer(s) of {ref} still in the store {GONE_WITHIN_S:.0f} s after RemoveImage" if left else ""
+        return make_absent(self.client, self.stack, ref, image, self.ctx.scen.timeout_s)
 
     def lifecycle(self, turn: Turn) -> Outcome:
         record = Record()
@@ -294,15 +279,33 @@ class ImageLevel(Level):
         for image in {im.reference: im for im in self.images.values()}.values():
             ref = self.ref(image)
             try:
-                req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
-                image_id = str(self.client.images.ImageStatus(req, timeout=30).image.id)
-                if image_id:
-                    self._remove(image_id)
+                if remove_if_present(self.client, ref):
                     self.notes.append(f"image: removed {ref} a failed lifecycle left in {self.stack.name}")
             except Exception as e:  # noqa: BLE001 - clean-up reports, never raises
                 self.notes.append(f"image: could not remove {ref} from {self.stack.name}: {e}")
         self.client.close()
         self.notes.extend(Ladder.release(self.ctx.job.run_id, self.desc))
+
+
+def make_absent(client: CriClient, stack: stacks.Stack, ref: str, image: ladder.Image, timeout_s: float) -> str:
+    """Untimed, before a cold pull: remove the image if the store has it (by id, as kubelet does)
+    and wait until none of its own layers is left (the base layer the ladder shares may stay
+    while another image holds it); '' or why not."""
+    remove_if_present(client, ref, timeout_s)
+    own = dataclasses.replace(image, layers=image.layers[1:], diff_ids=image.diff_ids[1:])
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while (left := len(stored_layers(stack, own, ref))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return f"{left} layer(s) of {ref} still in the store {GONE_WITHIN_S:.0f} s after RemoveImage" if left else ""
+
+
+def remove_if_present(client: CriClient, ref: str, timeout_s: float = 30) -> bool:
+    """Remove the image of `ref` by its id if the store has it: True when it had."""
+    req = cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))
+    image_id = str(client.images.ImageStatus(req, timeout=timeout_s).image.id)
+    if image_id:
+        client.images.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image=image_id)), timeout=timeout_s)
+    return bool(image_id)
 
 
 def stored_layers(stack: stacks.Stack, image: ladder.Image, ref: str) -> set[str]:

@@ -198,9 +198,10 @@ class KubeLevel(KubeletLevelBase):
     # --- one lifecycle -----------------------------------------------------------------------
     def one_pod(self, turn: Turn) -> Outcome:
         name = f"hb-{self.run_id[-8:]}-{turn.tag}".lower()
+        ref, policy, _ = self.pod_image(turn)
         body = kubepod.manifest(
-            self.ctx.scen, self.stack.workload_image, name, NAMESPACE, self.run_id, self.ctx.job.node,
-            {kubepod.KUBE_NODE_LABEL: self.node_name},
+            self.ctx.scen, ref, name, NAMESPACE, self.run_id, self.ctx.job.node,
+            {kubepod.KUBE_NODE_LABEL: self.node_name}, pull_policy=policy,
         )  # fmt: skip
         body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": self.node_name}
         track = Track()

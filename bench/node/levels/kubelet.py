@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import http.client
 import json
 import ssl
@@ -38,10 +39,11 @@ from cri_api.v1 import api_pb2 as cri
 
 from bench import stacks
 from bench.messages import Artifact, Info, Memory, SamplerStats, Setting, Tool
-from bench.node import kubepod, memory
+from bench.node import kubepod, ladder, memory
 from bench.node.cri import CriClient
 from bench.node.kubeletd import Kubelet, KubeletFailed, kube_description
 from bench.node.levels import READY_MARK, Context, Level, Outcome, Target, Timed, Turn, need_stack
+from bench.node.levels import image as image_level
 from bench.ops import DOCKERSHIM_LIFECYCLE_OPS, KUBELET_LIFECYCLE_OPS
 
 POLL_S = 0.01
@@ -84,6 +86,22 @@ class KubeletLevelBase(Level):
         self.sampler: memory.Sampler | None = None
         self.pods_in_flight = 0
         self.node_name = self.kubelet.node_name
+        # The pull in pod start (scenario pull.in_pod_start): the ladder's first rung, a copy per worker.
+        self.registry: dict[str, Any] = {}
+        self.pull_images: dict[int, ladder.Image] = {}
+        if ctx.scen.pull.in_pod_start and not self.dockershim:
+            self.registry = image_level.registry_description()
+            rung = ladder.Rung.of(ctx.scen.pull.rungs[0])
+            copies = max(ctx.scen.concurrency)
+            built = image_level.Ladder.images(self.run_id, str(self.registry["address"]), [rung], copies, ctx.workdir)
+            self.pull_images = {copy: im for (r, copy), im in built.items() if r == rung}
+
+    def pod_image(self, turn: Turn) -> tuple[str, str, ladder.Image | None]:
+        """The pod's image, its pull policy and, when the pull is in pod start, the ladder's image."""
+        if not self.pull_images:
+            return self.stack.workload_image, "Never", None
+        image = self.pull_images[turn.worker % len(self.pull_images)]
+        return f"{self.registry['address']}/{image.reference}", "Always", image
 
     def kubeconfig(self) -> Path | None:
         return None
@@ -105,6 +123,11 @@ class KubeletLevelBase(Level):
                 + (f" is the slice {k.slice}" if k.slice else ""),
             )
         )
+        if self.pull_images:
+            for name, default in (("serializeImagePulls", True), ("maxParallelImagePulls", None)):
+                value = k.conf.get(name, default)
+                why = "set in the kubelet's config" if name in k.conf else "kubelet's default"
+                self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.{name}", value=value, why=why))
         if k.cgroup_v1 and not k.dockershim:
             why = "this node has cgroup v1 (hybrid); kubelet >= 1.35 refuses it otherwise"
             self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.failCgroupV1", value=False, why=why))
@@ -140,11 +163,15 @@ class KubeletLevelBase(Level):
                 self.sampler.set_labels(phase=self.name, step=concurrency, pods_running=self.pods_in_flight)
 
     def lifecycle(self, turn: Turn) -> Outcome:
+        ref, _, image = self.pod_image(turn)
+        # Untimed: with the pull in pod start, nothing of the pod's image is in the store.
+        cold = image_level.make_absent(self.cri, self.stack, ref, image, self.ctx.scen.timeout_s) if image else ""
         self.in_flight(+1, turn.concurrency)
         try:
-            return self.one_pod(turn)
+            out = self.one_pod(turn)
         finally:
             self.in_flight(-1, turn.concurrency)
+        return dataclasses.replace(out, problem=cold, check="image-cold") if cold and not out.problem else out
 
     @abc.abstractmethod
     def one_pod(self, turn: Turn) -> Outcome:
@@ -167,7 +194,20 @@ class KubeletLevelBase(Level):
             finally:
                 self.kubelet.close()
                 self.notes.extend(self.kubelet.notes)
+                self.release_images()
                 self.cri.close()
+
+    def release_images(self) -> None:
+        """The pull in pod start: remove the run's images from the store, let go of the ladder."""
+        if not self.pull_images:
+            return
+        for image in self.pull_images.values():
+            ref = f"{self.registry['address']}/{image.reference}"
+            try:
+                image_level.remove_if_present(self.cri, ref)
+            except Exception as e:  # noqa: BLE001 - clean-up reports, never raises
+                self.notes.append(f"{self.name}: could not remove {ref} from {self.stack.name}: {e}")
+        self.notes.extend(image_level.Ladder.release(self.run_id, self.registry))
 
 
 class KubeletLevel(KubeletLevelBase):
@@ -210,9 +250,8 @@ class KubeletLevel(KubeletLevelBase):
         deadline_s = self.ctx.scen.timeout_s
         with self.lock:
             self.live.add(path)
-        body = kubepod.manifest(
-            self.ctx.scen, self.stack.workload_image, name, "default", self.run_id, self.ctx.job.node
-        )
+        ref, policy, _ = self.pod_image(turn)
+        body = kubepod.manifest(self.ctx.scen, ref, name, "default", self.run_id, self.ctx.job.node, pull_policy=policy)
         start = time.monotonic_ns()
         path.write_text(json.dumps(body))
         marks: dict[str, int] = {}
