@@ -250,16 +250,21 @@ def write_layer(path: Path, files: list[tuple[str, int, str]], compression: str)
     return blob, "sha256:" + stream.diff.hexdigest()
 
 
-def write_base(path: Path, files: list[tuple[Path, str, int]]) -> tuple[Blob, str]:
+def write_base(path: Path, files: list[tuple[Path, str, int]], salt: str = "") -> tuple[Blob, str]:
     """The shared base layer (gzip): files of the node (source, path in the image, mode), e.g. the
     workload binary and busybox, so that every image of the ladder runs as a pod. One base for
-    the whole ladder: a store pulls it once (deduplication)."""
+    the whole ladder: a store pulls it once (deduplication). `salt` (a file of its own) gives a
+    base no other ladder shares: images pulled side by side must not share a layer, or one
+    worker's RemoveImage drops a layer another worker's pull is building on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         stream = _Stream(out, "gzip")
         with tarfile.open(fileobj=_TarSink(stream), mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for src, dest, mode in sorted(files, key=lambda f: f[1]):
-                data = src.read_bytes()
-                tar.addfile(_info(dest.strip("/"), len(data), mode=mode), io.BytesIO(data))
+            entries = [(dest.strip("/"), src.read_bytes(), mode) for src, dest, mode in files]
+            if salt:
+                entries.append(("hopbench-base-salt", salt.encode(), 0o644))
+            for name, data, mode in sorted(entries):
+                tar.addfile(_info(name, len(data), mode=mode), io.BytesIO(data))
         stream.finish()
     return Blob(
         "sha256:" + stream.blob.hexdigest(), stream.size, MEDIA["gzip"], path=path

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -130,14 +131,20 @@ class Ladder:
     def _push(
         run_id: str, address: str, rungs: list[ladder.Rung], copies: int, workdir: Path
     ) -> dict[tuple[ladder.Rung, int], ladder.Image]:
-        salt = run_id.lower().replace("_", "-")[-20:] + "-" + uuid.uuid4().hex[:6]
+        # A tag starts with a letter or digit (the distribution spec): the random part goes first.
+        salt = uuid.uuid4().hex[:8] + "-" + re.sub(r"[^a-z0-9.-]", "-", run_id.lower())[-24:]
         where = workdir / "ladder"
-        base = ladder.write_base(where / "base.tar.gz", [(IMAGES_BIN / "workload", "/hopbench-workload", 0o755)])
+        workload = [(IMAGES_BIN / "workload", "/hopbench-workload", 0o755)]
+        # Each copy (a worker's images) has a base of its own, shared by its rungs: a worker's
+        # RemoveImage must not take a layer another worker's pull is building on.
+        bases = [
+            ladder.write_base(where / f"c{c}" / "base.tar.gz", workload, salt=f"{salt}-c{c}") for c in range(copies)
+        ]
         registry = ladder.Registry(address)
         built: dict[tuple[ladder.Rung, int], ladder.Image] = {}
         for rung in rungs:
             for copy in range(copies):
-                image = ladder.build(rung, f"{salt}-c{copy}", where / f"c{copy}", base=base)
+                image = ladder.build(rung, f"{salt}-c{copy}", where / f"c{copy}", base=bases[copy])
                 registry.push(image)
                 built[(rung, copy)] = image
                 # The registry has them: the layers on this disk are not needed any more.
