@@ -19,6 +19,8 @@ from bench.controller.run import Run
 from bench.controller.view import View
 
 MIB = 1024 * 1024
+# The fewest pulls whose median has a distribution-free 95% interval (as the headline's MIN_N).
+MIN_N = 6
 
 
 def pull_rows(run: Run) -> pd.DataFrame:
@@ -39,7 +41,7 @@ def pull_rows(run: Run) -> pd.DataFrame:
         _, mode, rung = str(op).split(" ", 2)
         ms = g["duration_ns"].to_numpy() / 1e6
         p50 = float(np.median(ms))
-        lo, hi = stats.quantile_ci(ms, 0.5) if len(ms) >= 5 else (float("nan"), float("nan"))
+        lo, hi = stats.quantile_ci(ms, 0.5) if len(ms) >= MIN_N else (float("nan"), float("nan"))
         f = by_op.get((str(stack), str(op)), pd.DataFrame())
         f = f[f["concurrency"] == conc] if not f.empty else f
         blob = float(f["blob_bytes"].median()) if not f.empty else float("nan")
@@ -61,7 +63,14 @@ def pull_rows(run: Run) -> pd.DataFrame:
                 "node CPU s": float(f["cpu_s"].median()) if not f.empty else float("nan"),
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    # The ladder's order (each image's first pull in the run), cold before warm.
+    first = ok.assign(image=ok["op"].str.split(" ", n=2).str[2]).groupby("image")["start_ns"].min()
+    out["_order"] = out["image"].map(first)
+    keys = ["stack", "handler", "concurrency", "_order", "mode"]
+    return out.sort_values(keys).drop(columns="_order").reset_index(drop=True)
 
 
 def pull_sentences(rows: pd.DataFrame) -> list[str]:
@@ -70,13 +79,15 @@ def pull_sentences(rows: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
     cold = rows[(rows["mode"] == "cold") & (rows["concurrency"] == 1)]
-    clear, unclear = [], []
+    clear, unclear, few = [], [], []
     for image, g in cold.groupby("image", sort=False):
         if g["stack"].nunique() < 2:
             continue
         g = g.sort_values("p50 (ms)")
         best, rest = g.iloc[0], g.iloc[1:]
-        if float(best["CI high"]) < float(rest["CI low"].min()):
+        if g[["CI low", "CI high"]].isna().any().any():
+            few.append(str(image))
+        elif float(best["CI high"]) < float(rest["CI low"].min()):
             clear.append(
                 f"{image} on {best['stack']} ({best['p50 (ms)']:.0f} ms [{best['CI low']:.0f}, {best['CI high']:.0f}], "
                 f"{best['MiB/s']:.0f} MiB/s)"
@@ -88,6 +99,8 @@ def pull_sentences(rows: pd.DataFrame) -> list[str]:
         out.append("Fastest cold pull, by image (its interval below every other stack's): " + "; ".join(clear) + ".")
     if unclear:
         out.append("No stack pulls clearly fastest (the intervals overlap): " + ", ".join(unclear) + ".")
+    if few:
+        out.append(f"Too few cold pulls for an interval (fewer than {MIN_N}): " + ", ".join(few) + ".")
     return out
 
 
