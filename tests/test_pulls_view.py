@@ -4,6 +4,10 @@ planted, so the table's figures can be checked; a real run is tests/integration/
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+from bench import cli
 from bench.controller import pulls
 from bench.controller.results import RunStore
 from bench.controller.run import Run
@@ -100,3 +104,23 @@ def test_the_headline_names_the_fastest_cold_pull_only_when_the_intervals_say_so
     rows = pulls.pull_rows(planted(tmp_path / "again"))
     rows.loc[rows["stack"] == "crio@1.36.3", ["CI low"]] = 100.0  # overlapping intervals
     assert pulls.pull_sentences(rows) == ["No stack pulls clearly fastest (the intervals overlap): 100mb-1l-one-gzip."]
+
+
+KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T020436Z-pull-local-597e"
+
+
+def test_the_kept_pull_run_has_every_rung_cold_and_warm_and_the_headline_names_the_fastest(tmp_path):
+    """The kept run of scenarios/pull.yaml (the whole ladder, 8 pulls each, three stacks): its table
+    has every rung cold and warm per stack with intervals, its cold pulls moved the image over the
+    link, and its headline and section come out of `hopbench report`."""
+    run = tmp_path / KEPT.name
+    shutil.copytree(KEPT, run)
+    rows = pulls.pull_rows(Run(run))
+    assert len(rows) == 3 * 10 * 2 and (rows["n"] == 8).all()
+    assert rows[["CI low", "CI high"]].notna().all().all()
+    cold = rows[rows["mode"] == "cold"]
+    assert (cold["wire MB"] >= cold["image MB"]).all()
+    assert cli.main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "Fastest cold pull, by image" in md
+    assert "Image pulls" in (run / "report.html").read_text()
