@@ -64,8 +64,6 @@ file must be a regular file of at most 1 MiB.
           compression: gzip       #   gzip, zstd or none
       modes: [cold, warm]         # cold: nothing of the image in the store; warm: all of it there,
                                   #   the manifest re-resolved (imagePullPolicy: Always on an unchanged tag)
-      same_image: false           # at concurrency > 1: every worker pulls its own copy (distinct
-                                  #   images), or all pull one image (the coalescing path)
       in_pod_start: false         # levels kube and kubelet: the pod's image is the first rung, removed
                                   #   from the store before each pod (untimed) and pulled by the kubelet
                                   #   (imagePullPolicy: Always), so pod start-up includes the pull
@@ -138,7 +136,6 @@ class PullRung:
 class Pull:
     rungs: tuple[PullRung, ...] = (PullRung(),)
     modes: tuple[str, ...] = PULL_MODES
-    same_image: bool = False
     in_pod_start: bool = False
 
 
@@ -300,11 +297,10 @@ def _pull(path: Path, value: object) -> Pull:
         raise ScenarioError(
             path, "pull.modes", f"a non-empty list of distinct modes from {', '.join(PULL_MODES)}", list(modes)
         )
-    flags = {name: section.get(name, False) for name in ("same_image", "in_pod_start")}
-    for name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise ScenarioError(path, f"pull.{name}", "true or false", flag)
-    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), **flags)
+    in_pod_start = section.get("in_pod_start", False)
+    if not isinstance(in_pod_start, bool):
+        raise ScenarioError(path, "pull.in_pod_start", "true or false", in_pod_start)
+    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), in_pod_start=in_pod_start)
 
 
 def _regression(path: Path, value: object) -> Regression:

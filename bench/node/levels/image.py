@@ -2,8 +2,9 @@
 
 The images are the scenario's ladder (section `pull`, bench.node.ladder): written and pushed
 once per run and node with the run's salt, so no store has seen them, the same images for every
-stack. At concurrency above 1 each worker pulls its own copy (distinct images) unless
-`same_image` asks for one image pulled by all (the coalescing path).
+stack. At concurrency above 1 each worker pulls its own copy (distinct images that share no
+layer). N workers pulling one image (the coalescing path) needs the workers of a round to wait
+for one removal before their cold pulls, which the schedule does not offer yet.
 
 One lifecycle, for each rung of the ladder in the scenario's order:
 
@@ -16,8 +17,8 @@ One lifecycle, for each rung of the ladder in the scenario's order:
 
 With `modes: [warm]` the image is pulled untimed before its warm pull; with `modes: [cold]`
 there is no warm pull. The requests are kubelet's: an ImageSpec with the reference alone, no
-auth, no sandbox config. Untimed between lifecycles: the check that RemoveImage really emptied
-the store of the image's layers (containerd's content store, CRI-O's containers-storage,
+auth, no sandbox config. Untimed, before each cold pull: the image removed if the store has it,
+and the check that the store is empty of the image's own layers (containerd's content store, CRI-O's containers-storage,
 dockerd's image list), so the next cold pull starts from nothing; a layer still there after
 10 s fails the lifecycle's check ("image-cold"). Each timed PullImage also gives a Pull event:
 bytes the node received on the registry link, the node's busy CPU seconds, the image's layers
@@ -192,9 +193,8 @@ class ImageLevel(Level):
         pull = ctx.scen.pull
         self.rungs = [ladder.Rung.of(r) for r in pull.rungs]
         self.modes = pull.modes
-        self.same_image = pull.same_image
         self.ops = ops_of(self.rungs, self.modes)
-        copies = 1 if pull.same_image else max(ctx.scen.concurrency)
+        copies = max(ctx.scen.concurrency)
         self.images = Ladder.images(ctx.job.run_id, self.address, self.rungs, copies, ctx.workdir)
         self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
 
@@ -257,14 +257,13 @@ class ImageLevel(Level):
         record = Record()
         events: list[Event] = []
         problem = ""
-        copy = 0 if self.same_image else turn.worker
+        copy = turn.worker
         try:
             for rung in self.rungs:
                 image = self.images[(rung, copy)]
                 ref = self.ref(image)
                 if "cold" in self.modes:
-                    if not self.same_image or turn.worker == 0:
-                        problem = problem or self.make_absent(ref, image)
+                    problem = problem or self.make_absent(ref, image)
                     t, event = self.timed_pull(f"PullImage cold {rung.label}", ref, image, rung, "cold", turn)
                     events.append(event)
                     record(t)
