@@ -178,10 +178,14 @@ def containerd_pull_config(binary: str, config: str) -> dict[str, Any]:
     return out
 
 
+# The registry host's description (roles/registry): level image needs it, the run records it.
+REGISTRY_DESCRIPTION = Path("/etc/hopbench/registry.json")
+
+
 def registry() -> dict[str, Any]:
     """The node's registry host (registry.yml), for level image: its version, address and link shape."""
     try:
-        desc: dict[str, Any] = json.loads(Path("/etc/hopbench/registry.json").read_text())
+        desc: dict[str, Any] = json.loads(REGISTRY_DESCRIPTION.read_text())
     except (OSError, ValueError):
         return {}
     return {k: desc.get(k) for k in ("address", "version", "module", "shape")}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import threading
@@ -39,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+import psutil
 from cri_api.v1 import api_pb2 as cri
 
 from bench import stacks
@@ -59,8 +59,8 @@ from bench.node.levels import (
     timed,
     traced_fields,
 )
+from bench.node.nodeinfo import REGISTRY_DESCRIPTION
 
-REGISTRY_DESCRIPTION = Path("/etc/hopbench/registry.json")
 IMAGES_BIN = Path("/var/lib/hopbench/images/bin")
 GONE_WITHIN_S = 10.0
 
@@ -95,10 +95,8 @@ def ops_of(rungs: list[ladder.Rung], modes: tuple[str, ...]) -> tuple[str, ...]:
 
 def busy_cpu_s() -> float:
     """The node's busy CPU seconds so far, every core (user, nice, system, irq, softirq, steal)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ticks = [int(x) for x in fields]
-    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
-    return busy / os.sysconf("SC_CLK_TCK")
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + t.steal)
 
 
 def rx_bytes(link: str) -> int:
