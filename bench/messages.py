@@ -261,8 +261,11 @@ class Pull(Traced):
     """One timed PullImage of level image: what it moved and what the node spent on it.
 
     `wire_bytes`: what the node's end of the registry link received during the pull (at
-    concurrency above 1 other pulls' bytes are in it too); `cpu_s`: the node's busy CPU seconds
-    (every core, /proc/stat) during it; `blob_bytes`: the image's compressed layers."""
+    concurrency above 1 other pulls' bytes are in it too); `round_wire_bytes`: what it received
+    from the start of the round's first pull of this kind to the end of its last (-1 unknown);
+    `cpu_s`: the node's busy CPU seconds (every core, /proc/stat) during it; `blob_bytes`: the
+    image's compressed layers; `link`: the link's shape ('' as provisioned); `same`: the workers
+    of the round pulled this one image together."""
 
     kind: ClassVar[str] = "pull"
     op: str
@@ -276,6 +279,9 @@ class Pull(Traced):
     start_ns: int
     duration_ns: int
     ok: bool
+    link: str = ""
+    same: bool = False
+    round_wire_bytes: int = -1
 
 
 @dataclass(frozen=True)

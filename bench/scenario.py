@@ -62,6 +62,11 @@ file must be a regular file of at most 1 MiB.
           layers: 1               #   layers of equal size
           files: one              #   one: a large file per layer; many: files of 16 KiB
           compression: gzip       #   gzip, zstd or none
+          same: false             #   true: at concurrency c the c workers of a round pull one image at
+                                  #   once (the coalescing path), removed untimed before and after
+      links: []                   # the registry link's shapes, each rung pulled under each in turn
+                                  #   (set untimed between rounds): {rate: 1gbit, rtt_ms: 5}; {} is
+                                  #   unshaped; none: the link as provisioned. rtt_ms needs sch_netem
       modes: [cold, warm]         # cold: nothing of the image in the store; warm: all of it there,
                                   #   the manifest re-resolved (imagePullPolicy: Always on an unchanged tag)
       in_pod_start: false         # levels kube and kubelet: the pod's image is the first rung, removed
@@ -76,6 +81,7 @@ file must be a regular file of at most 1 MiB.
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +136,30 @@ class PullRung:
     layers: int = 1
     files: str = "one"
     compression: str = "gzip"
+    same: bool = False
+
+
+@dataclass(frozen=True)
+class PullLink:
+    """A shape of the registry link (ansible/roles/registry/files/registry_link.py): a rate for
+    tbf, a round trip for netem; neither is the unshaped link."""
+
+    rate: str = ""
+    rtt_ms: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """How ops and reports name it: 1gbit, 1gbit+5ms, 5ms, unshaped."""
+        parts = [self.rate] if self.rate else []
+        if self.rtt_ms:
+            parts.append(f"{self.rtt_ms:g}ms")
+        return "+".join(parts) or "unshaped"
 
 
 @dataclass(frozen=True)
 class Pull:
     rungs: tuple[PullRung, ...] = (PullRung(),)
+    links: tuple[PullLink, ...] = ()
     modes: tuple[str, ...] = PULL_MODES
     in_pod_start: bool = False
 
@@ -279,7 +304,26 @@ def _rung(path: Path, name: str, value: object) -> PullRung:
     layers = _int(path, f"{name}.layers", section.get("layers", 1), 1, 500)
     if size * 1_000_000 < layers:
         raise ScenarioError(path, f"{name}.layers", "at most one layer per byte of size_mb", layers)
-    return PullRung(size_mb=float(size), layers=layers, files=str(files), compression=str(compression))
+    same = section.get("same", False)
+    if not isinstance(same, bool):
+        raise ScenarioError(path, f"{name}.same", "true or false", same)
+    return PullRung(size_mb=float(size), layers=layers, files=str(files), compression=str(compression), same=same)
+
+
+RATE = re.compile(r"\d+(\.\d+)?[kmgt]?bit")
+
+
+def _link(path: Path, name: str, value: object) -> PullLink:
+    section = _section(path, name, value, field_names(PullLink))
+    rate = section.get("rate", "")
+    if not isinstance(rate, str) or (rate and not RATE.fullmatch(rate)):
+        raise ScenarioError(
+            path, f"{name}.rate", "a rate like 1gbit or 500mbit (tc's units: bit, kbit, mbit, gbit)", rate
+        )
+    rtt = section.get("rtt_ms", 0)
+    if isinstance(rtt, bool) or not isinstance(rtt, int | float) or not 0 <= rtt <= 10_000:
+        raise ScenarioError(path, f"{name}.rtt_ms", "a round trip in ms from 0 to 10000", rtt)
+    return PullLink(rate=rate, rtt_ms=float(rtt))
 
 
 def _pull(path: Path, value: object) -> Pull:
@@ -292,6 +336,12 @@ def _pull(path: Path, value: object) -> Pull:
     parsed = tuple(_rung(path, f"pull.rungs[{i}]", r) for i, r in enumerate(rungs))
     if len(set(parsed)) != len(parsed):
         raise ScenarioError(path, "pull.rungs", "distinct images (the same rung twice)", rungs)
+    links_in = section.get("links", [])
+    if not isinstance(links_in, list):
+        raise ScenarioError(path, "pull.links", "a list of link shapes ({rate, rtt_ms})", links_in)
+    links = tuple(_link(path, f"pull.links[{i}]", x) for i, x in enumerate(links_in))
+    if len({x.label for x in links}) != len(links):
+        raise ScenarioError(path, "pull.links", "distinct link shapes (the same shape twice)", links_in)
     modes = _str_list(path, "pull.modes", section.get("modes", list(PULL_MODES)))
     if not modes or any(m not in PULL_MODES for m in modes) or len(set(modes)) != len(modes):
         raise ScenarioError(
@@ -300,7 +350,7 @@ def _pull(path: Path, value: object) -> Pull:
     in_pod_start = section.get("in_pod_start", False)
     if not isinstance(in_pod_start, bool):
         raise ScenarioError(path, "pull.in_pod_start", "true or false", in_pod_start)
-    return Pull(rungs=parsed, modes=tuple(m for m in PULL_MODES if m in modes), in_pod_start=in_pod_start)
+    return Pull(rungs=parsed, links=links, modes=tuple(m for m in PULL_MODES if m in modes), in_pod_start=in_pod_start)
 
 
 def _regression(path: Path, value: object) -> Regression:

@@ -16,8 +16,8 @@ MB = ladder.MB
 
 
 def test_the_ops_follow_the_rungs_and_modes():
-    rungs = [ladder.Rung(5 * MB), ladder.Rung(100 * MB, layers=20, compression="zstd")]
-    assert image.ops_of(rungs, ("cold", "warm")) == (
+    steps = [image.Step(ladder.Rung(5 * MB)), image.Step(ladder.Rung(100 * MB, layers=20, compression="zstd"))]
+    assert image.ops_of(steps, ("cold", "warm")) == (
         "PullImage cold 5mb-1l-one-gzip",
         "ImageStatus 5mb-1l-one-gzip",
         "PullImage warm 5mb-1l-one-gzip",
@@ -27,11 +27,69 @@ def test_the_ops_follow_the_rungs_and_modes():
         "PullImage warm 100mb-20l-one-zstd",
         "RemoveImage 100mb-20l-one-zstd",
     )
-    assert image.ops_of(rungs[:1], ("warm",)) == (
+    assert image.ops_of(steps[:1], ("warm",)) == (
         "ImageStatus 5mb-1l-one-gzip",
         "PullImage warm 5mb-1l-one-gzip",
         "RemoveImage 5mb-1l-one-gzip",
     )
+
+
+def test_every_rung_is_pulled_under_each_link_shape_in_turn_and_a_same_image_is_removed_untimed():
+    from bench.scenario import Pull, PullLink, PullRung
+
+    pull = Pull(
+        rungs=(PullRung(size_mb=5), PullRung(size_mb=100, same=True)),
+        links=(PullLink(rate="10gbit"), PullLink(rate="1gbit", rtt_ms=5)),
+    )
+    steps = image.steps_of(pull)
+    assert [s.label for s in steps] == [
+        "5mb-1l-one-gzip at 10gbit",
+        "100mb-1l-one-gzip at 10gbit same",
+        "5mb-1l-one-gzip at 1gbit+5ms",
+        "100mb-1l-one-gzip at 1gbit+5ms same",
+    ]
+    ops = image.ops_of(steps, ("cold", "warm"))
+    assert "RemoveImage 5mb-1l-one-gzip at 1gbit+5ms" in ops
+    assert not [op for op in ops if op.startswith("RemoveImage") and op.endswith(" same")]
+    # No links: the link as provisioned, the rung's label alone.
+    assert [s.label for s in image.steps_of(Pull(rungs=(PullRung(size_mb=5),)))] == ["5mb-1l-one-gzip"]
+
+
+def test_a_round_runs_its_untimed_work_once_and_a_worker_that_stops_breaks_it_for_the_others():
+    import threading
+
+    rnd = image.Round(3, timeout_s=10)
+    ran: list[int] = []
+
+    def worker() -> None:
+        rnd.meet(lambda: ran.append(1))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert ran == [1]
+
+    broken = image.Round(2, timeout_s=10)
+    seen: list[str] = []
+
+    def waits() -> None:
+        try:
+            broken.meet()
+        except image.RoundBroken as e:
+            seen.append(str(e))
+
+    t = threading.Thread(target=waits)
+    t.start()
+    broken.barrier.abort()  # what a worker whose op failed does
+    t.join(10)
+    assert seen == ["another worker of the round stopped"]
+
+    failing = image.Round(1, timeout_s=10)
+    with pytest.raises(ZeroDivisionError):
+        failing.meet(lambda: 1 / 0)
+    assert failing.barrier.broken
 
 
 def test_without_a_registry_host_the_level_says_which_playbook_makes_one(tmp_path):

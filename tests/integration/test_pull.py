@@ -107,6 +107,8 @@ pull:
   rungs:
     - {size_mb: 4, layers: 2}
     - {size_mb: 2, files: many, compression: zstd}
+    - {size_mb: 3, same: true}
+  links: [{rate: 100mbit}, {}]
   modes: [cold, warm]
 """
 
@@ -115,7 +117,10 @@ def test_level_image_pulls_the_ladder_cold_and_warm_through_each_stack(registry,
     """`hopbench run` with level image: every lifecycle complete on every stack, each cold pull
     moved at least the image's own layers over the registry link and each warm pull far less,
     every RemoveImage left the store without the image's layers (the cold check), the report
-    has its section, and no image of the run is left in any store or the registry."""
+    has its section, and no image of the run is left in any store or the registry. Under the
+    100 Mbit/s link shape a cold pull takes at least its bytes' time at that rate; one image the
+    two workers of a round pull together crossed the link at least once; the link has its
+    provisioned shape back after the run."""
     from .conftest import run_scenario
 
     run, meta, samples = run_scenario(tmp_path, "pulltest", PULL_SCENARIO)
@@ -136,6 +141,19 @@ def test_level_image_pulls_the_ladder_cold_and_warm_through_each_stack(registry,
             assert p["wire_bytes"] >= 0.5 * own, p
         else:
             assert 0 <= p["wire_bytes"] < 0.2 * own, p
+    shaped = [p for p in pulls if p["ok"] and p["mode"] == "cold" and p["link"] == "100mbit"]
+    assert shaped and {p["link"] for p in pulls} == {"100mbit", "unshaped"}
+    for p in shaped:
+        own = p["blob_bytes"] * 0.5  # the base layer may be in the store already
+        assert p["duration_ns"] / 1e9 >= 0.9 * own * 8 / 100e6, p
+    together = [p for p in pulls if p["ok"] and p["same"] and p["mode"] == "cold" and p["concurrency"] == 2]
+    assert together and all(p["round_wire_bytes"] >= 0.5 * p["blob_bytes"] for p in together), together
+    assert {p["worker"] for p in together} == {0, 1}
+    qdisc = subprocess.run(
+        ["tc", "-j", "qdisc", "show", "dev", registry["link"]], capture_output=True, text=True, check=True
+    )
+    roots = [q["kind"] for q in json.loads(qdisc.stdout) if q.get("root")]
+    assert roots == [registry["shape"]["qdisc"][0]], roots
     facts = meta["node_facts"]
     assert facts["registry"]["address"] == registry["address"]
     assert all("pull" in c for c in facts["stacks"].values())

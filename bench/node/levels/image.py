@@ -3,17 +3,19 @@
 The images are the scenario's ladder (section `pull`, bench.node.ladder): written and pushed
 once per run and node with the run's salt, so no store has seen them, the same images for every
 stack. At concurrency above 1 each worker pulls its own copy (distinct images that share no
-layer). N workers pulling one image (the coalescing path) needs the workers of a round to wait
-for one removal before their cold pulls, which the schedule does not offer yet.
+layer), or, for a rung with `same: true`, the workers of a round pull one image together (the
+coalescing path: does the stack fetch it once?).
 
-One lifecycle, for each rung of the ladder in the scenario's order:
+One lifecycle, for each link shape of the scenario (`links`; none: the link as provisioned) and
+each rung of the ladder in the scenario's order (a step, `<rung>[ at <link>][ same]`):
 
-    PullImage cold <rung>   nothing of the image in the stack's store
-    ImageStatus <rung>
-    PullImage warm <rung>   every layer there, the manifest resolved again (imagePullPolicy:
+    PullImage cold <step>   nothing of the image in the stack's store
+    ImageStatus <step>
+    PullImage warm <step>   every layer there, the manifest resolved again (imagePullPolicy:
                             Always on an unchanged tag)
-    RemoveImage <rung>      by image id, as kubelet's image garbage collection asks (cri-dockerd
-                            answers a removal by tag with success and removes nothing)
+    RemoveImage <step>      by image id, as kubelet's image garbage collection asks (cri-dockerd
+                            answers a removal by tag with success and removes nothing); not for
+                            a `same` step, whose image one worker removes untimed
 
 With `modes: [warm]` the image is pulled untimed before its warm pull; with `modes: [cold]`
 there is no warm pull. The requests are kubelet's: an ImageSpec with the reference alone, no
@@ -21,8 +23,14 @@ auth, no sandbox config. Untimed, before each cold pull: the image removed if th
 and the check that the store is empty of the image's own layers (containerd's content store, CRI-O's containers-storage,
 dockerd's image list), so the next cold pull starts from nothing; a layer still there after
 10 s fails the lifecycle's check ("image-cold"). Each timed PullImage also gives a Pull event:
-bytes the node received on the registry link, the node's busy CPU seconds, the image's layers
-and compressed bytes.
+bytes the node received on the registry link (during the pull, and during the round's pulls of
+that kind), the node's busy CPU seconds, the image's layers and compressed bytes, the link's shape.
+
+The workers of a round meet before each step and around its pulls (a barrier per round): the
+link is reshaped there (bench's registry_link.py --shape-only, untimed, once per shape), a
+`same` image is made absent there by one worker, and the round's wire bytes are read there. A
+worker whose lifecycle fails breaks its round's barrier, so the others stop instead of waiting.
+When the level closes, the link gets its provisioned shape back.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import subprocess
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,6 +69,7 @@ from bench.node.levels import (
     traced_fields,
 )
 from bench.node.nodeinfo import REGISTRY_DESCRIPTION
+from bench.scenario import PullLink
 
 IMAGES_BIN = Path("/var/lib/hopbench/images/bin")
 GONE_WITHIN_S = 10.0
@@ -80,16 +90,39 @@ def registry_description(path: Path = REGISTRY_DESCRIPTION) -> dict[str, Any]:
     return desc
 
 
-def ops_of(rungs: list[ladder.Rung], modes: tuple[str, ...]) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class Step:
+    """One rung of the ladder under one link shape (None: as provisioned), distinct images per
+    worker or the `same` one."""
+
+    rung: ladder.Rung
+    same: bool = False
+    link: PullLink | None = None
+
+    @property
+    def label(self) -> str:
+        """How ops name it: 100mb-1l-one-gzip, 100mb-1l-one-gzip at 1gbit same."""
+        at = f" at {self.link.label}" if self.link is not None else ""
+        return f"{self.rung.label}{at}{' same' if self.same else ''}"
+
+
+def steps_of(pull: Any) -> list[Step]:
+    """A scenario's pull section as steps: every rung under the first link shape, then under the next."""
+    links: list[PullLink | None] = list(pull.links) or [None]
+    return [Step(ladder.Rung.of(r), r.same, link) for link in links for r in pull.rungs]
+
+
+def ops_of(steps: list[Step], modes: tuple[str, ...]) -> tuple[str, ...]:
     """The ops of one lifecycle, in order."""
     ops: list[str] = []
-    for rung in rungs:
+    for step in steps:
         if "cold" in modes:
-            ops.append(f"PullImage cold {rung.label}")
-        ops.append(f"ImageStatus {rung.label}")
+            ops.append(f"PullImage cold {step.label}")
+        ops.append(f"ImageStatus {step.label}")
         if "warm" in modes:
-            ops.append(f"PullImage warm {rung.label}")
-        ops.append(f"RemoveImage {rung.label}")
+            ops.append(f"PullImage warm {step.label}")
+        if not step.same:
+            ops.append(f"RemoveImage {step.label}")
     return tuple(ops)
 
 
@@ -104,6 +137,35 @@ def rx_bytes(link: str) -> int:
         return int(Path(f"/sys/class/net/{link}/statistics/rx_bytes").read_text())
     except (OSError, ValueError):
         return -1
+
+
+class RoundBroken(Exception):
+    """Another worker of the round left its lifecycle, or the round's untimed work failed."""
+
+
+class Round:
+    """The workers of one round: a barrier, and what its leader found (wire bytes at the start)."""
+
+    def __init__(self, parties: int, timeout_s: float) -> None:
+        self.barrier = threading.Barrier(parties)
+        self.timeout_s = timeout_s
+        self.wire_start = -1
+        self.wire_bytes = -1
+        self.problem = ""
+
+    def meet(self, action: Any = None) -> None:
+        """Every worker of the round here; then one of them runs `action` while the others wait."""
+        try:
+            leader = self.barrier.wait(self.timeout_s) == 0
+            if leader and action is not None:
+                try:
+                    action()
+                except BaseException:
+                    self.barrier.abort()
+                    raise
+            self.barrier.wait(self.timeout_s)
+        except threading.BrokenBarrierError:
+            raise RoundBroken("another worker of the round stopped") from None
 
 
 class Ladder:
@@ -189,11 +251,19 @@ class ImageLevel(Level):
         self.address = str(self.desc["address"])
         self.link = str(self.desc.get("link", ""))
         pull = ctx.scen.pull
-        self.rungs = [ladder.Rung.of(r) for r in pull.rungs]
+        self.steps = steps_of(pull)
         self.modes = pull.modes
-        self.ops = ops_of(self.rungs, self.modes)
+        self.ops = ops_of(self.steps, self.modes)
+        self.rounds: dict[tuple[int, int], Round] = {}
+        self.rounds_lock = threading.Lock()
+        if pull.links:
+            # Every shape once now, so one this node cannot give fails the level at its start.
+            for link in pull.links:
+                self.shape(link)
+            self.shape(None)
+        rungs = list(dict.fromkeys(step.rung for step in self.steps))
         copies = max(ctx.scen.concurrency)
-        self.images = Ladder.images(ctx.job.run_id, self.address, self.rungs, copies, ctx.workdir)
+        self.images = Ladder.images(ctx.job.run_id, self.address, rungs, copies, ctx.workdir)
         self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
 
     @classmethod
@@ -203,6 +273,43 @@ class ImageLevel(Level):
 
     def calls(self) -> dict[str, tuple[float, float]] | None:
         return self.client.log.snapshot()
+
+    # --- the link and the round -----------------------------------------------------------
+    def shape(self, link: PullLink | None) -> dict[str, Any]:
+        """Give the registry link `link`'s shape (None: the provisioned one): untimed, between rounds."""
+        if link is None:
+            provisioned = self.desc.get("shape") or {}
+            link = PullLink(rate=str(provisioned.get("rate") or ""), rtt_ms=float(provisioned.get("rtt_ms") or 0))
+        tool = [str(self.desc.get(k, "")) for k in ("link_tool", "netns", "link", "host_link")]
+        if not all(tool):
+            raise ComponentError(
+                f"level image: {REGISTRY_DESCRIPTION} names no link_tool, netns, link or host_link:"
+                " the registry host predates link shapes (hopbench provision --playbook registry.yml)"
+            )
+        argv = ["python3", tool[0], "--netns", tool[1], "--link", tool[2], "--host-link", tool[3], "--shape-only"]
+        argv += ["--rate", link.rate, "--rtt-ms", f"{link.rtt_ms:g}"]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        if proc.returncode != 0:
+            raise ComponentError(f"level image: link shape {link.label}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+        out: dict[str, Any] = json.loads(proc.stdout)
+        return out
+
+    def round_of(self, turn: Turn) -> Round:
+        """The round of `turn` (its workers: the iterations of round iteration // concurrency)."""
+        c = turn.concurrency
+        r = turn.iteration // c
+        total = self.ctx.scen.warmup + self.ctx.scen.iterations
+        with self.rounds_lock:
+            if (c, r) not in self.rounds:
+                self.rounds[(c, r)] = Round(min(c, total - r * c), self.ctx.scen.timeout_s * 2)
+            return self.rounds[(c, r)]
+
+    def wire_start(self, rnd: Round) -> None:
+        rnd.wire_start = rx_bytes(self.link)
+
+    def wire_end(self, rnd: Round) -> None:
+        end = rx_bytes(self.link)
+        rnd.wire_bytes = end - rnd.wire_start if end >= 0 and rnd.wire_start >= 0 else -1
 
     # --- the calls ----------------------------------------------------------------------------
     def ref(self, image: ladder.Image) -> str:
@@ -224,9 +331,8 @@ class ImageLevel(Level):
         req = cri.RemoveImageRequest(image=cri.ImageSpec(image=image_id))
         self.client.images.RemoveImage(req, timeout=self.ctx.scen.timeout_s)
 
-    def timed_pull(
-        self, op: str, ref: str, image: ladder.Image, rung: ladder.Rung, mode: str, turn: Turn
-    ) -> tuple[Timed[str], Pull]:
+    def timed_pull(self, mode: str, ref: str, image: ladder.Image, step: Step, turn: Turn) -> tuple[Timed[str], Pull]:
+        op = f"PullImage {mode} {step.label}"
         wire, cpu = rx_bytes(self.link), busy_cpu_s()
         t = timed(op, lambda: self._pull(ref))
         wire_after, cpu_after = rx_bytes(self.link), busy_cpu_s()
@@ -235,7 +341,7 @@ class ImageLevel(Level):
             **traced_fields(self.ctx, stack, handler, turn),
             op=op,
             image=ref,
-            rung=rung.label,
+            rung=step.rung.label,
             mode=mode,
             layers=len(image.layers),
             blob_bytes=image.bytes_compressed,
@@ -244,6 +350,8 @@ class ImageLevel(Level):
             start_ns=t.start_ns,
             duration_ns=t.duration_ns,
             ok=t.ok,
+            link=step.link.label if step.link is not None else "",
+            same=step.same,
         )
         return t, event
 
@@ -254,28 +362,61 @@ class ImageLevel(Level):
     def lifecycle(self, turn: Turn) -> Outcome:
         record = Record()
         events: list[Event] = []
-        problem = ""
-        copy = turn.worker
+        problem, check = "", "image-cold"
+        rnd = self.round_of(turn)
+        shaped: object = False  # the link shape this lifecycle set last (False: none yet)
         try:
-            for rung in self.rungs:
-                image = self.images[(rung, copy)]
+            for step in self.steps:
+                image = self.images[(step.rung, 0 if step.same else turn.worker)]
                 ref = self.ref(image)
+                if step.link != shaped:
+                    rnd.meet(partial(self.shape, step.link))
+                    shaped = step.link
                 if "cold" in self.modes:
-                    problem = problem or self.make_absent(ref, image)
-                    t, event = self.timed_pull(f"PullImage cold {rung.label}", ref, image, rung, "cold", turn)
-                    events.append(event)
-                    record(t)
+                    if step.same:
+                        rnd.meet(partial(self._absent_for_round, rnd, ref, image))
+                        problem = problem or rnd.problem
+                    else:
+                        problem = problem or self.make_absent(ref, image)
+                    events.append(self.pull_in_round(rnd, record, "cold", ref, image, step, turn))
                 else:
                     self._pull(ref)  # untimed: the warm pull needs every layer there
-                image_id = record(timed(f"ImageStatus {rung.label}", partial(self._status, ref)))
+                image_id = record(timed(f"ImageStatus {step.label}", partial(self._status, ref)))
                 if "warm" in self.modes:
-                    t, event = self.timed_pull(f"PullImage warm {rung.label}", ref, image, rung, "warm", turn)
-                    events.append(event)
-                    record(t)
-                record(timed(f"RemoveImage {rung.label}", partial(self._remove, image_id)))
+                    events.append(self.pull_in_round(rnd, record, "warm", ref, image, step, turn))
+                if step.same:
+                    rnd.meet(partial(remove_if_present, self.client, ref, self.ctx.scen.timeout_s))
+                else:
+                    record(timed(f"RemoveImage {step.label}", partial(self._remove, image_id)))
         except StopLifecycle:
-            pass
-        return Outcome(record.done, problem, check="image-cold", events=events)
+            rnd.barrier.abort()  # the other workers of the round stop too, instead of waiting
+        except RoundBroken as e:
+            if not problem:
+                problem, check = f"round {turn.iteration // turn.concurrency}: {e}", "image-round"
+        except Exception as e:  # noqa: BLE001 - untimed work failed: the samples taken so far are kept
+            rnd.barrier.abort()
+            if not problem:
+                problem, check = f"{type(e).__name__}: {e}", "image-round"
+        except BaseException:
+            rnd.barrier.abort()
+            raise
+        return Outcome(record.done, problem, check=check, events=events)
+
+    def pull_in_round(
+        self, rnd: Round, record: Record, mode: str, ref: str, image: ladder.Image, step: Step, turn: Turn
+    ) -> Pull:
+        """The round's workers start their pulls together and wait for the last; the Pull event
+        carries what the link received from the first start to the last end."""
+        rnd.meet(partial(self.wire_start, rnd))
+        t, event = self.timed_pull(mode, ref, image, step, turn)
+        if not t.ok:
+            record(t)  # raises StopLifecycle: the round's barrier breaks
+        rnd.meet(partial(self.wire_end, rnd))
+        record(t)
+        return dataclasses.replace(event, round_wire_bytes=rnd.wire_bytes)
+
+    def _absent_for_round(self, rnd: Round, ref: str, image: ladder.Image) -> None:
+        rnd.problem = self.make_absent(ref, image)
 
     def close(self) -> None:
         """Remove this run's images from the stack's store (a failed lifecycle may leave one) and,
@@ -288,6 +429,11 @@ class ImageLevel(Level):
             except Exception as e:  # noqa: BLE001 - clean-up reports, never raises
                 self.notes.append(f"image: could not remove {ref} from {self.stack.name}: {e}")
         self.client.close()
+        if self.ctx.scen.pull.links:
+            try:
+                self.shape(None)
+            except Exception as e:  # noqa: BLE001 - clean-up reports, never raises
+                self.notes.append(f"image: could not give the registry link its provisioned shape back: {e}")
         self.notes.extend(Ladder.release(self.ctx.job.run_id, self.desc))
 
 

@@ -4,7 +4,11 @@ and the link's shape. Idempotent: prints one JSON object (changed, shape, what i
 
     registry_link.py --netns hb-registry --link hb-reg0 --host-link eth0 \
         --node-address 172.30.130.1/30 --host-address 172.30.130.2/30 [--rate 1gbit] [--rtt-ms 5]
+    registry_link.py --netns hb-registry --link hb-reg0 --host-link eth0 --shape-only --rate 10gbit
     registry_link.py --netns hb-registry --link hb-reg0 --remove
+
+`--shape-only` changes the shape of a link that exists and nothing else: the agent runs it between
+rounds when a scenario names link shapes (section pull, `links`).
 
 The shape is set on both ends (a packet is shaped whichever way it goes): a rate with tbf, a
 delay of half the round trip each way with netem. A kernel without sch_netem cannot add delay:
@@ -111,6 +115,23 @@ def up(args: argparse.Namespace) -> dict:
     return {"changed": bool(did), "did": did, "shape": shape}
 
 
+def shape_only(args: argparse.Namespace) -> dict:
+    for netns, dev in ((None, args.link), (args.netns, args.host_link)):
+        ip = ["ip", *(["-n", netns] if netns else [])]
+        if run([*ip, "link", "show", "dev", dev], check=False).returncode != 0:
+            raise SystemExit(
+                f"registry_link: {dev} does not exist{f' in {netns}' if netns else ''}: make the link first"
+            )
+    before = [root_qdisc(None, args.link), root_qdisc(args.netns, args.host_link)]
+    shaped: list[str] = []
+    shape_end(None, args.link, args.rate, args.rtt_ms, shaped)
+    shape_end(args.netns, args.host_link, args.rate, args.rtt_ms, shaped)
+    after = [root_qdisc(None, args.link), root_qdisc(args.netns, args.host_link)]
+    changed = [(q.get("kind"), q.get("options")) for q in before] != [(q.get("kind"), q.get("options")) for q in after]
+    shape = {"rate": args.rate or None, "rtt_ms": args.rtt_ms, "qdisc": [q.get("kind", "") for q in after]}
+    return {"changed": changed, "did": shaped if changed else [], "shape": shape}
+
+
 def remove(args: argparse.Namespace) -> dict:
     did: list[str] = []
     if run(["ip", "link", "show", "dev", args.link], check=False).returncode == 0:
@@ -131,11 +152,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--host-address", default="")
     p.add_argument("--rate", default="")
     p.add_argument("--rtt-ms", type=float, default=0.0)
+    p.add_argument("--shape-only", action="store_true")
     p.add_argument("--remove", action="store_true")
     args = p.parse_args(argv)
-    if not args.remove and not (args.node_address and args.host_address):
-        p.error("--node-address and --host-address are needed unless --remove")
-    print(json.dumps(remove(args) if args.remove else up(args)))
+    if args.remove:
+        print(json.dumps(remove(args)))
+    elif args.shape_only:
+        print(json.dumps(shape_only(args)))
+    elif not (args.node_address and args.host_address):
+        p.error("--node-address and --host-address are needed unless --remove or --shape-only")
+    else:
+        print(json.dumps(up(args)))
     return 0
 
 
