@@ -85,7 +85,7 @@ def test_the_section_names_the_registry_and_has_the_chart(tmp_path):
     (section,) = pulls.VIEW.render(planted(tmp_path))
     assert section.title == "Image pulls"
     text = " ".join(getattr(b, "text", "") for b in section.blocks)
-    assert "v3.1.2 at 172.30.130.2:5000" in text and "link rate 1gbit" in text
+    assert "v3.1.2 at 172.30.130.2:5000" in text and "link as provisioned: rate 1gbit" in text
     assert any(getattr(b, "src", "").startswith("data:image/png") for b in section.blocks)
 
 
@@ -106,6 +106,54 @@ def test_the_headline_names_the_fastest_cold_pull_only_when_the_intervals_say_so
     assert pulls.pull_sentences(rows) == ["No stack pulls clearly fastest (the intervals overlap): 100mb-1l-one-gzip."]
 
 
+def test_link_shapes_and_one_image_pulled_together_get_their_own_rows_and_fetch_counts(tmp_path):
+    """Ops name the link shape and `same`; a round's wire bytes over the image's say how many
+    times the stack fetched the image its two workers pulled together."""
+    store = RunStore(tmp_path, "r3")
+    store.update_meta(node="local", node_facts={"registry": {"address": "a:5000", "version": "v3.1.2"}})
+    t = 0
+    for stack, fetched in (("containerd@2.4.2", 1.0), ("crio@1.36.3", 2.0)):
+        for op, conc in (
+            ("PullImage cold 5mb-1l-one-gzip at 1gbit", 1),
+            ("PullImage cold 5mb-1l-one-gzip at 100mbit", 1),
+            ("PullImage cold 5mb-1l-one-gzip at 1gbit same", 2),
+        ):
+            for i in range(8):
+                row = {
+                    **{"run_id": "r3", "node": "local", "stack": stack, "handler": "runc", "level": "image"},
+                    **{"op": op, "iteration": i, "concurrency": conc, "worker": i % conc, "warmup": False},
+                    **{"start_ns": t, "duration_ns": int((100 if "100mbit" in op else 10 + i) * 1e6), "ok": True},
+                    "error": "",
+                }
+                t += 1
+                store.add_sample(row)
+                store.add_record(
+                    "pulls.jsonl",
+                    {
+                        **{k: row[k] for k in ("run_id", "node", "stack", "handler", "iteration", "concurrency")},
+                        **{k: row[k] for k in ("worker", "warmup", "op", "start_ns", "duration_ns", "ok")},
+                        **{"image": "x", "rung": "5mb-1l-one-gzip", "mode": "cold", "layers": 2},
+                        **{"blob_bytes": 2 * MB, "wire_bytes": 2 * MB, "cpu_s": 0.1, "link": op.split()[4]},
+                        "same": op.endswith(" same"),
+                        "round_wire_bytes": int(fetched * 2 * MB) if conc == 2 else 2 * MB,
+                    },
+                )
+    store.write_parquet()
+    store.update_meta(status="complete")
+    store.close()
+    rows = pulls.pull_rows(Run(store.dir))
+    assert sorted(set(zip(rows["link"], rows["same"], rows["concurrency"], strict=True))) == [
+        ("100mbit", False, 1),
+        ("1gbit", False, 1),
+        ("1gbit", True, 2),
+    ]
+    same = rows[rows["same"]].set_index("stack")["fetches"]
+    assert same["containerd@2.4.2"] == 1.0 and same["crio@1.36.3"] == 2.0
+    sentences = pulls.pull_sentences(rows)
+    assert any("5mb-1l-one-gzip at 1gbit" in x and "5mb-1l-one-gzip at 100mbit" in x for x in sentences), sentences
+    assert any("containerd@2.4.2 1.0×" in x and "crio@1.36.3 2.0×" in x for x in sentences), sentences
+
+
 KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T020436Z-pull-local-597e"
 
 
@@ -124,3 +172,25 @@ def test_the_kept_pull_run_has_every_rung_cold_and_warm_and_the_headline_names_t
     md = (run / "report.md").read_text()
     assert "Fastest cold pull, by image" in md
     assert "Image pulls" in (run / "report.html").read_text()
+
+
+def test_the_openmetrics_export_carries_each_pulls_throughput_and_wire_bytes(tmp_path):
+    """`hopbench export --format openmetrics` of a run with level image: the pull families parse
+    with the reference parser and hold the table's figures."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from bench.controller import export
+
+    run = planted(tmp_path)
+    (path,) = export.write(run, "openmetrics", None)
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    speed = {
+        (s.labels["stack"], s.labels["mode"]): s.value
+        for s in families["hopbench_pull_throughput_bytes_per_second"].samples
+    }
+    assert abs(speed[("containerd@2.4.2", "cold")] - 36 * 1024 * 1024 / 0.204) < 1
+    wire = {
+        (s.labels["stack"], s.labels["mode"], s.labels["link"]) for s in families["hopbench_pull_wire_bytes"].samples
+    }
+    assert ("crio@1.36.3", "warm", "as provisioned") in wire
+    assert "hopbench_pull_fetches" not in families  # no image pulled by a round's workers together

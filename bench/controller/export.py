@@ -6,7 +6,10 @@
   `hopbench_op_failed`; per run `hopbench_run_info` (run id, node, harness commit: the only series
   naming the run, so the others keep their labels night after night),
   `hopbench_run_timestamp_seconds` (start) and `hopbench_run_complete`; with a nightly check,
-  `hopbench_regression` (1 where the gate flagged a regression, else 0). No timestamps on
+  `hopbench_regression` (1 where the gate flagged a regression, else 0); with level image, per
+  image, link shape and mode (bench.controller.pulls) `hopbench_pull_throughput_bytes_per_second`
+  (compressed bytes over the p50), `hopbench_pull_wire_bytes` (median per pull) and, where the
+  workers of a round pulled one image together, `hopbench_pull_fetches`. No timestamps on
   samples (the textfile collector refuses them).
 - `kube-burner`: a JSON list, one document per target and op in the shape of kube-burner's
   latency quantiles (`pkg/measurements/metrics`: quantileName, uuid, P99, P95, P50, max, avg in
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.controller import headline, kube, stats
+from bench.controller import headline, kube, pulls, stats
 from bench.controller.run import Run
 from bench.errors import InputError
 
@@ -79,7 +82,12 @@ def _measured(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[~samples["warmup"].astype(bool)] if not samples.empty else samples
 
 
-def openmetrics(meta: dict[str, Any], samples: pd.DataFrame, nightly: dict[str, Any] | None = None) -> str:
+def openmetrics(
+    meta: dict[str, Any],
+    samples: pd.DataFrame,
+    nightly: dict[str, Any] | None = None,
+    pull_rows: pd.DataFrame | None = None,
+) -> str:
     """The run as OpenMetrics text, ending with `# EOF`. The run id is on the info and timestamp
     series only: the op series keep the same labels night after night (a label that changes every
     run would make a new series each night)."""
@@ -143,8 +151,46 @@ def openmetrics(meta: dict[str, Any], samples: pd.DataFrame, nightly: dict[str, 
                 **{k: row.get(k, "") for k in ("stack", "handler", "level", "concurrency", "op")},
             }
             lines.append(f"hopbench_regression{_labels(labels)} {1 if row.get('verdict') == 'regression' else 0}")
+    if pull_rows is not None and not pull_rows.empty:
+        _pull_families(lines, family, run, meta, pull_rows)
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+def _pull_families(
+    lines: list[str], family: Any, run: dict[str, str], meta: dict[str, Any], rows: pd.DataFrame
+) -> None:
+    def labels(r: Any) -> str:
+        keys = ("stack", "handler", "concurrency", "image", "link", "mode")
+        return _labels(
+            {**run, "node": meta.get("node", ""), **{k: r[k] for k in keys}, "same": str(bool(r["same"])).lower()}
+        )
+
+    for name, col, scale, what, unit in (
+        (
+            "hopbench_pull_throughput_bytes_per_second",
+            "MiB/s",
+            pulls.MIB,
+            "The image's compressed bytes over the p50 of its PullImage.",
+            "bytes_per_second",
+        ),
+        ("hopbench_pull_wire_bytes", "wire MB", 1e6, "What the registry link carried per pull (median).", "bytes"),
+        (
+            "hopbench_pull_fetches",
+            "fetches",
+            1.0,
+            "A round's wire bytes over the image's, where its workers pulled one image together.",
+            "",
+        ),
+    ):
+        chosen = rows.dropna(subset=[col])
+        if name == "hopbench_pull_fetches":
+            chosen = chosen[chosen["same"]]
+        if chosen.empty:
+            continue
+        family(name, what, unit)
+        for _, r in chosen.iterrows():
+            lines.append(f"{name}{labels(r)} {_num(float(r[col]) * scale)}")
 
 
 def _versions(meta: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -293,7 +339,7 @@ def write(run: Run | Path, fmt: str, out: Path | None) -> list[Path]:
             paths.append(_write_atomic(target / name, json.dumps(doc, indent=2) + "\n"))
         return paths
     if fmt == "openmetrics":
-        text = openmetrics(meta, samples, run.json("nightly.json"))
+        text = openmetrics(meta, samples, run.json("nightly.json"), pulls.of(run) if pulls.applies(run) else None)
     elif fmt == "kube-burner":
         text = json.dumps(kube_burner(meta, samples), indent=2) + "\n"
     else:

@@ -6,8 +6,9 @@ writes from the `Run`. The report (bench.controller.report) is an ordered regist
 the two renderers; a new analysis is one module and one registry line, the rule a level follows
 on the node side.
 
-`hopbench compare` and the exports still take their rows and columns from the samples
-(bench.controller.history, bench.controller.export); a view does not yet contribute to them.
+`hopbench compare` and the exports take their rows and columns from the samples
+(bench.controller.history, bench.controller.export); the one analysis that adds to an export is
+the pulls' table (OpenMetrics pull families), which export.py asks bench.controller.pulls for.
 """
 
 from __future__ import annotations
