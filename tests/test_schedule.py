@@ -213,9 +213,13 @@ def test_interleaved_rounds_run_every_target_once_per_round_in_a_seeded_shuffle(
         life = [e for e in rec.of(Lifecycle) if isinstance(e, Lifecycle)]
         return [(e.concurrency, e.iteration, e.target.removesuffix(" (fake)")) for e in life]
 
+    def bursts(o: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+        # Within one burst (a target's round at concurrency c) the workers end in any order.
+        return [(conc, i // conc, t) for conc, i, t in o]
+
     order = run(7)
-    assert order == run(7), "the same seed gives the same order"
-    assert order != run(8)
+    assert bursts(order) == bursts(run(7)), "the same seed gives the same order"
+    assert bursts(order) != bursts(run(8))
     # At concurrency 1: 10 rounds, each holds iteration r of every target, one after the other.
     c1 = [(i, t) for conc, i, t in order if conc == 1]
     assert len(c1) == 30
