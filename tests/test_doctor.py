@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from bench import cli
 from bench.controller.doctor import findings
 
@@ -30,6 +32,26 @@ GOOD = {
 
 def by_check(facts):
     return {f.check.split(" (")[0]: f for f in findings(facts)}
+
+
+def test_kvm_is_usable_only_with_a_vendor_module_not_with_pvm_alone(tmp_path):
+    from bench.node import doctor as node_doctor
+
+    if not Path("/dev/kvm").exists():
+        pytest.skip("no /dev/kvm here: the VM and vCPU steps cannot run")
+    for loaded, usable, why in (
+        (["kvm_pvm"], False, "kvm_pvm: only PVM guests"),
+        ([], False, "no kvm_intel or kvm_amd module"),
+        (["kvm_intel", "kvm_pvm"], True, ""),
+    ):
+        modules = tmp_path / "-".join(loaded or ["none"])
+        for m in loaded:
+            (modules / m).mkdir(parents=True)
+        modules.mkdir(exist_ok=True)
+        found = node_doctor.kvm(modules=modules)
+        if "vm_and_vcpu" not in found:
+            pytest.skip(f"this machine cannot make a VM and a vCPU: {found['why']}")
+        assert found["usable"] is usable and why in found.get("why", ""), found
 
 
 def test_a_node_with_everything_has_no_gap():
@@ -63,7 +85,8 @@ def test_each_gap_says_what_it_does_to_a_run():
     assert not any(x.ok for k, x in f.items() if k not in ("kernel", "CPUs", "what changes a pull"))
     assert "crun" in f["cgroup mode"].consequence
     assert "cgroupfs driver" in f["systemd"].consequence and "tini" in f["systemd"].have
-    assert "Kata targets are unavailable" in f["KVM"].consequence and "no /dev/kvm" in f["KVM"].have
+    assert "no Kata" in f["KVM"].consequence and "no /dev/kvm" in f["KVM"].have
+    assert "runs emulated" in f["KVM"].consequence
     assert "oom clamp wrapper will be in the timed path" in f["CAP_SYS_RESOURCE"].consequence
     assert "native/vfs" in f["overlayfs"].consequence
     assert "fill the disk" in f["free disk"].consequence
@@ -104,6 +127,12 @@ def test_doctor_describes_this_machine(capsys):
     assert found["clock source"]["have"].startswith(current)
     if not Path("/dev/kvm").exists():
         assert not found["KVM"]["ok"]
+    # KVM counts only where a standard guest kernel runs: a vendor module, not PVM's alone.
+    vendor = any(Path(f"/sys/module/{m}").is_dir() for m in ("kvm_intel", "kvm_amd"))
+    if not vendor:
+        assert not found["KVM"]["ok"], found["KVM"]
+    if Path("/sys/module/kvm_pvm").is_dir() and not vendor:
+        assert "kvm_pvm: only PVM guests; a standard kernel does not boot" in found["KVM"]["have"]
     st = os.statvfs("/var/lib")
     assert abs(facts["disk"]["free_bytes"] - st.f_bavail * st.f_frsize) < 2**30
     assert facts["cpu"]["logical"] == os.cpu_count()

@@ -90,9 +90,12 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
         _check(
             "KVM",
             usable,
-            "usable (made a VM and a vCPU)" if usable else f"no ({kvm.get('why', kvm.get('error', '?'))})",
-            "the kernel gives what Kata's hypervisor needs (a VM and vCPUs)",
-            "Kata targets are unavailable (Kata needs a hypervisor)",
+            f"usable ({', '.join(kvm.get('modules') or ['kvm'])}; made a VM and a vCPU)"
+            if usable
+            else f"no ({kvm.get('why', kvm.get('error', '?'))})",
+            "a standard guest kernel runs under KVM: what Kata's hypervisor and a VM node need",
+            "no Kata (its hypervisor boots a standard guest kernel); a VM node runs emulated (QEMU TCG):"
+            " functional, not for comparison",
         )
     )
 

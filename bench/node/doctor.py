@@ -26,23 +26,43 @@ CLOCKSOURCE = Path("/sys/devices/system/clocksource/clocksource0")
 STATE_ROOT = "/var/lib"
 
 
-def kvm(path: str = "/dev/kvm") -> dict[str, Any]:
-    """Whether a VM with one vCPU can be made (what Kata's hypervisor needs), and why not."""
+# The KVM vendor modules that run a standard guest (hardware virtualisation), and PVM's, which
+# runs only guests whose kernel is built for it (shadow paging inside another VM).
+STANDARD_KVM = ("kvm_intel", "kvm_amd")
+PVM = "kvm_pvm"
+MODULES = Path("/sys/module")
+
+
+def kvm(path: str = "/dev/kvm", modules: Path = MODULES) -> dict[str, Any]:
+    """Whether a standard guest kernel (what Kata's hypervisor and a VM node boot) can run under
+    KVM, and why not. Making a VM and a vCPU is not enough: under kvm_pvm both succeed, and a
+    standard kernel then hangs at its first instructions (this machine: Debian's kernel under
+    QEMU -accel kvm stopped after SeaBIOS's "Booting from ROM"). So the vendor module decides:
+    kvm_intel or kvm_amd loaded, and a VM with a vCPU made."""
+    loaded = [m for m in (*STANDARD_KVM, PVM) if (modules / m).is_dir()]
+    out: dict[str, Any] = {"modules": loaded}
     if not os.path.exists(path):
-        return {"usable": False, "why": f"no {path}"}
+        return {**out, "usable": False, "why": f"no {path}"}
     fds: list[int] = []
     try:
         fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-        api = fcntl.ioctl(fds[0], KVM_GET_API_VERSION)
+        out["api_version"] = fcntl.ioctl(fds[0], KVM_GET_API_VERSION)
         fds.append(fcntl.ioctl(fds[0], KVM_CREATE_VM, 0))
         fds.append(fcntl.ioctl(fds[1], KVM_CREATE_VCPU, 0))
     except OSError as exc:
-        return {"usable": False, "why": f"{path}: {exc.strerror or exc} (step {len(fds) + 1} of open, VM, vCPU)"}
+        return {**out, "usable": False, "why": f"{path}: {exc.strerror or exc} (step {len(fds) + 1} of open, VM, vCPU)"}
     finally:
         for fd in reversed(fds):
             with contextlib.suppress(OSError):
                 os.close(fd)
-    return {"usable": True, "api_version": api}
+    if not any(m in loaded for m in STANDARD_KVM):
+        why = (
+            "kvm_pvm: only PVM guests; a standard kernel does not boot"
+            if PVM in loaded
+            else "no kvm_intel or kvm_amd module: a VM can be made, but nothing says a standard kernel boots in it"
+        )
+        return {**out, "usable": False, "vm_and_vcpu": True, "why": why}
+    return {**out, "usable": True, "vm_and_vcpu": True}
 
 
 def filesystems() -> list[str]:
