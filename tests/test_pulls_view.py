@@ -154,20 +154,27 @@ def test_link_shapes_and_one_image_pulled_together_get_their_own_rows_and_fetch_
     assert any("containerd@2.4.2 1.0×" in x and "crio@1.36.3 2.0×" in x for x in sentences), sentences
 
 
-KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T020436Z-pull-local-597e"
+KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T040045Z-pull-local-d70f"
 
 
 def test_the_kept_pull_run_has_every_rung_cold_and_warm_and_the_headline_names_the_fastest(tmp_path):
-    """The kept run of scenarios/pull.yaml (the whole ladder, 8 pulls each, three stacks): its table
-    has every rung cold and warm per stack with intervals, its cold pulls moved the image over the
-    link, and its headline and section come out of `hopbench report`."""
+    """The kept run of scenarios/pull.yaml (the whole ladder under two link rates, 8 pulls each,
+    three stacks): its table has every rung cold and warm per stack and link with intervals, its
+    cold pulls moved the image over the link, an uncompressed 100 MB image (the one whose pull the
+    wire bounds) took longer at 1 Gbit/s than at 10 on every stack, and its headline and section
+    come out of `hopbench report`."""
     run = tmp_path / KEPT.name
     shutil.copytree(KEPT, run)
     rows = pulls.pull_rows(Run(run))
-    assert len(rows) == 3 * 10 * 2 and (rows["n"] == 8).all()
+    assert len(rows) == 3 * 10 * 2 * 2 and (rows["n"] == 8).all()
+    assert set(rows["link"]) == {"10gbit", "1gbit"}
     assert rows[["CI low", "CI high"]].notna().all().all()
     cold = rows[rows["mode"] == "cold"]
     assert (cold["wire MB"] >= cold["image MB"]).all()
+    plain = cold[cold["image"] == "100mb-1l-one-none"].set_index(["stack", "link"])["p50 (ms)"]
+    for stack in cold["stack"].unique():
+        # 100 MB at 1 Gbit/s is 0.8 s on the wire alone.
+        assert plain[(stack, "1gbit")] > max(800.0, plain[(stack, "10gbit")]), plain
     assert cli.main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
     assert "Fastest cold pull, by image" in md
