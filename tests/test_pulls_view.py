@@ -201,3 +201,23 @@ def test_the_openmetrics_export_carries_each_pulls_throughput_and_wire_bytes(tmp
     }
     assert ("crio@1.36.3", "warm", "as provisioned") in wire
     assert "hopbench_pull_fetches" not in families  # no image pulled by a round's workers together
+
+
+PARALLEL = KEPT.parent / "20261206T041935Z-pull-parallel-local-f9fb"
+
+
+def test_the_kept_parallel_run_shows_each_stack_fetching_a_shared_image_once_and_distinct_ones_each(tmp_path):
+    """scenarios/pull-parallel.yaml, kept: at 4 in flight the round's wire bytes are one image's
+    when the workers pull one image together (every stack coalesces) and four images' when each
+    pulls its own; the four distinct pulls share the node, so each takes longer than one alone."""
+    run = tmp_path / PARALLEL.name
+    shutil.copytree(PARALLEL, run)
+    rows = pulls.pull_rows(Run(run))
+    cold = rows[rows["mode"] == "cold"].set_index(["stack", "concurrency", "same"])
+    assert len(cold) == 3 * 2 * 2 and (cold["n"] == 12).all()
+    for stack in rows["stack"].unique():
+        assert abs(cold.loc[(stack, 4, True), "fetches"] - 1.0) < 0.05
+        assert abs(cold.loc[(stack, 4, False), "fetches"] - 4.0) < 0.2
+        assert cold.loc[(stack, 4, False), "CI low"] > cold.loc[(stack, 1, False), "CI high"]
+    sentences = pulls.pull_sentences(rows)
+    assert any(s.startswith("One image pulled by every worker") and s.count("1.0×") == 3 for s in sentences)
