@@ -285,6 +285,28 @@ class Pull(Traced):
 
 
 @dataclass(frozen=True)
+class Span(Traced):
+    """One OpenTelemetry span of a traced run (bench.node.traces): ours (service `hopbench`: a
+    lifecycle's root and a client span per CRI call, with the lifecycle's place) or a daemon's
+    (from the agent's OTLP receiver: iteration -1, joined to ours by trace id). Ids are hex,
+    times Unix ns; `status` is OTLP's code (0 unset, 1 ok, 2 error); `attributes` a JSON object
+    of the few attributes kept; `level` the level of our lifecycle ('' for a daemon's span)."""
+
+    kind: ClassVar[str] = "span"
+    service: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    span_kind: str
+    start_unix_ns: int
+    end_unix_ns: int
+    status: int
+    attributes: str
+    level: str = ""
+
+
+@dataclass(frozen=True)
 class Call(Traced):
     """One runtime or CNI call the wrapper recorded during a level-split lifecycle."""
 

@@ -48,6 +48,10 @@ file must be a regular file of at most 1 MiB.
     seed: 1234                    # the shuffles' seed (default: drawn per run; either way in meta.json)
     control: true                 # level control (CPU loop, syscall loop, runc on a bundle) interleaved with
                                   #   the targets in every run: the node's speed, for comparisons across runs
+    tracing: false                # OpenTelemetry traces: a trace per lifecycle, our client span per CRI call
+                                  #   with its traceparent, and the traced stack instances' own spans
+                                  #   (<kind>@<version>+traced; hopbench_tracing_twins) from the agent's
+                                  #   OTLP receiver on loopback, into spans.jsonl (bench/node/traces.py)
     workload:
       command: []                 # override the image entrypoint (empty: image default)
       args: []
@@ -192,6 +196,7 @@ class Scenario:
     schedule: str = "interleaved"
     seed: int | None = None
     control: bool = True
+    tracing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as stored in a run's meta.json (its text is stored beside it)."""
@@ -435,6 +440,9 @@ def load_scenario(path: str | Path) -> Scenario:
     seed = data.get("seed")
     if seed is not None:
         seed = _int(path, "seed", seed, 0, MAX_SEED)
+    tracing = data.get("tracing", False)
+    if not isinstance(tracing, bool):
+        raise ScenarioError(path, "tracing", "true or false", tracing)
 
     return Scenario(
         name=name,
@@ -456,4 +464,5 @@ def load_scenario(path: str | Path) -> Scenario:
         schedule=str(schedule),
         seed=seed,
         control=control,
+        tracing=tracing,
     )

@@ -193,6 +193,10 @@ def test_a_dockershim_kubelet_gets_no_field_it_does_not_know_and_the_stacks_netw
     )  # fmt: skip
     conf = kubeletd.config(stack, Path("/nonexistent/r"), 1, 2, "/cg", cgroup_v1=True, legacy=True)
     assert not {"failCgroupV1", "containerRuntimeEndpoint", "podLogsDir"} & set(conf)
+    # Tracing: a current kubelet samples every span to the receiver; a 1.23 one has no such field.
+    traced = kubeletd.config(stack, Path("/r"), 1, 2, "/cg", cgroup_v1=True, tracing_endpoint="127.0.0.1:14317")
+    assert traced["tracing"] == {"endpoint": "127.0.0.1:14317", "samplingRatePerMillion": 1_000_000}
+    assert "tracing" not in kubeletd.config(stack, Path("/r"), 1, 2, "/cg", True, legacy=True, tracing_endpoint="x:1")
     (tmp_path / "cni").mkdir()
     with pytest.raises(kubeletd.KubeletFailed, match="no CNI network list"):
         kubeletd.dockershim_args(stack, tmp_path / "root")

@@ -28,6 +28,7 @@ from bench.controller import (  # noqa: E402
     nightly,
     pulls,
     runfacts,
+    spans,
     sweep,
     upgrade,
 )
@@ -41,6 +42,7 @@ VIEWS: tuple[View, ...] = (
     runfacts.FAILURES,
     runfacts.LEFTOVERS,
     headline.VIEW,
+    spans.VIEW,
     runfacts.CHECKS,
     latency.VIEW,
     sweep.VIEW,

@@ -191,6 +191,9 @@ class RunStore:
         try:
             if not self.broken:
                 self.write_parquet()
+                if "spans.jsonl" in self._files:
+                    self._files["spans.jsonl"].flush()
+                    write_spans_parquet(self.dir)
         finally:
             for fh in self._files.values():
                 with contextlib.suppress(OSError):  # its last flush fails on a full disk: lines before stay
@@ -201,6 +204,17 @@ class RunStore:
 # samples.parquet records how many bytes of samples.jsonl it holds (schema metadata): a reader
 # compares that with the journal's size, and reads the journal only when it grew since.
 JOURNAL_BYTES = b"hopbench.journal_bytes"
+
+
+def write_spans_parquet(run_dir: Path) -> None:
+    """spans.parquet from spans.jsonl (scenario tracing), once, when the run's folder closes."""
+    import pandas as pd
+
+    rows = read_jsonl(run_dir / "spans.jsonl")
+    if rows:
+        tmp = run_dir / "spans.parquet.tmp"
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        tmp.replace(run_dir / "spans.parquet")
 
 
 def write_samples_parquet(run_dir: Path, rows: Any) -> None:

@@ -90,6 +90,13 @@ class Run:
         return pd.DataFrame(read_jsonl(self.path / "pulls.jsonl"))
 
     @cached_property
+    def spans(self) -> pd.DataFrame:
+        """Scenario tracing: every span of the run, ours and the daemons' (bench.node.traces)."""
+        if (self.path / "spans.parquet").exists():
+            return pd.read_parquet(self.path / "spans.parquet")
+        return pd.DataFrame(read_jsonl(self.path / "spans.jsonl"))
+
+    @cached_property
     def calls(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "calls.jsonl")
 

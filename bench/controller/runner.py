@@ -43,6 +43,7 @@ from bench.messages import (
     Sample,
     SamplerStats,
     Setting,
+    Span,
     Split,
     Targets,
     Tool,
@@ -295,7 +296,7 @@ def _handle(
             store.add_memory(list(ev.rows))
         case SamplerStats():
             store.update_meta(sampler={**store.meta.get("sampler", {}), ev.target: ev.stats})
-        case Split() | Call() | Pull():
+        case Split() | Call() | Pull() | Span():
             store.add_record(f"{ev.kind}s.jsonl", record)
         case Check():
             store.add_check(record)

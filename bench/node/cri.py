@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from cri_api.v1 import api_pb2 as cri
@@ -19,6 +19,9 @@ from cri_api.v1 import api_pb2_grpc as cri_grpc
 from bench.errors import ComponentError
 from bench.node import kubelet
 from bench.node.levels import READY_MARK, STOP_MARK, Timed, timed
+
+if TYPE_CHECKING:
+    from bench.node.traces import Tracer
 
 T = TypeVar("T")
 
@@ -49,13 +52,15 @@ class CallLog:
 class CriClient:
     """A CRI v1 client for one stack's socket; thread-safe (one gRPC channel)."""
 
-    def __init__(self, endpoint: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, endpoint: str, timeout_s: float = 60.0, tracer: Tracer | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout_s
         self.channel = grpc.insecure_channel(endpoint)
         self.log = CallLog()
-        self.runtime = cri_grpc.RuntimeServiceStub(self.channel)
-        self.images = cri_grpc.ImageServiceStub(self.channel)
+        # Tracing (scenario `tracing`): every call in a lifecycle carries its traceparent.
+        calls = tracer.intercept(self.channel) if tracer is not None else self.channel
+        self.runtime = cri_grpc.RuntimeServiceStub(calls)
+        self.images = cri_grpc.ImageServiceStub(calls)
 
     def close(self) -> None:
         self.channel.close()

@@ -114,6 +114,7 @@ def config(
     cgroup_v1: bool,
     legacy: bool = False,
     cgroup_driver: str = "cgroupfs",
+    tracing_endpoint: str = "",
 ) -> dict[str, Any]:
     """The kubelet's configuration for one stack: loopback only; static pods from a folder; the
     stack instance's cgroup driver (kubelet and runtime must agree: a kubelet >= 1.34 takes a CRI
@@ -146,6 +147,10 @@ def config(
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "maxPods": 1000,
     }
+    if tracing_endpoint and not legacy:
+        # KubeletTracing (GA in 1.34): a syncPod span per pod, a client span per CRI call with its
+        # traceparent, every one sampled, to the agent's receiver (scenario tracing).
+        conf["tracing"] = {"endpoint": tracing_endpoint, "samplingRatePerMillion": 1_000_000}
     if legacy:
         for newer in ("failCgroupV1", "containerRuntimeEndpoint", "podLogsDir"):
             del conf[newer]
@@ -214,10 +219,12 @@ class Kubelet:
         timeout_s: float,
         kubeconfig: Path | None = None,
         dockershim: bool = False,
+        tracing_endpoint: str = "",
     ) -> None:
         desc = json.loads(kube_description(stack).read_text())
         self.stack, self.run_id, self.node, self.timeout_s = stack, run_id, node, timeout_s
         self.dockershim = dockershim
+        self.tracing_endpoint = tracing_endpoint
         if dockershim:
             desc = desc.get("dockershim") or {}
             if not desc.get("kubelet"):
@@ -317,6 +324,7 @@ class Kubelet:
             self.cgroup_v1,
             legacy=self.dockershim,
             cgroup_driver=self.cgroup_driver,
+            tracing_endpoint=self.tracing_endpoint,
         )
         (self.dir / "config.json").write_text(json.dumps(self.conf, indent=2))
         argv = [self.binary, "--config", str(self.dir / "config.json"), "--root-dir", str(self.root)]

@@ -93,8 +93,8 @@ def cgroups() -> dict[str, Any]:
 
 def stack_conditions() -> dict[str, Any]:
     """Per stack instance of this node: its cgroup driver, whether the OCI wrapper in its timed
-    path clamps oom_score_adj (a node without CAP_SYS_RESOURCE), and the settings that change an
-    image pull (pull_settings)."""
+    path clamps oom_score_adj (a node without CAP_SYS_RESOURCE), the settings that change an
+    image pull (pull_settings), and where it exports its own spans, if it does."""
     from bench import stacks
 
     out: dict[str, Any] = {}
@@ -105,6 +105,8 @@ def stack_conditions() -> dict[str, Any]:
             "oci_wrapper_in_timed_path": any(h.extra.get("wrapper") for h in stack.handlers.values()),
             "oom_score_adj_clamped": bool(stack.extra.get("oom_score_adj_restricted", False)),
             "pull": pull_settings(stack),
+            # Where the instance exports its own spans ('' when it does not: bench.node.traces).
+            "tracing_endpoint": str((stack.extra.get("tracing") or {}).get("endpoint", "")),
         }
     return out
 

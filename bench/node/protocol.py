@@ -30,8 +30,9 @@ from typing import IO
 from bench import __version__, messages, stacks
 from bench.errors import ComponentError
 from bench.messages import Done, Error, Hello, Job, Meta, MetaEnd, Warning
-from bench.node import doctor, kubelet, nodeinfo, schedule, targets
+from bench.node import doctor, kubelet, nodeinfo, schedule, targets, traces
 from bench.node.channel import Emitter, heartbeat, watch_stdin, watchdog
+from bench.node.cri import CriClient
 from bench.node.levels import Context
 from bench.node.levels.critest import probe_overhead
 
@@ -72,8 +73,14 @@ def serve(job: Job, emit: Emitter, stop: threading.Event, received: list[int]) -
         available = targets.resolve(job, found, emit)
         if job.mode == "targets":
             return
-        with tempfile.TemporaryDirectory(prefix="hopbench-levels-") as work:
+        with tempfile.TemporaryDirectory(prefix="hopbench-levels-") as work, contextlib.ExitStack() as tracing:
             ctx = Context(job, emit, stop, Path(work), found, available)
+            if job.scen.tracing:
+                ctx.tracer = tracing.enter_context(
+                    traces.tracing(
+                        job, available, emit, lambda stack, tracer: CriClient(stack.cri_endpoint, 10, tracer)
+                    )
+                )
             units = schedule.plan(ctx)
             if units and not ctx.stopped:
                 probe_overhead(ctx)

@@ -302,7 +302,14 @@ def one(level: Level, turn: Turn, ctx: Context) -> bool:
     """One lifecycle of `level`: its samples, its workload check and other events; True when good."""
     where = level.where()
     name = f"{where[0]}/{where[1]}"
-    out = level.lifecycle(turn)
+    if ctx.tracer is not None:
+        from bench.node.traces import Where
+
+        at = Where(**traced_fields(ctx, where[0], where[1], turn))
+        with ctx.tracer.lifecycle(at, level.name):
+            out = level.lifecycle(turn)
+    else:
+        out = level.lifecycle(turn)
     for t in out.timed:
         ctx.emit(sample(ctx, where, t, turn))
     complete = len(out.timed) == len(level.ops) and all(t.ok for t in out.timed)

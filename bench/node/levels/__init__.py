@@ -47,6 +47,7 @@ from bench.levelnames import REGISTRY
 
 if TYPE_CHECKING:
     from bench.messages import Event, Job
+    from bench.node.traces import Tracer
     from bench.scenario import Scenario
 
 T = TypeVar("T")
@@ -184,6 +185,8 @@ class Context:
     workdir: Path
     found: list[stacks.Stack] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    # Scenario tracing: our client's spans (bench.node.traces.Tracer); None when not tracing.
+    tracer: Tracer | None = None
 
     @property
     def scen(self) -> Scenario:

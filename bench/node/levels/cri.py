@@ -32,7 +32,7 @@ class CriLevel(Level):
         self.handler = target.handler
         self.run_id = ctx.job.run_id
         self.workload = ctx.scen.workload
-        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
+        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s, ctx.tracer)
         self.image_ref = self.stack.workload_image
         self.image_id = self.client.image_id(self.image_ref)
         self.live: dict[str, kubelet.Pod] = {}

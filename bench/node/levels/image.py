@@ -264,7 +264,7 @@ class ImageLevel(Level):
         rungs = list(dict.fromkeys(step.rung for step in self.steps))
         copies = max(ctx.scen.concurrency)
         self.images = Ladder.images(ctx.job.run_id, self.address, rungs, copies, ctx.workdir)
-        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s)
+        self.client = CriClient(self.stack.cri_endpoint, ctx.scen.timeout_s, ctx.tracer)
 
     @classmethod
     def open(cls, target: Target | None, ctx: Context) -> ImageLevel:

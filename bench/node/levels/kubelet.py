@@ -79,8 +79,17 @@ class KubeletLevelBase(Level):
         self.run_id = ctx.job.run_id
         self.lock = threading.Lock()
         self.cri = CriClient(stack.cri_endpoint, ctx.scen.timeout_s)
+        # Scenario tracing on a traced stack instance: the kubelet's own spans go where the stack's do.
+        tracing = (stack.extra.get("tracing") or {}).get("endpoint", "") if ctx.scen.tracing else ""
         self.kubelet = Kubelet(
-            stack, ctx.workdir, self.run_id, ctx.job.node, ctx.scen.timeout_s, self.kubeconfig(), self.dockershim
+            stack,
+            ctx.workdir,
+            self.run_id,
+            ctx.job.node,
+            ctx.scen.timeout_s,
+            self.kubeconfig(),
+            self.dockershim,
+            tracing_endpoint=str(tracing),
         )
         self.ident = self.kubelet.ident
         self.sampler: memory.Sampler | None = None

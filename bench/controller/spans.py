@@ -1,0 +1,310 @@
+"""The components' own account (scenario `tracing: true`): span hops, a waterfall, what tracing costs.
+
+The spans (spans.parquet, or spans.jsonl while a run is open) are ours (service `hopbench`: a
+root `lifecycle` per lifecycle and a client span per CRI call, bench.node.traces) and the
+daemons' own, joined by trace id: a runtime that read our `traceparent` made its server span a
+child of our client span. For each client span:
+
+- **client**: our call as we timed it;
+- **server**: the runtime's span for that call (the child of ours);
+- **transport**: client minus server (gRPC over the unix socket, both ends' marshalling);
+- **shim**: the spans under the server span that are calls to the shim or OCI runtime
+  (containerd's ttrpc `containerd.task.v3.Task/*`, CRI-O's `runtimeOCI.*`), the outermost ones;
+- **CNI**: likewise the network set-up and tear-down spans;
+- **daemon**: server minus shim and CNI, the daemon's own work.
+
+Per stack, handler, concurrency and op the table gives each part's median over the measured
+lifecycles. The waterfall draws, per stack, the pod start-up of the lifecycle whose start-up is
+the median one: each span a bar at its offset, labelled with its ms, nested by depth.
+
+What tracing costs: a stack instance named `<kind>@<version>+traced` runs beside its untraced
+twin in the same interleaved run; per op, the ratio of medians traced / untraced with its
+percentile-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Rectangle
+
+from bench.controller import charts, stats
+from bench.controller.charts import plt
+from bench.controller.render import Block, Image, Para, Section, Table
+from bench.controller.run import Run
+from bench.controller.view import View
+from bench.ops import POD_START_OPS
+from bench.stacks import kind_of, variant_of, version_of
+
+OURS = "hopbench"
+# containerd: its ttrpc calls to the shim; CRI-O: its oci package (conmon and runc, and the wait
+# for the process), named by function as CRI-O names every span.
+SHIM = re.compile(r"containerd\.task\.v\d+\.Task/|/internal/oci\.|runtimeOCI\b|\bconmon\b")
+# containerd: cni.Setup, cni.Remove, cni.setup_pod_network; CRI-O: (*Server).networkStart/Stop.
+CNI = re.compile(r"^cni\.|\.networkStart$|\.networkStop$")
+PARTS = ("client", "server", "transport", "daemon", "shim", "CNI")
+# The fewest lifecycles whose median has a distribution-free 95% interval.
+MIN_N = 6
+
+
+def _tree(spans: pd.DataFrame) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """children by parent span id, and row index by span id (within one run: ids are random)."""
+    children: dict[str, list[int]] = defaultdict(list)
+    index: dict[str, int] = {}
+    for i, (sid, parent) in enumerate(zip(spans["span_id"], spans["parent_span_id"], strict=True)):
+        index[str(sid)] = i
+        if parent:
+            children[str(parent)].append(i)
+    return children, index
+
+
+def _outermost(root: int, spans: pd.DataFrame, children: dict[str, list[int]], pattern: re.Pattern[str]) -> float:
+    """ms of the outermost spans under `root` whose name matches `pattern` (one nested in
+    another counts once)."""
+    names, ids = spans["name"].to_numpy(), spans["span_id"].to_numpy()
+    dur = (spans["end_unix_ns"].to_numpy() - spans["start_unix_ns"].to_numpy()) / 1e6
+    total, stack = 0.0, list(children.get(str(ids[root]), []))
+    while stack:
+        i = stack.pop()
+        if pattern.search(str(names[i])):
+            total += float(dur[i])
+        else:
+            stack.extend(children.get(str(ids[i]), []))
+    return total
+
+
+def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
+    """One row per client span of ours: where it ran and its parts in ms (NaN where the runtime
+    sent no span for it)."""
+    if spans.empty:
+        return pd.DataFrame()
+    spans = spans.reset_index(drop=True)
+    children, _ = _tree(spans)
+    kinds, services = spans["span_kind"].to_numpy(), spans["service"].to_numpy()
+    start, end = spans["start_unix_ns"].to_numpy(), spans["end_unix_ns"].to_numpy()
+    ids = spans["span_id"].to_numpy()
+    rows = []
+    for i in np.flatnonzero((services == OURS) & (kinds == "client")):
+        client = (end[i] - start[i]) / 1e6
+        server = [j for j in children.get(str(ids[i]), []) if services[j] != OURS]
+        row: dict[str, Any] = {
+            k: spans.at[i, k] for k in ("stack", "handler", "concurrency", "iteration", "warmup", "trace_id")
+        }
+        row["level"] = spans.at[i, "level"] if "level" in spans else ""
+        row.update(op=spans.at[i, "name"], client=client)
+        if server:
+            j = max(server, key=lambda k: end[k] - start[k])
+            srv = (end[j] - start[j]) / 1e6
+            shim = _outermost(j, spans, children, SHIM)
+            cni = _outermost(j, spans, children, CNI)
+            row.update(server=srv, transport=client - srv, shim=shim, CNI=cni, daemon=srv - shim - cni)
+            row["server service"] = services[j]
+        else:
+            row.update({p: np.nan for p in PARTS[1:]}, **{"server service": ""})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def hop_rows(spans: pd.DataFrame) -> pd.DataFrame:
+    """Per stack, handler, concurrency and op: n, the share of calls the runtime traced, and the
+    median of each part (ms)."""
+    parts = call_parts(spans)
+    if parts.empty:
+        return pd.DataFrame()
+    parts = parts[~parts["warmup"].astype(bool)]
+    rows = []
+    keys = ["stack", "handler", "level", "concurrency", "op"]
+    for (stack, handler, level, conc, op), g in parts.groupby(keys, sort=False):
+        traced = g.dropna(subset=["server"])
+        row: dict[str, Any] = {
+            "stack": stack,
+            "handler": handler,
+            "level": level,
+            "concurrency": int(conc),
+            "op": op,
+            "n": len(g),
+            "traced": len(traced) / len(g),
+        }
+        for p in PARTS:
+            values = (g if p == "client" else traced)[p].to_numpy(float)
+            row[f"{p} (ms)"] = float(np.median(values)) if len(values) else float("nan")
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order = {op: i for i, op in enumerate(stats.op_order(list(out["op"].unique())))}
+    return out.sort_values(
+        ["stack", "handler", "concurrency", "op"], key=lambda c: c.map(order) if c.name == "op" else c
+    )
+
+
+def missing_spans(parts: pd.DataFrame) -> list[str]:
+    """Per traced instance (`+traced`): how many of our calls (measured or not) got no server span
+    of the runtime (dropped by its exporter, or a call it does not trace); docker's cri-dockerd
+    passes no traceparent on, so its calls have none by design and are said so."""
+    out: list[str] = []
+    if parts.empty:
+        return out
+    # The agent's start-up probes (level probe) wait for an exporter to connect: not counted.
+    parts = parts[parts["level"] != "probe"]
+    for stack, g in parts.groupby("stack", sort=True):
+        if variant_of(str(stack)) != "traced":
+            continue
+        none = int(g["server"].isna().sum())
+        why = " (cri-dockerd passes no traceparent on)" if kind_of(str(stack)) == "docker" else ""
+        out.append(f"{stack} {none} of {len(g)}{why}")
+    return out
+
+
+def tracing_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(untraced, traced) instance names: `containerd@2.4.2` and `containerd@2.4.2+traced`."""
+    present = set(names)
+    out = []
+    for name in sorted(present):
+        if variant_of(name) == "traced":
+            base = f"{kind_of(name)}@{version_of(name).split('+', 1)[0]}"
+            if base in present:
+                out.append((base, name))
+    return out
+
+
+def cost_rows(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per traced pair, level, handler, concurrency and op: the untraced and traced p50 and the
+    ratio traced / untraced with its interval."""
+    if samples.empty:
+        return pd.DataFrame()
+    pairs = tracing_pairs([str(s) for s in samples["stack"].unique()])
+    ok = samples[samples["ok"].astype(bool) & ~samples["warmup"].astype(bool)]
+    rows = []
+    for base, traced in pairs:
+        both = ok[ok["stack"].isin([base, traced])]
+        for (level, handler, conc, op), g in both.groupby(["level", "handler", "concurrency", "op"], sort=False):
+            a = g[g["stack"] == base]["duration_ns"].to_numpy(float) / 1e6
+            b = g[g["stack"] == traced]["duration_ns"].to_numpy(float) / 1e6
+            if len(a) == 0 or len(b) == 0:
+                continue
+            ratio, lo, hi = stats.ratio_of_medians(a, b) if min(len(a), len(b)) >= MIN_N else (np.nan,) * 3
+            rows.append(
+                {
+                    "stack": base,
+                    "level": level,
+                    "handler": handler,
+                    "concurrency": int(conc),
+                    "op": op,
+                    "n": min(len(a), len(b)),
+                    "untraced p50 (ms)": float(np.median(a)),
+                    "traced p50 (ms)": float(np.median(b)),
+                    "traced / untraced": ratio,
+                    "CI low": lo,
+                    "CI high": hi,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def median_startup_trace(spans: pd.DataFrame, stack: str) -> str:
+    """The trace id of `stack`'s measured lifecycle at concurrency 1 whose pod start-up (our client
+    spans of RunPodSandbox, CreateContainer, StartContainer) is the median one; '' if none."""
+    ours = spans[
+        (spans["service"] == OURS)
+        & (spans["span_kind"] == "client")
+        & (spans["stack"] == stack)
+        & (spans["concurrency"] == 1)
+        & ~spans["warmup"].astype(bool)
+        & spans["name"].isin(POD_START_OPS)
+    ]
+    if ours.empty:
+        return ""
+    per = ours.assign(ms=(ours["end_unix_ns"] - ours["start_unix_ns"]) / 1e6).groupby("trace_id")["ms"].sum()
+    per = per.sort_values()
+    return str(per.index[len(per) // 2])
+
+
+def waterfall(spans: pd.DataFrame, stack: str, max_rows: int = 36) -> str:
+    """One pod start-up of `stack` (the median one) as nested bars: our client spans at the top
+    of each call, the runtime's spans below, each labelled with its ms."""
+    trace = median_startup_trace(spans, stack)
+    t = spans[spans["trace_id"] == trace].reset_index(drop=True)
+    children, _ = _tree(t)
+    starts = t["start_unix_ns"].to_numpy()
+    calls = t[(t["service"] == OURS) & (t["span_kind"] == "client") & t["name"].isin(POD_START_OPS)]
+    rows: list[tuple[int, int]] = []  # (index, depth), depth first
+
+    def walk(i: int, depth: int) -> None:
+        if len(rows) >= max_rows:
+            return
+        rows.append((i, depth))
+        for j in sorted(children.get(str(t.at[i, "span_id"]), []), key=lambda k: starts[k]):
+            walk(j, depth + 1)
+
+    for i in calls.sort_values("start_unix_ns").index:
+        walk(int(i), 0)
+    t0 = float(min(starts[i] for i, _ in rows)) if rows else 0.0
+    fig, ax = plt.subplots(figsize=(9, 0.28 * max(len(rows), 4) + 1))
+    colours = {OURS: "#4c72b0"}
+    palette = ["#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    for y, (i, depth) in enumerate(rows):
+        service = str(t.at[i, "service"])
+        colour = colours.setdefault(service, palette[(len(colours) - 1) % len(palette)])
+        x = (starts[i] - t0) / 1e6
+        w = (t.at[i, "end_unix_ns"] - starts[i]) / 1e6
+        ax.barh(y, max(w, 0.01), left=x, color=colour, height=0.8)
+        ax.text(x, y, f" {'  ' * depth}{t.at[i, 'name']}  {w:.2f} ms", va="center", fontsize=7)
+    ax.invert_yaxis()
+    ax.set_yticks([])
+    ax.set_xlabel("ms from the pod start-up's first call")
+    ax.set_title(f"{stack}: the median pod start-up, as its spans tell it", fontsize=9)
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    ax.legend(handles, list(colours), fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    return charts.png(fig)
+
+
+def of(run: Run) -> pd.DataFrame:
+    return run.derived("span-hops", lambda r: hop_rows(r.spans))
+
+
+def applies(run: Run) -> bool:
+    return bool((run.meta.get("scenario") or {}).get("tracing")) or not run.spans.empty
+
+
+def span_sections(run: Run) -> list[Section]:
+    spans = run.spans
+    blocks: list[Block] = []
+    if spans.empty:
+        blocks.append(Para("The scenario asked for traces, but no span reached the results."))
+        return [Section("Traces: the components' own account", blocks)]
+    services = spans.groupby("service").size().to_dict()
+    blocks.append(
+        Para(
+            "Spans per service: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(services.items()))
+            + ". Our client span per CRI call carries its traceparent; a runtime that reads it (containerd, CRI-O)"
+            " makes its server span a child of ours. *transport* is client minus server, *shim* the runtime's calls"
+            " to its shim or OCI runtime, *CNI* the network set-up, *daemon* the server span minus those two."
+        )
+    )
+    ours = spans[(spans["service"] == OURS) & (spans["span_kind"] == "client")]
+    for stack in sorted(ours["stack"].unique()):
+        if median_startup_trace(spans, str(stack)):
+            blocks.append(Image(f"{stack}: the median pod start-up, span by span", waterfall(spans, str(stack))))
+    rows = of(run)
+    if not rows.empty:
+        blocks.append(Table(rows.round(3)))
+        missing = missing_spans(call_parts(spans))
+        if missing:
+            blocks.append(
+                Para("Calls of a traced instance with no span of the runtime under them: " + "; ".join(missing) + ".")
+            )
+    cost = cost_rows(run.samples)
+    if not cost.empty:
+        blocks.append(
+            Para("What tracing costs: each traced instance beside its untraced twin in the same interleaved run.")
+        )
+        blocks.append(Table(cost.round(3)))
+    return [Section("Traces: the components' own account", blocks)]
+
+
+VIEW = View("traces", span_sections, applies)

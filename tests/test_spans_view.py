@@ -1,0 +1,114 @@
+"""The span view (bench/controller/spans.py) on planted spans whose parts are known: client,
+server, transport, shim, CNI and daemon per call; the waterfall; what tracing costs. Real spans
+from containerd and CRI-O are tests/integration/test_traces.py's."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from bench.controller import spans as sv
+from bench.controller.results import RunStore
+from bench.controller.run import Run
+
+MS = 1_000_000
+
+
+def span(trace, sid, parent, name, kind, start_ms, end_ms, service="containerd", **where):
+    base = {"stack": "", "handler": "", "iteration": -1, "concurrency": 0, "worker": -1, "warmup": False, "level": ""}
+    return {
+        "run_id": "r1",
+        "node": "local",
+        **base,
+        **where,
+        "service": service,
+        "trace_id": trace,
+        "span_id": sid,
+        "parent_span_id": parent,
+        "name": name,
+        "span_kind": kind,
+        "start_unix_ns": int(start_ms * MS),
+        "end_unix_ns": int(end_ms * MS),
+        "status": 0,
+        "attributes": "{}",
+    }
+
+
+def lifecycle(i: int, stack: str = "containerd@2.4.2+traced", slow: float = 0.0) -> list[dict]:
+    """One pod start-up: RunPodSandbox 10 ms (server 9: CNI 3, a shim call 2), CreateContainer
+    4 ms (server 3.5), StartContainer 6 ms (server 5: shim 4, nested in it a runc span)."""
+    where = {"stack": stack, "handler": "runc", "iteration": i, "concurrency": 1, "worker": 0, "warmup": i == 0}
+    where["level"] = "cri"
+    t, o = f"t{stack}{i}", 100.0 * i
+    return [
+        span(t, f"root{i}", "", "lifecycle", "internal", o, o + 30 + slow, service="hopbench", **where),
+        span(t, f"c1{i}", f"root{i}", "RunPodSandbox", "client", o, o + 10 + slow, service="hopbench", **where),
+        span(t, f"s1{i}", f"c1{i}", "runtime.v1.RuntimeService/RunPodSandbox", "server", o + 0.5, o + 9.5 + slow),
+        span(t, f"n1{i}", f"s1{i}", "cni.setup_pod_network", "internal", o + 1, o + 4),
+        span(t, f"k1{i}", f"s1{i}", "containerd.task.v3.Task/Create", "client", o + 5, o + 7),
+        span(t, f"c2{i}", f"root{i}", "CreateContainer", "client", o + 11, o + 15, service="hopbench", **where),
+        span(t, f"s2{i}", f"c2{i}", "runtime.v1.RuntimeService/CreateContainer", "server", o + 11.2, o + 14.7),
+        span(t, f"c3{i}", f"root{i}", "StartContainer", "client", o + 16, o + 22, service="hopbench", **where),
+        span(t, f"s3{i}", f"c3{i}", "runtime.v1.RuntimeService/StartContainer", "server", o + 16.5, o + 21.5),
+        span(t, f"k3{i}", f"s3{i}", "containerd.task.v3.Task/Start", "client", o + 17, o + 21),
+        span(t, f"r3{i}", f"k3{i}", "runtimeOCI.start", "internal", o + 17.5, o + 20),
+    ]
+
+
+def test_each_call_is_cut_into_client_server_transport_shim_cni_and_daemon():
+    spans = pd.DataFrame([s for i in range(8) for s in lifecycle(i)])
+    parts = sv.call_parts(spans).set_index(["iteration", "op"])
+    run = parts.loc[(3, "RunPodSandbox")]
+    assert (run["client"], run["server"], run["transport"]) == (10.0, 9.0, 1.0)
+    assert (run["CNI"], run["shim"], run["daemon"]) == (3.0, 2.0, 4.0)
+    start = parts.loc[(3, "StartContainer")]
+    assert start["shim"] == 4.0 and start["daemon"] == 1.0  # the runc span inside the shim call counts once
+    rows = sv.hop_rows(spans).set_index("op")
+    assert list(rows.index) == ["RunPodSandbox", "CreateContainer", "StartContainer"]
+    assert rows.loc["CreateContainer", "n"] == 7 and rows.loc["CreateContainer", "traced"] == 1.0
+    assert abs(rows.loc["CreateContainer", "transport (ms)"] - 0.5) < 1e-9
+
+
+def test_a_call_the_runtime_did_not_trace_counts_as_untraced_not_as_zero():
+    spans = pd.DataFrame([s for i in range(1, 4) for s in lifecycle(i) if not s["span_id"].startswith("s2")])
+    rows = sv.hop_rows(spans).set_index("op")
+    assert rows.loc["CreateContainer", "traced"] == 0.0
+    assert pd.isna(rows.loc["CreateContainer", "server (ms)"]) and rows.loc["CreateContainer", "client (ms)"] == 4.0
+
+
+def test_the_tracing_cost_pairs_each_traced_twin_with_its_untraced_instance():
+    names = ["containerd@2.4.2", "containerd@2.4.2+traced", "crio@1.36.3+traced", "docker@29.8.1-dev+cgroupfs"]
+    assert sv.tracing_pairs(names) == [("containerd@2.4.2", "containerd@2.4.2+traced")]
+    rows = []
+    for stack, ms in (("containerd@2.4.2", 10.0), ("containerd@2.4.2+traced", 11.0)):
+        for i in range(10):
+            rows.append(
+                {
+                    **{"stack": stack, "handler": "runc", "level": "cri", "concurrency": 1, "op": "RunPodSandbox"},
+                    **{"iteration": i, "warmup": False, "ok": True, "duration_ns": int((ms + i / 100) * MS)},
+                }
+            )
+    cost = sv.cost_rows(pd.DataFrame(rows))
+    (row,) = cost.to_dict("records")
+    assert abs(row["traced / untraced"] - 1.1) < 0.01 and row["CI low"] <= row["traced / untraced"] <= row["CI high"]
+
+
+def test_the_report_section_has_a_waterfall_per_stack_and_the_hop_table(tmp_path):
+    store = RunStore(tmp_path, "r1")
+    store.update_meta(node="local", scenario={"name": "traces", "tracing": True})
+    for i in range(8):
+        for s in lifecycle(i) + lifecycle(i, "crio@1.36.3+traced", slow=i):
+            store.add_record("spans.jsonl", s)
+    store.update_meta(status="complete")
+    store.close()
+    assert (store.dir / "spans.parquet").exists()
+    run = Run(store.dir)
+    (section,) = sv.VIEW.render(run)
+    images = [b for b in section.blocks if getattr(b, "src", "").startswith("data:image/png")]
+    assert len(images) == 2
+    assert "containerd 112" in section.blocks[0].text and "hopbench 64" in section.blocks[0].text
+    # The median start-up of CRI-O's lifecycles 1..7 (0 is the warm-up): slow grows with i.
+    trace = sv.median_startup_trace(run.spans, "crio@1.36.3+traced")
+    assert trace == "tcrio@1.36.3+traced4"
+    assert json.loads(run.spans.iloc[0]["attributes"]) == {}
