@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,12 @@ def load_stack(path: Path) -> Stack:
 def instance_name(kind: str, version: str) -> str:
     """`containerd@2.4.2`; the bare kind for an instance without a version (older descriptions)."""
     return f"{kind}@{version}" if version else kind
+
+
+def kube_node_name(stack: str) -> str:
+    """The node name of a stack instance's kubelet (its --hostname-override, and the host.name of
+    its spans): a DNS subdomain, so a twin's '+' (containerd@2.4.2+cgroupfs) becomes '-'."""
+    return re.sub(r"[^a-z0-9.-]", "-", f"hb-kube-{stack.replace('@', '-')}".lower())
 
 
 def kind_of(stack: str) -> str:

@@ -112,3 +112,33 @@ def test_the_report_section_has_a_waterfall_per_stack_and_the_hop_table(tmp_path
     trace = sv.median_startup_trace(run.spans, "crio@1.36.3+traced")
     assert trace == "tcrio@1.36.3+traced4"
     assert json.loads(run.spans.iloc[0]["attributes"]) == {}
+
+
+def test_a_kubelets_cri_calls_are_cut_up_and_given_the_stack_its_node_name_names():
+    """Level kube: the kubelet's client span for RunPodSandbox (its host.name the stack's kubelet
+    node) inside one of our lifecycles; the runtime's server span under it. Its housekeeping
+    outside every lifecycle is left out."""
+    stack = "containerd@2.4.2+traced"
+    where = {"stack": stack, "handler": "runc", "iteration": 2, "concurrency": 1, "worker": 0, "warmup": False}
+    where["level"] = "kube"
+    host = json.dumps({"host.name": "hb-kube-containerd-2.4.2-traced"})
+    rows = [
+        span("ours", "root", "", "lifecycle", "internal", 0, 1000, service="hopbench", **where),
+        span("k", "kc", "sync", "runtime.v1.RuntimeService/RunPodSandbox", "client", 10, 60, service="kubelet"),
+        span("k", "ks", "kc", "runtime.v1.RuntimeService/RunPodSandbox", "server", 11, 59),
+        span("k", "cni", "ks", "cni.setup_pod_network", "internal", 20, 40),
+        span("h", "lc", "", "runtime.v1.RuntimeService/ListContainers", "client", 2000, 2001, service="kubelet"),
+    ]
+    for r in rows:
+        if r["service"] == "kubelet":
+            r["attributes"] = host
+    parts = sv.call_parts(pd.DataFrame(rows))
+    (call,) = parts.to_dict("records")
+    assert (call["op"], call["stack"], call["level"], call["iteration"], call["caller"]) == (
+        "RunPodSandbox",
+        stack,
+        "kube",
+        2,
+        "kubelet",
+    )
+    assert (call["client"], call["server"], call["CNI"], call["daemon"]) == (50.0, 48.0, 20.0, 28.0)

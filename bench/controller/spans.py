@@ -24,6 +24,7 @@ percentile-bootstrap interval.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from typing import Any
@@ -38,7 +39,7 @@ from bench.controller.render import Block, Image, Para, Section, Table
 from bench.controller.run import Run
 from bench.controller.view import View
 from bench.ops import POD_START_OPS
-from bench.stacks import kind_of, variant_of, version_of
+from bench.stacks import kind_of, kube_node_name, variant_of, version_of
 
 OURS = "hopbench"
 # containerd: its ttrpc calls to the shim; CRI-O: its oci package (conmon and runc, and the wait
@@ -77,25 +78,66 @@ def _outermost(root: int, spans: pd.DataFrame, children: dict[str, list[int]], p
     return total
 
 
+KUBELET = "kubelet"
+CRI_METHOD = re.compile(r"^/?runtime\.v1\.(?:Runtime|Image)Service/(\w+)$")
+
+
+def _callers(spans: pd.DataFrame) -> pd.DataFrame:
+    """The client spans whose calls the table cuts up, with where they ran: ours (their own
+    fields), and a kubelet's CRI calls at levels kube and kubelet, given the stack of the kubelet
+    (its host.name is the stack's kubelet node name) and the lifecycle of that stack whose root
+    span holds the call (calls outside every lifecycle, the kubelet's housekeeping, are left out)."""
+    ours = spans[(spans["service"] == OURS) & (spans["span_kind"] == "client")].copy()
+    ours["op"] = ours["name"]
+    kubelet = spans[(spans["service"] == KUBELET) & (spans["span_kind"] == "client")]
+    if kubelet.empty:
+        return ours
+    roots = spans[(spans["service"] == OURS) & (spans["name"] == "lifecycle")]
+    by_node = {kube_node_name(str(st)): str(st) for st in roots["stack"].unique()}
+    rows = []
+    for _, row in kubelet.iterrows():
+        m = CRI_METHOD.match(str(row["name"]))
+        host = str(json.loads(str(row.get("attributes") or "{}")).get("host.name", ""))
+        stack = by_node.get(host)
+        if m is None or stack is None:
+            continue
+        life = roots[
+            (roots["stack"] == stack)
+            & (roots["start_unix_ns"] <= row["start_unix_ns"])
+            & (roots["end_unix_ns"] >= row["end_unix_ns"])
+        ]
+        if life.empty:
+            continue
+        first = life.iloc[0]
+        found = row.copy()
+        for k in ("stack", "handler", "concurrency", "iteration", "warmup", "level"):
+            found[k] = first[k]
+        found["op"] = m.group(1)
+        rows.append(found)
+    return pd.concat([ours, pd.DataFrame(rows)]) if rows else ours
+
+
 def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
-    """One row per client span of ours: where it ran and its parts in ms (NaN where the runtime
-    sent no span for it)."""
+    """One row per client span that called a runtime (ours; a kubelet's at levels kube and
+    kubelet): where it ran and its parts in ms (NaN where the runtime sent no span for it)."""
     if spans.empty:
         return pd.DataFrame()
     spans = spans.reset_index(drop=True)
+    if "level" not in spans:
+        spans["level"] = ""
     children, _ = _tree(spans)
-    kinds, services = spans["span_kind"].to_numpy(), spans["service"].to_numpy()
+    services = spans["service"].to_numpy()
     start, end = spans["start_unix_ns"].to_numpy(), spans["end_unix_ns"].to_numpy()
     ids = spans["span_id"].to_numpy()
+    callers = _callers(spans)
     rows = []
-    for i in np.flatnonzero((services == OURS) & (kinds == "client")):
+    for i, caller in callers.iterrows():
         client = (end[i] - start[i]) / 1e6
-        server = [j for j in children.get(str(ids[i]), []) if services[j] != OURS]
+        server = [j for j in children.get(str(ids[i]), []) if services[j] not in (OURS, KUBELET)]
         row: dict[str, Any] = {
-            k: spans.at[i, k] for k in ("stack", "handler", "concurrency", "iteration", "warmup", "trace_id")
+            k: caller[k] for k in ("stack", "handler", "level", "concurrency", "iteration", "warmup", "trace_id", "op")
         }
-        row["level"] = spans.at[i, "level"] if "level" in spans else ""
-        row.update(op=spans.at[i, "name"], client=client)
+        row.update(client=client, caller=str(services[i]))
         if server:
             j = max(server, key=lambda k: end[k] - start[k])
             srv = (end[j] - start[j]) / 1e6
@@ -116,6 +158,8 @@ def hop_rows(spans: pd.DataFrame) -> pd.DataFrame:
     if parts.empty:
         return pd.DataFrame()
     parts = parts[~parts["warmup"].astype(bool)]
+    if parts.empty:
+        return pd.DataFrame()
     rows = []
     keys = ["stack", "handler", "level", "concurrency", "op"]
     for (stack, handler, level, conc, op), g in parts.groupby(keys, sort=False):
@@ -126,6 +170,7 @@ def hop_rows(spans: pd.DataFrame) -> pd.DataFrame:
             "level": level,
             "concurrency": int(conc),
             "op": op,
+            "caller": ", ".join(sorted(set(g["caller"]))),
             "n": len(g),
             "traced": len(traced) / len(g),
         }

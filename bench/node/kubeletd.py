@@ -58,9 +58,8 @@ def ident_of(stack: stacks.Stack) -> str:
 
 
 def node_name_of(stack: stacks.Stack) -> str:
-    """The kubelet's node name for a stack (its --hostname-override): a DNS subdomain, so a
-    driver twin's '+' (containerd@2.4.2+cgroupfs) becomes '-'; also a label value."""
-    return re.sub(r"[^a-z0-9.-]", "-", f"hb-kube-{ident_of(stack)}".lower())
+    """The kubelet's node name for a stack (its --hostname-override; also a label value)."""
+    return stacks.kube_node_name(stack.name)
 
 
 def free_port() -> int:

@@ -111,16 +111,14 @@ class Tracer:
         self.local = threading.local()
         self.spans = 0
         self.lock = threading.Lock()
-        self.by_stack: dict[str, set[str]] = {}  # the lifecycles' trace ids per stack instance
+        # Per stack instance, the trace ids of the lifecycles that called it with our traceparent.
+        self.by_stack: dict[str, set[str]] = {}
 
     @contextlib.contextmanager
     def lifecycle(self, where: Where, level: str = "") -> Iterator[str]:
         """One lifecycle of `level` as a trace: its root span `lifecycle` ends when the block does."""
         trace_id, root = new_id(16), new_id(8)
         self.local.current = (trace_id, root, where, level)
-        if level != "probe":
-            with self.lock:
-                self.by_stack.setdefault(where.stack, set()).add(trace_id)
         start = time.time_ns()
         try:
             yield trace_id
@@ -174,6 +172,9 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         if current is None:  # outside a lifecycle (set-up, clean-up): no trace
             return continuation(details, request)
         trace_id, parent, where, level = current
+        if level != "probe":  # a lifecycle whose runtime got our traceparent: its spans are awaited
+            with self.tracer.lock:
+                self.tracer.by_stack.setdefault(where.stack, set()).add(trace_id)
         span_id = new_id(8)
         metadata = [*(details.metadata or ()), ("traceparent", traceparent(trace_id, span_id))]
         details = _Details(
