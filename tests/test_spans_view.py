@@ -5,9 +5,12 @@ from containerd and CRI-O are tests/integration/test_traces.py's."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
+from bench import cli
 from bench.controller import spans as sv
 from bench.controller.results import RunStore
 from bench.controller.run import Run
@@ -142,3 +145,72 @@ def test_a_kubelets_cri_calls_are_cut_up_and_given_the_stack_its_node_name_names
         "kubelet",
     )
     assert (call["client"], call["server"], call["CNI"], call["daemon"]) == (50.0, 48.0, 20.0, 28.0)
+
+
+KEPT = Path(__file__).resolve().parents[1] / "results" / "kept" / "20261206T045328Z-traces-local-b02e"
+
+
+def test_the_kept_traced_run_has_every_lifecycles_runtime_spans_a_waterfall_per_stack_and_the_cost(tmp_path):
+    """scenarios/traces.yaml, kept: containerd, CRI-O and Docker each beside its +traced twin, 30
+    lifecycles + 3 warm-up at 1 and 8 in flight. Every call of containerd's and CRI-O's twins
+    has the runtime's span under it; Docker's none (cri-dockerd passes no traceparent on); the
+    report draws a waterfall per stack and gives traced / untraced per op."""
+    run = tmp_path / KEPT.name
+    shutil.copytree(KEPT, run)
+    r = Run(run)
+    parts = sv.call_parts(r.spans)
+    measured = parts[parts["level"] == "cri"]
+    for stack in ("containerd@2.4.2+traced", "crio@1.36.3+traced"):
+        mine = measured[measured["stack"] == stack]
+        assert len(mine) > 600 and mine["server"].notna().all(), stack
+    assert measured[measured["stack"] == "docker@29.8.1-dev+traced"]["server"].isna().all()
+    rows = sv.hop_rows(r.spans).set_index(["stack", "concurrency", "op"])
+    start = rows.loc[("containerd@2.4.2+traced", 1, "StartContainer")]
+    assert start["shim (ms)"] > 0.5 * start["server (ms)"]  # the shim's Task/Create + Task/Start
+    assert rows.loc[("crio@1.36.3+traced", 1, "RunPodSandbox"), "CNI (ms)"] > 0
+    cost = sv.cost_rows(r.samples)
+    assert set(cost["stack"]) == {"containerd@2.4.2", "crio@1.36.3", "docker@29.8.1-dev"}
+    assert cost[["CI low", "CI high"]].notna().all().all()
+    assert cli.main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert html.count("the median pod start-up, span by span") == 6  # every instance, traced or not
+
+
+KUBE = KEPT.parent / "20261206T045629Z-traces-kube-local-f6b7"
+
+
+def test_the_kept_kube_run_cuts_up_the_kubelets_calls_with_containerds_spans_under_them(tmp_path):
+    """scenarios/traces-kube.yaml, kept: the kubelet of each +traced instance traced its CRI calls;
+    containerd's server span is under each of the pod lifecycle's calls, Docker's is not."""
+    run = tmp_path / KUBE.name
+    shutil.copytree(KUBE, run)
+    rows = sv.hop_rows(Run(run).spans).set_index(["stack", "op"])
+    for op in ("RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "StopPodSandbox"):
+        row = rows.loc[("containerd@2.4.2+traced", op)]
+        assert row["caller"] == "kubelet" and row["n"] == 12 and row["traced"] == 1.0, (op, row)
+        assert rows.loc[("docker@29.8.1-dev+traced", op), "traced"] == 0.0
+    assert rows.loc[("containerd@2.4.2+traced", "StartContainer"), "shim (ms)"] > 0
+
+
+HOPS = KEPT.parent / "20261206T045925Z-traces-hops-local-fdd8"
+
+
+def test_the_three_views_of_the_runtimes_part_agree_where_they_see_the_same_calls_and_say_why_not(tmp_path):
+    """scenarios/traces-hops.yaml, kept: the runtime alone (differential) <= the runtime inside the
+    stack (split) <= the daemon's call to it (spans) for the ops that start a container; where the
+    split's runtime part does not fit in the span's call (containerd deletes a task in its exit
+    handler, outside the stop call's spans), the table says so."""
+    run = tmp_path / HOPS.name
+    shutil.copytree(HOPS, run)
+    views = sv.three_views(Run(run)).set_index(["stack", "op"])
+    for key in (("containerd@2.4.2+traced", "StartContainer"), ("crio@1.36.3+traced", "CreateContainer")):
+        v = views.loc[key]
+        alone, inside, call = (
+            v["differential: runtime alone (ms)"],
+            v["split: runtime in the stack (ms)"],
+            v["spans: shim call (ms)"],
+        )
+        assert alone <= inside <= call and v["agree"], (key, v)
+    stop = views.loc[("containerd@2.4.2+traced", "StopContainer")]
+    assert not stop["agree"] and "exit handler" in stop["why they differ"]
+    assert views.loc[("crio@1.36.3+traced", "StopContainer"), "why they differ"].startswith("CRI-O's oci StopContainer")
