@@ -221,3 +221,24 @@ def test_the_kept_parallel_run_shows_each_stack_fetching_a_shared_image_once_and
         assert cold.loc[(stack, 4, False), "CI low"] > cold.loc[(stack, 1, False), "CI high"]
     sentences = pulls.pull_sentences(rows)
     assert any(s.startswith("One image pulled by every worker") and s.count("1.0×") == 3 for s in sentences)
+
+
+POD = KEPT.parent / "20261206T050117Z-pull-pod-local-7257"
+
+
+def test_the_kept_pull_in_pod_start_run_has_the_kubelets_pulls_beside_pod_start_up(tmp_path):
+    """scenarios/pull-pod.yaml, kept: every pod's start-up through the kubelet held a 100 MB pull
+    (one kubelet_image_pull_duration_seconds observation per pod, warm-up included), and the
+    pull's mean fits inside the pod start-up p50 of its stack."""
+    from bench.controller import kube
+
+    run = tmp_path / POD.name
+    shutil.copytree(POD, run)
+    r = Run(run)
+    slis = kube.kubelet_slis(kube.scrapes(r), r.samples).set_index("stack")
+    start = kube.startup(r.samples).set_index("target")
+    for stack in ("containerd@2.4.2", "docker@29.8.1-dev"):
+        assert slis.loc[stack, "image_pull_duration n"] == 9
+        assert 0 < slis.loc[stack, "image_pull_duration mean (ms)"] < start.loc[f"{stack}/runc", "p50 (ms)"]
+    settings = r.meta["node_facts"]["stacks"]["containerd@2.4.2"]["pull"]
+    assert settings["transfer.max_concurrent_downloads"] == 3
