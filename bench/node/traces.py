@@ -119,12 +119,18 @@ class Tracer:
         """One lifecycle of `level` as a trace: its root span `lifecycle` ends when the block does."""
         trace_id, root = new_id(16), new_id(8)
         self.local.current = (trace_id, root, where, level)
+        self.local.pending = []
         start = time.time_ns()
         try:
             yield trace_id
         finally:
+            end = time.time_ns()
             self.local.current = None
-            self._span(where, level, trace_id, root, "", "lifecycle", "internal", start, time.time_ns(), {}, 0)
+            # The client spans go out now, after the lifecycle: never inside a timed call.
+            pending, self.local.pending = self.local.pending, []
+            for args in pending:
+                self._span(*args)
+            self._span(where, level, trace_id, root, "", "lifecycle", "internal", start, end, {}, 0)
 
     def _span(
         self,
@@ -140,7 +146,8 @@ class Tracer:
         attrs: dict[str, Any],
         status: int,
     ) -> None:
-        self.spans += 1
+        with self.lock:
+            self.spans += 1
         self.emit(
             Span(
                 **where.__dict__,
@@ -192,7 +199,10 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         code = outcome.code() if hasattr(outcome, "code") else None
         status = 0 if code in (None, grpc.StatusCode.OK) else 2
         attrs = {"rpc.method": method, "rpc.service": str(details.method).rsplit("/", 2)[-2]}
-        self.tracer._span(where, level, trace_id, span_id, parent, method, "client", start, end, attrs, status)
+        # Kept until the lifecycle ends (Tracer.lifecycle emits it): the call is still being timed.
+        self.tracer.local.pending.append(
+            (where, level, trace_id, span_id, parent, method, "client", start, end, attrs, status)
+        )
         return outcome
 
 
