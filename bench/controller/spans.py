@@ -66,11 +66,18 @@ def _tree(spans: pd.DataFrame) -> tuple[dict[str, list[int]], dict[str, int]]:
     return children, index
 
 
-def _outermost(root: int, spans: pd.DataFrame, children: dict[str, list[int]], pattern: re.Pattern[str]) -> float:
+def _columns(spans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """names, span ids and durations (ms) as plain arrays, made once (a column read per call is slow)."""
+    dur = (spans["end_unix_ns"].to_numpy() - spans["start_unix_ns"].to_numpy()) / 1e6
+    return spans["name"].to_numpy(dtype=object), spans["span_id"].to_numpy(dtype=object), dur
+
+
+def _outermost(
+    root: int, cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], pattern: re.Pattern[str]
+) -> float:
     """ms of the outermost spans under `root` whose name matches `pattern` (one nested in
     another counts once)."""
-    names, ids = spans["name"].to_numpy(), spans["span_id"].to_numpy()
-    dur = (spans["end_unix_ns"].to_numpy() - spans["start_unix_ns"].to_numpy()) / 1e6
+    names, ids, dur = cols
     total, stack = 0.0, list(children.get(str(ids[root]), []))
     while stack:
         i = stack.pop()
@@ -134,6 +141,7 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
     ids = spans["span_id"].to_numpy()
     callers = _callers(spans)
     engine = _engine_roots(spans)
+    cols = _columns(spans)
     rows = []
     for i, caller in callers.iterrows():
         client = (end[i] - start[i]) / 1e6
@@ -145,8 +153,8 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
         if server:
             j = max(server, key=lambda k: end[k] - start[k])
             srv = (end[j] - start[j]) / 1e6
-            shim = _outermost(j, spans, children, SHIM)
-            cni = _outermost(j, spans, children, CNI)
+            shim = _outermost(j, cols, children, SHIM)
+            cni = _outermost(j, cols, children, CNI)
             row.update(server=srv, transport=client - srv, shim=shim, CNI=cni, daemon=srv - shim - cni)
             row.update(**{"server service": services[j], "joined": "parent"})
         elif (found := _by_time(caller, int(start[i]), int(end[i]), engine)) is not None:
@@ -155,7 +163,7 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
             # (its CNI included) and the transport.
             roots, service = found
             srv = float(sum(end[j] - start[j] for j in roots)) / 1e6
-            shim = sum(_outermost(j, spans, children, SHIM) for j in roots)
+            shim = sum(_outermost(j, cols, children, SHIM) for j in roots)
             row.update(server=srv, transport=client - srv, shim=shim, CNI=0.0, daemon=srv - shim)
             row.update(**{"server service": service, "joined": f"time ({len(roots)} Engine API calls)"})
         else:
