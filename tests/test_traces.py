@@ -23,7 +23,8 @@ from bench.errors import ComponentError
 from bench.messages import Span
 from bench.node import traces
 
-WHERE = traces.Where("r1", "local", "containerd@2.4.2+traced", "runc", 3, 1, 0, False)
+WHERE = {"run_id": "r1", "node": "local", "stack": "containerd@2.4.2+traced", "handler": "runc", "iteration": 3}
+WHERE |= {"concurrency": 1, "worker": 0, "warmup": False}
 
 
 def free_port() -> int:
@@ -63,7 +64,7 @@ def test_a_call_in_a_lifecycle_carries_our_span_as_its_traceparent_and_outside_o
     client = next(s for s in spans if s.span_kind == "client")
     root = next(s for s in spans if s.name == "lifecycle")
     assert client.span_id == span and client.parent_span_id == root.span_id and root.parent_span_id == ""
-    assert client.name == "Say" and client.stack == WHERE.stack and client.iteration == 3
+    assert client.name == "Say" and client.stack == WHERE["stack"] and client.iteration == 3
     assert client.level == root.level == "cri"
     assert root.start_unix_ns <= client.start_unix_ns <= client.end_unix_ns <= root.end_unix_ns
     assert json.loads(client.attributes)["rpc.service"] == "t.Echo"

@@ -205,10 +205,10 @@ def _by_time(
     return None
 
 
-def hop_rows(spans: pd.DataFrame) -> pd.DataFrame:
+def hop_rows(spans: pd.DataFrame, parts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per stack, handler, concurrency and op: n, the share of calls the runtime traced, and the
-    median of each part (ms)."""
-    parts = call_parts(spans)
+    median of each part (ms); `parts`: call_parts(spans) when the caller has it already."""
+    parts = call_parts(spans) if parts is None else parts
     if parts.empty:
         return pd.DataFrame()
     parts = parts[~parts["warmup"].astype(bool)]
@@ -324,14 +324,13 @@ def three_views(run: Run) -> pd.DataFrame:
     where they do not, or where the shim call holds far more than the runtime."""
     from bench.controller import hops
 
-    spans = run.spans
-    if spans.empty or not {"cri", "split"} <= run.levels:
+    if run.spans.empty or not {"cri", "split"} <= run.levels:
         return pd.DataFrame()
-    parts = hop_rows(spans)
+    parts = of(run)
     if parts.empty:
         return parts
     parts = parts[(parts["level"] == "cri") & (parts["concurrency"] == 1)]
-    split = hops.split_table(run.splits) if "split" in run.levels else pd.DataFrame()
+    split = hops.split_table(run.splits)
     diff = hops.hop_costs(run)
     rows = []
     for _, p in parts.iterrows():
@@ -453,8 +452,13 @@ def waterfall(spans: pd.DataFrame, stack: str, max_rows: int = 36) -> str:
     return charts.png(fig)
 
 
+def parts_of(run: Run) -> pd.DataFrame:
+    """The run's calls cut into parts, computed once (the table, its notes and the three views use them)."""
+    return run.derived("span-parts", lambda r: call_parts(r.spans))
+
+
 def of(run: Run) -> pd.DataFrame:
-    return run.derived("span-hops", lambda r: hop_rows(r.spans))
+    return run.derived("span-hops", lambda r: hop_rows(r.spans, parts_of(r)))
 
 
 def applies(run: Run) -> bool:
@@ -487,7 +491,7 @@ def span_sections(run: Run) -> list[Section]:
     rows = of(run)
     if not rows.empty:
         blocks.append(Table(rows.round(3)))
-        missing = missing_spans(call_parts(spans))
+        missing = missing_spans(parts_of(run))
         if missing:
             blocks.append(
                 Para("Calls of a traced instance with no span of the runtime under them: " + "; ".join(missing) + ".")

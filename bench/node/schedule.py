@@ -303,10 +303,7 @@ def one(level: Level, turn: Turn, ctx: Context) -> bool:
     where = level.where()
     name = f"{where[0]}/{where[1]}"
     if ctx.tracer is not None:
-        from bench.node.traces import Where
-
-        at = Where(**traced_fields(ctx, where[0], where[1], turn))
-        with ctx.tracer.lifecycle(at, level.name):
+        with ctx.tracer.lifecycle(traced_fields(ctx, where[0], where[1], turn), level.name):
             out = level.lifecycle(turn)
     else:
         out = level.lifecycle(turn)

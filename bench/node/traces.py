@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -89,18 +88,8 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in kvs}
 
 
-@dataclass(frozen=True)
-class Where:
-    """Where the lifecycle runs (the fields a Span shares with a Sample)."""
-
-    run_id: str
-    node: str
-    stack: str
-    handler: str
-    iteration: int
-    concurrency: int
-    worker: int
-    warmup: bool
+# Where a lifecycle runs: the fields a Span shares with a Sample (bench.node.levels.traced_fields).
+Where = dict[str, Any]
 
 
 class Tracer:
@@ -150,7 +139,7 @@ class Tracer:
             self.spans += 1
         self.emit(
             Span(
-                **where.__dict__,
+                **where,
                 service=SERVICE,
                 trace_id=trace_id,
                 span_id=span_id,
@@ -181,7 +170,7 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         trace_id, parent, where, level = current
         if level != "probe":  # a lifecycle whose runtime got our traceparent: its spans are awaited
             with self.tracer.lock:
-                self.tracer.by_stack.setdefault(where.stack, set()).add(trace_id)
+                self.tracer.by_stack.setdefault(where["stack"], set()).add(trace_id)
         span_id = new_id(8)
         metadata = [*(details.metadata or ()), ("traceparent", traceparent(trace_id, span_id))]
         details = _Details(
@@ -415,7 +404,8 @@ def probe(
     conf = stack.extra["tracing"]
     service, propagates = str(conf.get("service", "")), bool(conf.get("propagates", True))
     start = time.monotonic()
-    where = Where(job.run_id, job.node, stack.name, "", -1, 0, -1, True)
+    where = {"run_id": job.run_id, "node": job.node, "stack": stack.name, "handler": "", "iteration": -1}
+    where |= {"concurrency": 0, "worker": -1, "warmup": True}
     try:
         while time.monotonic() - start < timeout_s:
             before = receiver.count(service)
