@@ -72,6 +72,46 @@ def test_each_call_is_cut_into_client_server_transport_shim_cni_and_daemon():
     assert abs(rows.loc["CreateContainer", "transport (ms)"] - 0.5) < 1e-9
 
 
+def test_a_shim_that_traces_splits_its_call_into_ttrpc_and_its_own_server_span():
+    """+traced-shim: the shim answers containerd's Task/Create client span (2 ms) with a server
+    span of the same name (1.5 ms); a shim without that build leaves both parts NaN, not 0."""
+    stack = "containerd@2.4.2+traced-shim"
+    spans = []
+    for i in range(8):
+        life = lifecycle(i, stack)
+        o = 100.0 * i
+        life.append(span(f"t{stack}{i}", f"h1{i}", f"k1{i}", "containerd.task.v3.Task/Create", "server", o + 5.2, o + 6.7))
+        spans += life
+    parts = sv.call_parts(pd.DataFrame(spans)).set_index(["iteration", "op"])
+    run = parts.loc[(3, "RunPodSandbox")]
+    assert run["shim"] == 2.0 and abs(run["shim server"] - 1.5) < 1e-9 and abs(run["ttrpc"] - 0.5) < 1e-9
+    assert pd.isna(parts.loc[(3, "StartContainer"), "shim server"])  # no server span under Task/Start here
+    rows = sv.hop_rows(pd.DataFrame(spans)).set_index("op")
+    assert abs(rows.loc["RunPodSandbox", "shim server (ms)"] - 1.5) < 1e-9
+    plain = sv.hop_rows(pd.DataFrame([s for i in range(8) for s in lifecycle(i)])).set_index("op")
+    assert pd.isna(plain.loc["RunPodSandbox", "shim server (ms)"]) and plain.loc["RunPodSandbox", "shim (ms)"] == 2.0
+
+
+def test_the_shim_build_cost_pairs_the_shim_tracing_twin_with_the_traced_one():
+    names = ["containerd@2.4.2", "containerd@2.4.2+traced", "containerd@2.4.2+traced-shim"]
+    assert sv.tracing_pairs(names) == [("containerd@2.4.2", "containerd@2.4.2+traced")]
+    assert sv.tracing_pairs(names, sv.TRACED_SHIM, sv.TRACED) == [
+        ("containerd@2.4.2+traced", "containerd@2.4.2+traced-shim")
+    ]
+    rows = []
+    for stack, ms in (("containerd@2.4.2+traced", 10.0), ("containerd@2.4.2+traced-shim", 12.0)):
+        for i in range(10):
+            rows.append(
+                {
+                    **{"stack": stack, "handler": "runc", "level": "cri", "concurrency": 1, "op": "CreateContainer"},
+                    **{"iteration": i, "warmup": False, "ok": True, "duration_ns": int((ms + i / 100) * MS)},
+                }
+            )
+    (row,) = sv.cost_rows(pd.DataFrame(rows), shim=True).to_dict("records")
+    assert abs(row["shim_tracing shim / release shim"] - 1.2) < 0.01 and row["CI low"] > 1.0
+    assert sv.cost_rows(pd.DataFrame(rows)).empty  # no untraced instance: no tracing pair
+
+
 def test_a_call_the_runtime_did_not_trace_counts_as_untraced_not_as_zero():
     spans = pd.DataFrame([s for i in range(1, 4) for s in lifecycle(i) if not s["span_id"].startswith("s2")])
     rows = sv.hop_rows(spans).set_index("op")
@@ -224,3 +264,26 @@ def test_the_three_views_of_the_runtimes_part_agree_where_they_see_the_same_call
     stop = views.loc[("containerd@2.4.2+traced", "StopContainer")]
     assert not stop["agree"] and "exit handler" in stop["why they differ"]
     assert views.loc[("crio@1.36.3+traced", "StopContainer"), "why they differ"].startswith("CRI-O's oci StopContainer")
+
+
+SHIM = KEPT.parent / "20261206T072009Z-traces-shim-local-49db"
+
+
+def test_the_shim_tracing_build_splits_the_shim_call_and_is_weighed_against_the_release_build(tmp_path):
+    """scenarios/traces-shim.yaml, kept: the shim built with shim_tracing answers containerd's
+    Task/Create and Task/Start with spans of its own, so the shim call cuts into ttrpc and the
+    shim's own span, and, beside the split's runc timing of the same lifecycles, into runc and the
+    shim's own work; the build's cost against the release-style one is a ratio per op."""
+    run = tmp_path / SHIM.name
+    shutil.copytree(SHIM, run)
+    r = Run(run)
+    rows = sv.of(r).set_index(["stack", "level", "concurrency", "op"])
+    start = rows.loc[("containerd@2.4.2+traced-shim", "cri", 1, "StartContainer")]
+    assert 0 < start["ttrpc (ms)"] < start["shim server (ms)"] < start["shim (ms)"]
+    assert pd.isna(rows.loc[("containerd@2.4.2+traced", "cri", 1, "StartContainer"), "shim server (ms)"])
+    views = sv.three_views(r).set_index(["stack", "op"])
+    own = views.loc[("containerd@2.4.2+traced-shim", "StartContainer")]
+    assert own["agree"] and 0 < own["shim's own work (ms)"] < own["split level: shim's own span (ms)"]
+    cost = sv.cost_rows(r.samples, shim=True)
+    assert len(cost) == 28 and set(cost["stack"]) == {"containerd@2.4.2+traced"}
+    assert (cost["CI low"] <= cost["shim_tracing shim / release shim"]).all()

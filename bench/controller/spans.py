@@ -14,7 +14,11 @@ child of our client span. For each client span:
 - **shim**: the spans under the server span that are calls to the shim or OCI runtime
   (containerd's ttrpc `containerd.task.v3.Task/*`, CRI-O's `runtimeOCI.*`), the outermost ones;
 - **CNI**: likewise the network set-up and tear-down spans;
-- **daemon**: server minus shim and CNI, the daemon's own work.
+- **daemon**: server minus shim and CNI, the daemon's own work;
+- **shim server**: where the shim traces too (containerd's runc shim built with the
+  `shim_tracing` tag, instance `<kind>@<version>+traced-shim`), its own ttrpc server spans under
+  those calls: the shim's work with runc's inside it; **ttrpc** is shim minus shim server, the
+  round trips to the shim. NaN where the shim sent no span.
 
 Per stack, handler, concurrency and op the table gives each part's median over the measured
 lifecycles. The waterfall draws, per stack, the pod start-up of the lifecycle whose start-up is
@@ -22,7 +26,8 @@ the median one: each span a bar at its offset, labelled with its ms, nested by d
 
 What tracing costs: a stack instance named `<kind>@<version>+traced` runs beside its untraced
 twin in the same interleaved run; per op, the ratio of medians traced / untraced with its
-percentile-bootstrap interval.
+percentile-bootstrap interval. Likewise what the shim_tracing build of the shim costs:
+`+traced-shim` against `+traced` (the release-style shim), both exporting the daemon's spans.
 """
 
 from __future__ import annotations
@@ -50,7 +55,15 @@ OURS = "hopbench"
 SHIM = re.compile(r"containerd\.task\.v\d+\.Task/|/internal/oci\.|runtimeOCI\b|\bconmon\b")
 # containerd: cni.Setup, cni.Remove, cni.setup_pod_network; CRI-O: (*Server).networkStart/Stop.
 CNI = re.compile(r"^cni\.|\.networkStart$|\.networkStop$")
-PARTS = ("client", "server", "transport", "daemon", "shim", "CNI")
+PARTS = ("client", "server", "transport", "daemon", "shim", "CNI", "shim server", "ttrpc")
+# The instances that export their own spans: the daemon's (+traced), and the daemon's and the shim's.
+TRACED, TRACED_SHIM = "traced", "traced-shim"
+
+
+def is_traced(stack: str) -> bool:
+    return variant_of(stack) in (TRACED, TRACED_SHIM)
+
+
 # The fewest lifecycles whose median has a distribution-free 95% interval.
 MIN_N = 6
 
@@ -86,6 +99,26 @@ def _outermost(
         else:
             stack.extend(children.get(str(ids[i]), []))
     return total
+
+
+def _shim_servers(
+    root: int, cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], kinds: np.ndarray
+) -> float:
+    """ms of the shim's own server spans under the outermost shim calls below `root` (a shim
+    built with shim_tracing answers each ttrpc call with a server span of the same name); NaN
+    when there is none."""
+    names, ids, dur = cols
+    total, found, stack = 0.0, False, list(children.get(str(ids[root]), []))
+    while stack:
+        i = stack.pop()
+        if SHIM.search(str(names[i])):
+            for j in children.get(str(ids[i]), []):
+                if kinds[j] == "server" and names[j] == names[i]:
+                    total += float(dur[j])
+                    found = True
+        else:
+            stack.extend(children.get(str(ids[i]), []))
+    return total if found else float("nan")
 
 
 KUBELET = "kubelet"
@@ -142,6 +175,7 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
     callers = _callers(spans)
     engine = _engine_roots(spans)
     cols = _columns(spans)
+    kinds = spans["span_kind"].to_numpy(dtype=object)
     rows = []
     for i, caller in callers.iterrows():
         client = (end[i] - start[i]) / 1e6
@@ -156,7 +190,8 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
             shim = _outermost(j, cols, children, SHIM)
             cni = _outermost(j, cols, children, CNI)
             row.update(server=srv, transport=client - srv, shim=shim, CNI=cni, daemon=srv - shim - cni)
-            row.update(**{"server service": services[j], "joined": "parent"})
+            own = _shim_servers(j, cols, children, kinds)
+            row.update(**{"shim server": own, "ttrpc": shim - own, "server service": services[j], "joined": "parent"})
         elif (found := _by_time(caller, int(start[i]), int(end[i]), engine)) is not None:
             # Docker: dockerd's Engine API handlers inside our call's window, one lifecycle at a
             # time (cri-dockerd passes no traceparent on); what is not theirs is cri-dockerd's
@@ -165,6 +200,7 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
             srv = float(sum(end[j] - start[j] for j in roots)) / 1e6
             shim = sum(_outermost(j, cols, children, SHIM) for j in roots)
             row.update(server=srv, transport=client - srv, shim=shim, CNI=0.0, daemon=srv - shim)
+            row.update(**{"shim server": np.nan, "ttrpc": np.nan})
             row.update(**{"server service": service, "joined": f"time ({len(roots)} Engine API calls)"})
         else:
             row.update({p: np.nan for p in PARTS[1:]}, **{"server service": ""})
@@ -230,6 +266,7 @@ def hop_rows(spans: pd.DataFrame, parts: pd.DataFrame | None = None) -> pd.DataF
         }
         for p in PARTS:
             values = (g if p == "client" else traced)[p].to_numpy(float)
+            values = values[~np.isnan(values)]  # the shim's parts exist only where the shim traces
             row[f"{p} (ms)"] = float(np.median(values)) if len(values) else float("nan")
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -240,7 +277,7 @@ def hop_rows(spans: pd.DataFrame, parts: pd.DataFrame | None = None) -> pd.DataF
 
 
 def missing_spans(parts: pd.DataFrame) -> list[str]:
-    """Per traced instance (`+traced`): how many of our calls (measured or not) got no server span
+    """Per traced instance (`+traced`, `+traced-shim`): how many of our calls (measured or not) got no server span
     of the runtime (dropped by its exporter, or a call it does not trace); for Docker, whose
     cri-dockerd passes no traceparent on, how many calls at 1 in flight had no dockerd span in
     their window."""
@@ -250,7 +287,7 @@ def missing_spans(parts: pd.DataFrame) -> list[str]:
     # The agent's start-up probes (level probe) wait for an exporter to connect: not counted.
     parts = parts[parts["level"] != "probe"]
     for stack, g in parts.groupby("stack", sort=True):
-        if variant_of(str(stack)) != "traced":
+        if not is_traced(str(stack)):
             continue
         docker = kind_of(str(stack)) == "docker"
         if docker:  # joined by time, and only one lifecycle in flight
@@ -261,24 +298,31 @@ def missing_spans(parts: pd.DataFrame) -> list[str]:
     return out
 
 
-def tracing_pairs(names: list[str]) -> list[tuple[str, str]]:
-    """(untraced, traced) instance names: `containerd@2.4.2` and `containerd@2.4.2+traced`."""
+def tracing_pairs(names: list[str], variant: str = TRACED, base_variant: str = "") -> list[tuple[str, str]]:
+    """(base, variant) instance names: `containerd@2.4.2` and `containerd@2.4.2+traced`; with
+    variant `traced-shim` and base_variant `traced`, the shim_tracing build against the release one."""
     present = set(names)
     out = []
     for name in sorted(present):
-        if variant_of(name) == "traced":
-            base = f"{kind_of(name)}@{version_of(name).split('+', 1)[0]}"
+        if variant_of(name) == variant:
+            base = f"{kind_of(name)}@{version_of(name).split('+', 1)[0]}" + (f"+{base_variant}" if base_variant else "")
             if base in present:
                 out.append((base, name))
     return out
 
 
-def cost_rows(samples: pd.DataFrame) -> pd.DataFrame:
+SHIM_COST = ("release shim", "shim_tracing shim")
+
+
+def cost_rows(samples: pd.DataFrame, shim: bool = False) -> pd.DataFrame:
     """Per traced pair, level, handler, concurrency and op: the untraced and traced p50 and the
-    ratio traced / untraced with its interval."""
+    ratio traced / untraced with its interval; `shim`: the same for the shim_tracing build of the
+    runc shim against the release-style one (both instances traced)."""
     if samples.empty:
         return pd.DataFrame()
-    pairs = tracing_pairs([str(s) for s in samples["stack"].unique()])
+    names = [str(s) for s in samples["stack"].unique()]
+    pairs = tracing_pairs(names, TRACED_SHIM, TRACED) if shim else tracing_pairs(names)
+    a_name, b_name = SHIM_COST if shim else ("untraced", "traced")
     ok = samples[samples["ok"].astype(bool) & ~samples["warmup"].astype(bool)]
     rows = []
     for base, traced in pairs:
@@ -297,9 +341,9 @@ def cost_rows(samples: pd.DataFrame) -> pd.DataFrame:
                     "concurrency": int(conc),
                     "op": op,
                     "n": min(len(a), len(b)),
-                    "untraced p50 (ms)": float(np.median(a)),
-                    "traced p50 (ms)": float(np.median(b)),
-                    "traced / untraced": ratio,
+                    f"{a_name} p50 (ms)": float(np.median(a)),
+                    f"{b_name} p50 (ms)": float(np.median(b)),
+                    f"{b_name} / {a_name}": ratio,
                     "CI low": lo,
                     "CI high": hi,
                 }
@@ -329,12 +373,14 @@ def three_views(run: Run) -> pd.DataFrame:
     parts = of(run)
     if parts.empty:
         return parts
+    # The shim's own spans of the split's lifecycles: the same runc calls the wrapper timed.
+    at_split = parts[(parts["level"] == "split") & (parts["concurrency"] == 1)].set_index(["stack", "op"])
     parts = parts[(parts["level"] == "cri") & (parts["concurrency"] == 1)]
     split = hops.split_table(run.splits)
     diff = hops.hop_costs(run)
     rows = []
     for _, p in parts.iterrows():
-        if variant_of(str(p["stack"])) != "traced" or pd.isna(p["shim (ms)"]) or not p["shim (ms)"]:
+        if not is_traced(str(p["stack"])) or pd.isna(p["shim (ms)"]) or not p["shim (ms)"]:
             continue
         target = f"{p['stack']}/{p['handler']}"
         sp = split[(split["target"] == target) & (split["cri op"] == p["op"])] if not split.empty else split
@@ -358,9 +404,19 @@ def three_views(run: Run) -> pd.DataFrame:
             "spans: above (ms)": float(p["client (ms)"] - p["shim (ms)"]),
         }
         runc, call = row["split: runtime in the stack (ms)"], row["spans: shim call (ms)"]
+        # Where the shim traces (+traced-shim): its own server spans in the split's lifecycles,
+        # whose runc calls the wrapper timed: the shim's own work is the rest.
+        key = (p["stack"], p["op"])
+        own = float(at_split.loc[key, "shim server (ms)"]) if key in at_split.index else np.nan
+        row["split level: shim's own span (ms)"] = own
+        row["shim's own work (ms)"] = own - runc
         # The runtime's processes run inside the daemon's call to them: the split's runtime part
-        # fits in the span's shim call (which also holds the shim's or conmon's own work).
+        # fits in the span's shim call (which also holds the shim's or conmon's own work), and
+        # in the shim's own span where it sent one.
+        call = own if own == own else call
         row["agree"] = bool(runc <= call + max(AGREE_MS, AGREE_SHARE * call)) if runc == runc else False
+        if not row["agree"]:  # the split counts runc calls the shim's spans do not hold (see KNOWN)
+            row["shim's own work (ms)"] = np.nan
         row["why they differ"] = KNOWN.get((kind_of(str(p["stack"])), str(p["op"])), "")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -511,6 +567,16 @@ def span_sections(run: Run) -> list[Section]:
             Para("What tracing costs: each traced instance beside its untraced twin in the same interleaved run.")
         )
         blocks.append(Table(cost.round(3)))
+    shim = cost_rows(run.samples, shim=True)
+    if not shim.empty:
+        blocks.append(
+            Para(
+                "What the shim's own tracing costs: containerd's runc shim built with the shim_tracing tag"
+                " (+traced-shim) beside the release-style build (+traced), both instances exporting the daemon's"
+                " spans, in the same interleaved run. Where the interval holds 1 the build costs nothing measurable."
+            )
+        )
+        blocks.append(Table(shim.round(3)))
     return [Section("Traces: the components' own account", blocks)]
 
 
