@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 
 from bench.controller import headline, kube, pulls, stats
-from bench.controller.run import Run
+from bench.controller.run import Run, emulated_nodes
 from bench.errors import InputError
+from bench.node.nodeinfo import EMULATED
 
 FORMATS = ("openmetrics", "kube-burner", "perfdata", "csv")
 KUBE_BURNER_METRIC = "hopbenchLatencyQuantilesMeasurement"
@@ -97,6 +98,8 @@ def openmetrics(
         **run,
         "node": meta.get("node", ""),
         "commit": meta.get("harness", {}).get("commit") or "",
+        # Figures of a node whose CPU was emulated: functional, not for comparison.
+        "emulated": ",".join(emulated_nodes(meta)),
     }
     summary = stats.summarize(samples)
     lines: list[str] = []
@@ -222,6 +225,7 @@ def kube_burner(meta: dict[str, Any], samples: pd.DataFrame) -> list[dict[str, A
         "jobName": str(scen.get("name", "hopbench")),
     }
     harness = meta.get("harness", {})
+    emulated = set(emulated_nodes(meta))
 
     def metadata(node: str, stack: str, handler: str, level: str, conc: int, n: int) -> dict[str, Any]:
         return {
@@ -236,6 +240,7 @@ def kube_burner(meta: dict[str, Any], samples: pd.DataFrame) -> list[dict[str, A
             "versions": versions.get((node, stack, handler), {}),
             "scenarioSha256": scen.get("sha256", ""),
             "harnessCommit": harness.get("commit", ""),
+            "emulated": EMULATED if node in emulated else "",
         }
 
     docs = []
@@ -307,6 +312,7 @@ def perfdata(meta: dict[str, Any], samples: pd.DataFrame) -> dict[str, dict[str,
                 "target": f"{stack}/{handler}",
                 "concurrency": str(int(conc)),
                 "pods": str(len(g)),
+                "emulated": EMULATED if str(node) in emulated_nodes(meta) else "",
             },
         }
         name = f"PodStartupLatency_PodStartupLatency_{_slug(f'{stack}_{handler}')}_c{int(conc)}_{meta['run_id']}.json"
@@ -343,6 +349,9 @@ def write(run: Run | Path, fmt: str, out: Path | None) -> list[Path]:
     elif fmt == "kube-burner":
         text = json.dumps(kube_burner(meta, samples), indent=2) + "\n"
     else:
+        emulated = set(run.emulated)
+        if emulated:  # a column only where it says something: a node's figures are not for comparison
+            samples = samples.assign(emulated=[EMULATED if n in emulated else "" for n in samples["node"]])
         text = samples.to_csv(index=False)
     return [_write_atomic(target, text)]
 

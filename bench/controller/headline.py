@@ -31,6 +31,7 @@ from bench.controller.charts import png, target_colours
 from bench.controller.render import Bullets, Image, Section, Table, cell
 from bench.controller.run import Run
 from bench.controller.view import View
+from bench.node.nodeinfo import EMULATED
 from bench.ops import POD_START_OPS, POD_TEARDOWN_OPS
 
 LEVEL = "cri"
@@ -321,9 +322,19 @@ def chart(rows: pd.DataFrame, colours: dict[str, str]) -> Any:
 
 def of(run: Run) -> Headline:
     """The run's headline, computed once (the report's first section and adr.md both use it)."""
+    if run.emulated:  # no claim from an emulated CPU: the label alone, no finding
+        return Headline([], [emulated_sentence(run.emulated)])
     return run.derived(
         "headline",
         lambda r: build(r.samples, r.interleaved, density.per_pod(r), hops.hop_costs(r), pulls.of(r)),
+    )
+
+
+def emulated_sentence(nodes: list[str]) -> str:
+    return (
+        f"**{EMULATED[0].upper() + EMULATED[1:]}.** {', '.join(nodes)} ran with an emulated CPU (QEMU without KVM):"
+        " this run shows what works there, not how fast; `hopbench compare` and the nightly do not set it beside"
+        " runs on real CPUs, and the headline makes no claim from it."
     )
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from bench.controller import control, gate, stats, summaries
-from bench.controller.run import Run, as_run
+from bench.controller.run import Run, as_run, emulated_nodes
 from bench.errors import InputError
+from bench.node.nodeinfo import EMULATED
 from bench.stacks import kind_of, version_of
 
 MIN_BASELINE_RUNS = 3
@@ -46,11 +47,23 @@ def list_runs(root: Path) -> pd.DataFrame:
                 "status": meta.get("status", "?"),
                 "started_at": meta.get("started_at", ""),
                 "samples": meta.get("samples", 0),
+                "emulated": bool(emulated_nodes(meta)),
                 "path": str(meta_path.parent),
             }
         )
     frame = pd.DataFrame(
-        rows, columns=["run_id", "scenario", "scenario_sha256", "node", "status", "started_at", "samples", "path"]
+        rows,
+        columns=[
+            "run_id",
+            "scenario",
+            "scenario_sha256",
+            "node",
+            "status",
+            "started_at",
+            "samples",
+            "emulated",
+            "path",
+        ],
     )
     return frame.sort_values("started_at").reset_index(drop=True)
 
@@ -62,6 +75,12 @@ def compare_dirs(
     of different versions share no row; `across_versions` matches them on the stack instead
     (each run must then hold one instance per stack) and names both versions in the row."""
     ra, rb = as_run(a), as_run(b)
+    if bool(ra.emulated) != bool(rb.emulated):
+        which, other = (ra, rb) if ra.emulated else (rb, ra)
+        raise InputError(
+            f"{which.path}: ran emulated on {', '.join(which.emulated)} ({EMULATED}); {other.path} did not:"
+            " an emulated CPU's times say nothing about a real one's, so the two runs are not compared"
+        )
     sa, sb = ra.compared, rb.compared
     if not across_versions:
         return stats.compare_runs(sa, sb, threshold, alpha)
@@ -89,10 +108,12 @@ def _one_instance_per_stack(run: Path, samples: pd.DataFrame) -> dict[str, str]:
 
 
 def baseline_runs(root: Path, candidate: dict[str, Any], history: int) -> list[Path]:
-    """The last `history` complete runs of the candidate's scenario and node, newest first."""
+    """The last `history` complete runs of the candidate's scenario and node, newest first; only
+    runs that ran emulated when the candidate did, and only runs that did not when it did not."""
     runs = list_runs(root)
     same = runs[
-        (runs["scenario"] == candidate.get("scenario", {}).get("name"))
+        (runs["emulated"] == bool(emulated_nodes(candidate)))
+        & (runs["scenario"] == candidate.get("scenario", {}).get("name"))
         & (runs["node"] == candidate.get("node"))
         & (runs["status"] == "complete")
         & (runs["run_id"] != candidate.get("run_id"))

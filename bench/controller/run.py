@@ -120,6 +120,12 @@ class Run:
         return data if isinstance(data, dict) else {}
 
     @property
+    def emulated(self) -> list[str]:
+        """The run's nodes whose CPU was emulated (meta.json `emulated`, from each node's
+        virtualization fact): their figures are functional, not for comparison."""
+        return emulated_nodes(self.meta)
+
+    @property
     def interleaved(self) -> bool:
         return bool(self.meta.get("scenario", {}).get("schedule") == "interleaved")
 
@@ -159,6 +165,20 @@ class Run:
     def siblings(self) -> Path:
         """The results root this run lies in (the nightly trend reads earlier runs there)."""
         return self.path.parent
+
+
+def emulated_nodes(meta: dict[str, Any]) -> list[str]:
+    """Nodes of a run (its meta.json) that ran emulated: `emulated.nodes`, or, for a run written
+    before that field, each node's facts (`virtualization.emulated`)."""
+    found = (meta.get("emulated") or {}).get("nodes") if isinstance(meta.get("emulated"), dict) else None
+    if found is not None:
+        return [str(n) for n in found]
+    nodes = meta["nodes"] if isinstance(meta.get("nodes"), dict) else {}
+    return sorted(
+        str(name)
+        for name, n in nodes.items()
+        if isinstance(n, dict) and ((n.get("facts") or {}).get("virtualization") or {}).get("emulated")
+    )
 
 
 def as_run(run: Run | Path) -> Run:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.controller import cite
+from bench.controller import cite, headline
 from bench.controller.render import Bullets, Para, Pre, Section, Table
 from bench.controller.run import Run
 from bench.controller.view import View
@@ -49,6 +49,8 @@ def header_sections(run: Run) -> list[Section]:
     )
     if scen.get("description"):
         intro.blocks.append(Para(str(scen["description"])))
+    if run.emulated:
+        intro.blocks.insert(0, Para(headline.emulated_sentence(run.emulated)))
     return [intro]
 
 

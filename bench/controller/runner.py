@@ -49,6 +49,7 @@ from bench.messages import (
     Tool,
     Warning,
 )
+from bench.node.nodeinfo import EMULATED
 from bench.scenario import Scenario
 
 REPO = Path(__file__).resolve().parents[2]  # the repository: bench/controller/runner.py
@@ -322,6 +323,12 @@ def _handle(
             store.update_meta(nodes=nodes)
             if "node_facts" not in store.meta:  # the first node's facts head the report
                 store.update_meta(node_facts=ev.node)
+            virt = ev.node.get("virtualization") if isinstance(ev.node, dict) else None
+            if isinstance(virt, dict) and virt.get("emulated"):
+                # A node whose CPU QEMU emulates: every figure of the run says so (report, exports,
+                # compare and the nightly refuse to set it beside others).
+                was = (store.meta.get("emulated") or {}).get("nodes", [])
+                store.update_meta(emulated={"label": EMULATED, "nodes": sorted({*was, node})})
         case Targets():
             others = [t for t in store.meta.get("targets", []) if t.get("node", node) != node]
             store.update_meta(targets=others + [{**to_data(t), "node": node} for t in ev.targets])

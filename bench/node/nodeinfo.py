@@ -210,6 +210,30 @@ def init_system() -> str:
         return "unknown"
 
 
+# What systemd-detect-virt --vm names a guest whose CPU QEMU emulates in software (TCG): `qemu`
+# (under KVM it says `kvm`). Figures from such a node show what works, not how fast.
+EMULATED_VMS = ("qemu", "bochs")
+EMULATED = "emulated: functional, not for comparison"
+
+
+def virtualization() -> dict[str, Any]:
+    """The node's hypervisor and container manager as systemd-detect-virt names them, and
+    whether the node's CPU is emulated (its figures then say so: EMULATED)."""
+    out: dict[str, Any] = {}
+    for what in ("vm", "container"):
+        try:
+            proc = subprocess.run(
+                ["systemd-detect-virt", f"--{what}"], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"vm": "unknown", "container": "unknown", "emulated": False, "why": f"systemd-detect-virt: {exc}"}
+        out[what] = proc.stdout.strip() or "none"
+    out["emulated"] = out["vm"] in EMULATED_VMS
+    if out["emulated"]:
+        out["label"] = EMULATED
+    return out
+
+
 def debian_package_versions(
     names: tuple[str, ...] = ("containerd", "runc", "containernetworking-plugins"),
 ) -> dict[str, str]:
@@ -274,6 +298,7 @@ COLLECTORS: dict[str, Callable[[], Any]] = {
     "cgroups": cgroups,
     "capabilities": capabilities,
     "init": init_system,
+    "virtualization": virtualization,
     "stacks": stack_conditions,
     "registry": registry,
     "packages": debian_package_versions,
