@@ -327,11 +327,17 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from bench.controller import lab
+    from bench.controller import lab, lab_vm
 
-    if args.action == "up":
+    if args.action == "up" and args.vm:
+        lab.up_vm(args.release or lab_vm.DEFAULT_RELEASE, log=lambda m: print(m, file=sys.stderr))
+        print(lab.inventory_dir())
+    elif args.action == "up":
         lab.up(
-            args.nodes, args.release, log=lambda m: print(m, file=sys.stderr), controller_caches=args.controller_caches
+            args.nodes,
+            args.release or "bookworm",
+            log=lambda m: print(m, file=sys.stderr),
+            controller_caches=args.controller_caches,
         )
         print(lab.inventory_dir())
     elif args.action == "status":
@@ -453,7 +459,17 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("action", choices=["up", "status", "down", "poweroff", "reboot"])
     lb.add_argument("node", nargs="?", help="the node to power off or reboot (lab1, ...)")
     lb.add_argument("--nodes", "-n", type=int, default=1, help="lab up: how many nodes (default 1)")
-    lb.add_argument("--release", default="bookworm", help="lab up: Debian release, bookworm or trixie")
+    lb.add_argument(
+        "--release",
+        default=None,
+        help="lab up: Debian release, bookworm or trixie (default bookworm; trixie with --vm)",
+    )
+    lb.add_argument(
+        "--vm",
+        action="store_true",
+        help="lab up: a VM node (QEMU, Debian's own kernel: cgroup v2, full root), vm1; KVM where a standard guest "
+        "boots, emulated (TCG) otherwise, and then its figures are labelled not for comparison",
+    )
     lb.add_argument(
         "--cut",
         action="store_true",

@@ -80,7 +80,9 @@ def test_a_shim_that_traces_splits_its_call_into_ttrpc_and_its_own_server_span()
     for i in range(8):
         life = lifecycle(i, stack)
         o = 100.0 * i
-        life.append(span(f"t{stack}{i}", f"h1{i}", f"k1{i}", "containerd.task.v3.Task/Create", "server", o + 5.2, o + 6.7))
+        life.append(
+            span(f"t{stack}{i}", f"h1{i}", f"k1{i}", "containerd.task.v3.Task/Create", "server", o + 5.2, o + 6.7)
+        )
         spans += life
     parts = sv.call_parts(pd.DataFrame(spans)).set_index(["iteration", "op"])
     run = parts.loc[(3, "RunPodSandbox")]

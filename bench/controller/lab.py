@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.controller import lab_vm
 from bench.controller.lab_boot import cgroup_hierarchies
 from bench.errors import HopbenchError, InputError
 
@@ -132,6 +133,10 @@ class LabNode:
     pid: int | None  # unshare's PID on the host (its child is the node's systemd)
     cgroups: list[str]  # the node's cgroup folders, one per hierarchy of the host
     caches: bool = False  # the controller's build and download caches under the node's own (see up)
+    kind: str = "ns"  # ns: namespaces on this kernel; vm: a QEMU guest with its own kernel (lab_vm)
+    release: str = ""  # a VM node's own release ("" for namespace nodes: the lab's)
+    accel: str = ""  # a VM node's accelerator: kvm or tcg (emulated)
+    mac: str = ""
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -144,9 +149,10 @@ def sh(*argv: str, check: bool = True, timeout: float = 600, **kw: Any) -> subpr
 # --- the controller's own packages -------------------------------------------------------------
 
 
-def ensure_host_packages() -> None:
-    """debootstrap and apt-cacher-ng from Debian, installed without starting a distribution daemon."""
-    missing = [pkg for pkg, path in HOST_PACKAGES.items() if not Path(path).exists()]
+def ensure_host_packages(packages: dict[str, str] = HOST_PACKAGES) -> None:
+    """debootstrap and apt-cacher-ng (a VM node: QEMU) from Debian, installed without starting a
+    distribution daemon."""
+    missing = [pkg for pkg, path in packages.items() if not Path(path).exists()]
     if not missing:
         return
     guard = Path("/usr/sbin/policy-rc.d")
@@ -165,14 +171,15 @@ def ensure_host_packages() -> None:
 # --- the image ---------------------------------------------------------------------------------
 
 
-def image_dir(release: str) -> Path:
-    key = hashlib.sha256(json.dumps([release, sorted(IMAGE_PACKAGES), MASKED_UNITS, IMAGE_FORMAT]).encode())
+def image_dir(release: str, packages: tuple[str, ...] = IMAGE_PACKAGES) -> Path:
+    key = hashlib.sha256(json.dumps([release, sorted(packages), MASKED_UNITS, IMAGE_FORMAT]).encode())
     return IMAGE_CACHE / f"{release}-{key.hexdigest()[:12]}"
 
 
-def build_image(release: str, log: Callable[[str], None]) -> Path:
-    """The cached pristine root of a release, built once (into a temporary folder, then renamed)."""
-    final = image_dir(release)
+def build_image(release: str, log: Callable[[str], None], packages: tuple[str, ...] = IMAGE_PACKAGES) -> Path:
+    """The cached pristine root of a release, built once (into a temporary folder, then renamed);
+    `packages`: what debootstrap adds to minbase (a VM node's image adds Debian's kernel)."""
+    final = image_dir(release, packages)
     if (final / "etc" / "os-release").exists():
         return final
     IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
@@ -184,7 +191,7 @@ def build_image(release: str, log: Callable[[str], None]) -> Path:
     sh(
         "debootstrap",
         "--variant=minbase",
-        f"--include={','.join(IMAGE_PACKAGES)}",
+        f"--include={','.join(packages)}",
         release,
         str(tmp),
         MIRROR,
@@ -364,6 +371,11 @@ def alive(pid: int | None) -> bool:
         return False
 
 
+def running(node: LabNode) -> bool:
+    """The node is up: its namespaces' first process, or its QEMU."""
+    return lab_vm.alive(node.pid, node.name) if node.kind == "vm" else alive(node.pid)
+
+
 def systemd_pid(node: LabNode) -> int | None:
     if not alive(node.pid):
         return None
@@ -486,7 +498,7 @@ def wait_running(node: LabNode, deadline_s: float = 90) -> str:
     end = time.monotonic() + deadline_s
     state = "no answer"
     while time.monotonic() < end:
-        if not alive(node.pid):
+        if not running(node):
             log = (node_dir(node.name) / "console.log").read_text(errors="replace")[-3000:]
             raise LabError(f"node {node.name} stopped while booting; its console:\n{log}")
         proc = subprocess.run(
@@ -520,9 +532,12 @@ def write_inventory(state: dict[str, Any]) -> Path:
             # Host variables: they outrank the playbook's group_vars/all, inventory group variables do not.
             # The lab's nodes have no route out: Python wheels come from the controller.
             "hopbench_offline_wheels": True,
-            # systemd nodes: each stack with the systemd driver (the default) and a cgroupfs twin.
-            "hopbench_cgroup_driver_twins": True,
+            # systemd nodes: each stack with the systemd driver (the default) and a cgroupfs twin;
+            # a VM node shows what runs on its kernel, one instance per stack.
+            "hopbench_cgroup_driver_twins": n.get("kind", "ns") != "vm",
         }
+        if n.get("kind") == "vm":
+            hosts[n["name"]].update(hopbench_lab_vm=True, hopbench_lab_accel=n.get("accel", ""))
     names = sorted(hosts)
     inv = {
         "all": {
@@ -571,6 +586,30 @@ def setup_wheelhouse(repo: Path = REPO) -> Path:
     return dest
 
 
+def _base(release: str | None, log: Callable[[str], None]) -> tuple[dict[str, Any], str]:
+    """The lab's shared parts, made or found: the client key, the bridge in a free /24, the
+    package proxy. `release`: the namespace nodes' release, for a new lab (None: not chosen yet).
+    Returns the state and the client's public key."""
+    if os.geteuid() != 0:
+        raise LabError("lab up needs root (namespaces, mounts, cgroups, tap devices)")
+    state = load_state()
+    ensure_host_packages()
+    state_dir().mkdir(parents=True, exist_ok=True)
+    key = state_dir() / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hopbench-lab-controller", "-f", str(key))
+    new_lab = state is None
+    if state is None:
+        subnet = pick_subnet()
+        state = {"release": release, "subnet": str(subnet), "nodes": {}, "acng_pid": None}
+    subnet = ipaddress.IPv4Network(state["subnet"])
+    state["controller_ip"] = make_bridge(subnet, new_lab)
+    if not alive_acng(state.get("acng_pid")):
+        state["acng_pid"] = start_acng(state["controller_ip"])
+    save_state(state)
+    return state, key.with_suffix(".pub").read_text()
+
+
 def up(nodes: int, release: str, log: Callable[[str], None] = print, controller_caches: bool = False) -> dict[str, Any]:
     """Make or complete the lab. `controller_caches`: new nodes see the controller's build and
     download caches (read-only, under an upper layer of their own) and install Python wheels
@@ -579,28 +618,14 @@ def up(nodes: int, release: str, log: Callable[[str], None] = print, controller_
         raise InputError(f"--release {release!r}: expected one of {', '.join(RELEASES)}")
     if not 1 <= nodes <= 16:
         raise InputError(f"--nodes {nodes}: expected 1 to 16")
-    if os.geteuid() != 0:
-        raise LabError("lab up needs root (namespaces, mounts, cgroups)")
     state = load_state()
-    if state and state["release"] != release:
+    if state and state.get("release") not in (None, release):
         raise LabError(f"the lab runs {state['release']}; `hopbench lab down` first to change the release")
-    ensure_host_packages()
+    state, client_pub = _base(release, log)
     image = build_image(release, log)
-    state_dir().mkdir(parents=True, exist_ok=True)
-    key = state_dir() / "id_ed25519"
-    if not key.exists():
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hopbench-lab-controller", "-f", str(key))
-    new_lab = state is None
-    if state is None:
-        subnet = pick_subnet()
-        state = {"release": release, "image": str(image), "subnet": str(subnet), "nodes": {}, "acng_pid": None}
+    state.update(release=release, image=str(image))
     subnet = ipaddress.IPv4Network(state["subnet"])
-    state["controller_ip"] = make_bridge(subnet, new_lab)
-    if not alive_acng(state.get("acng_pid")):
-        state["acng_pid"] = start_acng(state["controller_ip"])
-    save_state(state)
     known = _nodes(state)
-    client_pub = key.with_suffix(".pub").read_text()
     t0 = time.monotonic()
     booting = []
     for index in range(1, nodes + 1):
@@ -609,7 +634,7 @@ def up(nodes: int, release: str, log: Callable[[str], None] = print, controller_
             node.caches = controller_caches
         host_key = prepare_node(node, state["controller_ip"], client_pub)
         make_netns(node, subnet, state["controller_ip"])
-        if not alive(node.pid):
+        if not running(node):
             boot_node(node, image)
             booting.append(node)
         _store(state, node, host_key=host_key)
@@ -620,6 +645,69 @@ def up(nodes: int, release: str, log: Callable[[str], None] = print, controller_
     if booting:
         log(f"{len(booting)} node(s) booted in {time.monotonic() - t0:.1f} s; inventory: {inventory_dir()}")
     return state
+
+
+# An emulated guest (TCG) boots in tens of seconds to minutes on a busy 2-core machine.
+VM_BOOT_S = 900
+
+
+def up_vm(release: str = lab_vm.DEFAULT_RELEASE, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Make or boot the lab's VM node `<prefix>vm1` (lab_vm): the lab image of `release` with
+    Debian's kernel, on the lab bridge, in the inventory like any node."""
+    if release not in RELEASES:
+        raise InputError(f"--release {release!r}: expected one of {', '.join(RELEASES)}")
+    state, client_pub = _base(None, log)
+    ensure_host_packages(lab_vm.HOST_PACKAGES)
+    image = build_image(release, log, IMAGE_PACKAGES + lab_vm.PACKAGES)
+    subnet = ipaddress.IPv4Network(state["subnet"])
+    name = f"{prefix()}vm1"
+    known = _nodes(state)
+    from bench.node.doctor import kvm
+
+    kvm_facts = kvm()
+    node = known.get(name) or LabNode(
+        name=name,
+        index=1,
+        address=str(subnet[200]),
+        netns="",
+        veth=f"{bridge()[:10]}t1",
+        pid=None,
+        cgroups=[],
+        kind="vm",
+        release=release,
+        accel=lab_vm.accelerator(kvm_facts),
+        mac=lab_vm.mac_of(1),
+    )
+    if node.release != release:
+        raise LabError(f"{name} runs {node.release}; `hopbench lab down` first to change its release")
+    if node.accel == "tcg":
+        log(f"{name}: KVM runs no standard guest here ({kvm_facts.get('why', '?')}): the VM runs emulated (TCG)")
+    host_key = prepare_node(node, state["controller_ip"], client_pub)
+    lab_vm.guest_files(node_dir(name) / "upper", node.mac, f"{node.address}/{subnet.prefixlen}")
+    _store(state, node, host_key=host_key, image=str(image))
+    write_inventory(state)
+    if not running(node):
+        disk = node_dir(name) / "disk.img"
+        if not disk.exists():
+            t0 = time.monotonic()
+            d = node_dir(name)
+            lab_vm.make_disk(image, d / "upper", d / "work", d / "root", disk)
+            log(f"{name}: disk made from the {release} image in {time.monotonic() - t0:.1f} s")
+        t0 = time.monotonic()
+        boot_vm(node, state)
+        _store(state, node)
+        result = wait_running(node, VM_BOOT_S)
+        log(f"{name} {node.address}: systemd {result}, booted in {time.monotonic() - t0:.1f} s ({node.accel})")
+    return state
+
+
+def boot_vm(node: LabNode, state: dict[str, Any]) -> None:
+    d = node_dir(node.name)
+    image = Path(state["nodes"][node.name]["image"])
+    kernel, initrd = lab_vm.kernel_files(image)
+    lab_vm.make_tap(node.veth, bridge())
+    argv = lab_vm.qemu_argv(node.name, node.accel, kernel, initrd, d / "disk.img", node.veth, node.mac, d)
+    node.pid = lab_vm.start(argv, d)
 
 
 def alive_acng(pid: int | None) -> bool:
@@ -638,7 +726,9 @@ def status() -> list[dict[str, Any]]:
     rows = []
     for node in _nodes(state).values():
         row = {"node": node.name, "address": node.address, "pid": node.pid, "state": "off"}
-        if alive(node.pid):
+        if node.kind == "vm":
+            row["node"] = f"{node.name} (VM, {node.release}, {'emulated' if node.accel == 'tcg' else node.accel})"
+        if running(node):
             proc = subprocess.run(
                 ssh_argv(node.address, "systemctl", "is-system-running"),
                 capture_output=True,
@@ -670,7 +760,12 @@ def stop_node(node: LabNode, timeout_s: float = 60, cut: bool = False) -> None:
     agent's last words, a FIN or RST of its dying sockets) reaches anyone: its peers learn of the
     loss only by hearing nothing, as from a machine that lost power. Then every process stops at
     once (SIGKILL to its init ends the PID namespace), and its network namespace goes with the
-    sockets left in it; the next boot makes a new one, as a powered-on NIC starts afresh."""
+    sockets left in it; the next boot makes a new one, as a powered-on NIC starts afresh.
+    A VM node: lab_vm.stop (ACPI power button, or tap down and QEMU killed)."""
+    if node.kind == "vm":
+        lab_vm.stop(node.pid, node.name, node_dir(node.name), node.veth, timeout_s=max(timeout_s, 120), cut=cut)
+        node.pid = None
+        return
     if cut:
         sh("ip", "link", "set", node.veth, "down", check=False)
     init = systemd_pid(node)
@@ -706,10 +801,13 @@ def reboot(name: str) -> None:
     if state is None:
         raise LabError("the lab's state is gone")
     node = _nodes(state)[name]
-    make_netns(node, ipaddress.IPv4Network(state["subnet"]), state["controller_ip"])  # gone after a cut
-    boot_node(node, Path(state["image"]))
+    if node.kind == "vm":
+        boot_vm(node, state)
+    else:
+        make_netns(node, ipaddress.IPv4Network(state["subnet"]), state["controller_ip"])  # gone after a cut
+        boot_node(node, Path(state["image"]))
     _store(state, node)
-    wait_running(node)
+    wait_running(node, VM_BOOT_S if node.kind == "vm" else 90)
 
 
 def down(log: Callable[[str], None] = print) -> None:
@@ -719,7 +817,10 @@ def down(log: Callable[[str], None] = print) -> None:
         return
     for node in _nodes(state).values():
         stop_node(node)
-        remove_netns(node)
+        if node.kind == "vm":
+            lab_vm.remove_tap(node.veth)
+        else:
+            remove_netns(node)
         shutil.rmtree(node_dir(node.name), ignore_errors=True)
         del state["nodes"][node.name]
         save_state(state)
