@@ -87,6 +87,9 @@ def test_pod_cgroup_and_shim_command_lines():
     assert pod_of_cgroup(systemd) == (uid, "abc123")
     conmon = f"1:name=systemd:/kubepods.slice/kubepods-besteffort.slice/{slice_}/crio-conmon-5a4b.scope\n"
     assert pod_of_cgroup(conmon) == (uid, "5a4b")
+    # cgroup v2 (a VM node, lab machines): one line, the unified hierarchy's path, either driver.
+    assert pod_of_cgroup(f"0::/kubepods.slice/kubepods-besteffort.slice/{slice_}/crio-5a4b.scope\n") == (uid, "5a4b")
+    assert pod_of_cgroup(f"0::/kubepods/besteffort/pod{uid}/abc123\n") == (uid, "abc123")
     cmd = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "sb1", "-address", "/run/c.sock"]
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
     conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]

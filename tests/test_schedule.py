@@ -136,6 +136,19 @@ def test_plan_skips_targets_a_level_does_not_apply_to_and_says_why(tmp_path):
     assert isinstance(plan, Plan) and plan.lifecycles == 2 * (3 + 1) and plan.levels == (f"{runc.name} fake",)
 
 
+def test_a_handler_that_runs_only_at_some_levels_is_planned_only_there(tmp_path):
+    """Docker's crun: dockerd runs it (level engine), cri-dockerd cannot ask for it (level cri)."""
+    runc = make_target("docker")
+    h = stacks.Handler("crun", "docker", "/usr/bin/crun", reason="cri-dockerd serves a single runtime handler",
+                       extra={"levels": ["engine"]})  # fmt: skip
+    crun = Target(dataclasses.replace(runc.stack, handlers={"crun": h}), h)
+    assert schedule.only_at(crun, "engine") == "" and schedule.only_at(runc, "cri") == ""
+    ctx, rec = make_ctx(tmp_path, [crun], levels=("fake",), iterations=1, warmup=0, concurrency=(1,))
+    assert schedule.plan(ctx, {"fake": FakeLevel}) == []
+    (info,) = rec.of(Info)
+    assert "runs at level engine only: cri-dockerd serves a single runtime handler" in info.message
+
+
 def test_samples_checks_and_warmup_flags_of_good_lifecycles(tmp_path):
     t = make_target()
     ctx, rec = make_ctx(tmp_path, [t], levels=("fake",), iterations=3, warmup=1, concurrency=(1,))
@@ -401,7 +414,11 @@ def test_levels_kube_and_kubelet_apply_to_the_default_handler_of_a_stack_with_wh
     assert "control plane" in KubeLevel.applies(runc)
     (tmp_path / "control-plane.json").write_text("{}")
     assert KubeLevel.applies(runc) == ""
-    assert "no RuntimeClass" in KubeLevel.applies(crun) and "no RuntimeClass" in KubeletLevel.applies(crun)
+    # A RuntimeClass runs crun through the API server; a standalone kubelet has none.
+    assert KubeLevel.applies(crun) == "" and "no RuntimeClass" in KubeletLevel.applies(crun)
+    docker = make_target("docker", handler="crun")
+    object.__setattr__(docker.stack, "description_path", str(tmp_path / "stacks" / "docker.json"))
+    assert "cri-dockerd serves one runtime handler" in KubeLevel.applies(docker)
 
 
 def test_interleaved_bursts_record_the_agents_own_queueing_per_concurrency(tmp_path):

@@ -54,6 +54,15 @@ class Unit:
         return self.target.name if self.target is not None else "node"
 
 
+def only_at(target: Target, level: str) -> str:
+    """'' unless the target's handler runs only at some levels (its description's `levels`:
+    Docker's crun, which dockerd runs but cri-dockerd cannot ask for) and `level` is not one."""
+    only = list(target.handler.extra.get("levels") or [])
+    if not only or level in only:
+        return ""
+    return f"{target.name} runs at level {', '.join(only)} only: {target.handler.reason}"
+
+
 def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[Unit]:
     """The scenario's levels on the node's available targets, in the registry's order per target;
     per-handler levels (oci) after them, per-node levels (cli) last. Emits the plan."""
@@ -65,7 +74,7 @@ def plan(ctx: Context, registry: dict[str, type[Level]] | None = None) -> list[U
         for cls in classes.values():
             if cls.per != "target":
                 continue
-            why_not = cls.applies(target)
+            why_not = only_at(target, cls.name) or cls.applies(target)
             if why_not:
                 ctx.emit(Info(message=why_not, target=target.name, level=cls.name))
             else:

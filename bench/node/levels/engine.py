@@ -155,8 +155,11 @@ class EngineLevel(Level):
         run_id: str,
         timeout_s: float,
         cgroup_driver: str = "cgroupfs",
+        runtime: str = "",
     ) -> None:
         self.client = EngineClient(endpoint, timeout_s)
+        # dockerd's runtime for both containers ('' = its default, the role's runc).
+        self.runtime = runtime
         self.cgroup_driver = cgroup_driver  # dockerd's native.cgroupdriver: CgroupParent is a slice with systemd
         self.pause_image, self.workload_image = pause_image, workload_image
         self.command, self.args = list(workload.command), list(workload.args)
@@ -187,6 +190,8 @@ class EngineLevel(Level):
             ctx.job.run_id,
             ctx.scen.timeout_s,
             stack.cgroup_driver,
+            # A handler other than runc is one of dockerd's runtimes by its own name (daemon.json).
+            "" if t.handler.name == "runc" else t.handler.name,
         )
         level.target = t
         return level
@@ -208,7 +213,9 @@ class EngineLevel(Level):
         name = f"hb-engine-{self.run_id[-8:]}-{tag}".lower()
         pod = kubelet.Pod(name=name, run_id=self.run_id, grace_period_s=self.grace, cgroup_driver=self.cgroup_driver)
         pod.prepare()
-        common = {"CgroupParent": pod.cgroup_parent, "CpuShares": 2, "ShmSize": 64 << 20}
+        common: dict[str, Any] = {"CgroupParent": pod.cgroup_parent, "CpuShares": 2, "ShmSize": 64 << 20}
+        if self.runtime:
+            common["Runtime"] = self.runtime
         pause_body = {
             "Image": self.pause_image,
             "Labels": self.labels,

@@ -6,7 +6,10 @@ that stack (bench.node.kubeletd) with its own node identity: a client certificat
 system:node:hb-kube-<stack>, made with the control plane's CA, so the Node authorizer and
 NodeRestriction apply as on a real node. Pods of one stack go to its node through the
 scheduler (a nodeSelector on kubernetes.io/hostname, not a nodeName that would skip it).
-Without RuntimeClass objects only the stack's default handler (runc) runs.
+A handler other than runc (crun, runsc, kata) runs through a RuntimeClass `hopbench-<handler>`
+naming the stack's CRI runtime handler, which the level creates and each pod names in
+runtimeClassName; runc is the stack's default handler and its pods name none, as most pods do.
+cri-dockerd serves one handler, so Docker runs runc only.
 
 One lifecycle, the pod of bench.node.kubepod in namespace hopbench, each phase observed by a
 pod watch (the way clusterloader2 and kube-burner observe pod startup: what a client of the
@@ -72,10 +75,8 @@ class KubeLevel(KubeletLevelBase):
             return f"level kube runs inside a stack: {target.name}"
         if not kube_description(target.stack).exists() or not description_path(target.stack).exists():
             return "level kube: no kubelet and control plane provisioned (hopbench provision --playbook kube.yml)"
-        if target.handler.name != "runc":
-            return (
-                f"level kube: {target.name}: no RuntimeClass is set up, so only the stack's default handler, runc, runs"
-            )
+        if target.handler.name != "runc" and target.stack.kind == "docker":
+            return f"level kube: {target.name}: cri-dockerd serves one runtime handler, so Docker runs runc only"
         return ""
 
     @classmethod
@@ -90,6 +91,9 @@ class KubeLevel(KubeletLevelBase):
         self.changed = threading.Condition()
         self.watch: PodWatch | None = None
         self.client_dir = ctx.workdir / f"kube-client-{ident_of(stack)}"
+        # The RuntimeClass of a handler other than the stack's default (runc): its pods name it.
+        self.runtime_handler = target.handler.runtime_handler
+        self.runtime_class = "" if target.handler.name == "runc" else f"hopbench-{self.runtime_handler}"
         super().__init__(target, stack, ctx)
         try:
             self._prepare()
@@ -124,6 +128,23 @@ class KubeLevel(KubeletLevelBase):
                 "automountServiceAccountToken": False,
             },
         )
+        if self.runtime_class:
+            api.ensure(
+                "/apis/node.k8s.io/v1/runtimeclasses",
+                {
+                    "apiVersion": "node.k8s.io/v1",
+                    "kind": "RuntimeClass",
+                    "metadata": {"name": self.runtime_class},
+                    "handler": self.runtime_handler,
+                },
+            )
+            self.ctx.emit(
+                Info(
+                    message=f"kube: {self.pair}: pods name RuntimeClass {self.runtime_class}"
+                    f" (CRI runtime handler {self.runtime_handler})",
+                    target=self.pair,
+                )
+            )
         self._remove_left_pods()
         selector = f"{kubepod.KUBE_NODE_LABEL}={node}"
         self.watch = PodWatch(api, NAMESPACE, selector, self._on_event)
@@ -204,6 +225,8 @@ class KubeLevel(KubeletLevelBase):
             {kubepod.KUBE_NODE_LABEL: self.node_name}, pull_policy=policy,
         )  # fmt: skip
         body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": self.node_name}
+        if self.runtime_class:
+            body["spec"]["runtimeClassName"] = self.runtime_class
         track = Track()
         with self.changed:
             self.tracks[name] = track

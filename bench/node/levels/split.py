@@ -32,7 +32,10 @@ class SplitLevel(CriLevel):
     def applies(cls, target: Target) -> str:
         stack = target.stack
         if stack is None or not (stack.extra.get("trace_path") and target.handler.extra.get("wrapper")):
-            return f"level split: {target.name} does not run its runtime through the timing wrapper (re-provision)"
+            return (
+                f"level split: {target.name} does not run its runtime through the timing wrapper (a node with"
+                " CAP_SYS_RESOURCE keeps it out of the timed path: provision with -e hopbench_oci_wrapper=always)"
+            )
         return ""
 
     def events(self, turn: Turn, done: list[Timed[Any]], ids: dict[str, str]) -> list[Event]:
