@@ -84,6 +84,20 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
         )
     )
 
+    virt = facts.get("virtualization") or {}
+    if isinstance(virt, dict) and virt.get("vm"):
+        emulated = bool(virt.get("emulated"))
+        out.append(
+            _check(
+                "CPU",
+                not emulated,
+                f"{'emulated' if emulated else 'real'} (hypervisor {virt['vm']}, container {virt.get('container')})",
+                "times are the hardware's (under a hypervisor, as on most lab nodes)",
+                "QEMU without KVM emulates the CPU: the node's figures are labelled"
+                " 'emulated: functional, not for comparison'",
+            )
+        )
+
     kvm = facts.get("kvm", {})
     usable = bool(kvm.get("usable"))
     out.append(

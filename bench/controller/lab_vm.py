@@ -149,7 +149,8 @@ def qemu_argv(
         "-name", name,
         "-machine", "q35",
         "-accel", accel_opt,
-        "-cpu", "host" if accel == "kvm" else "max",
+        # Under TCG no virtualisation extensions: a KVM inside an emulated CPU would claim Kata.
+        "-cpu", "host" if accel == "kvm" else "max,svm=off,vmx=off",
         "-smp", str(CPUS),
         "-m", str(MEMORY_MIB),
         "-kernel", str(kernel),

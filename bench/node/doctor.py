@@ -107,6 +107,7 @@ def facts(stacks_dir: str = stacks.DEFAULT_STACKS_DIR) -> dict[str, Any]:
         "init": nodeinfo.init_system,
         "capabilities": nodeinfo.capabilities,
         "kvm": kvm,
+        "virtualization": nodeinfo.virtualization,
         "filesystems": filesystems,
         "disk": disk,
         "memory": nodeinfo.memory,
