@@ -499,7 +499,9 @@ def wait_running(node: LabNode, deadline_s: float = 90) -> str:
     state = "no answer"
     while time.monotonic() < end:
         if not running(node):
-            log = (node_dir(node.name) / "console.log").read_text(errors="replace")[-3000:]
+            # A VM whose QEMU stopped before its serial console opened says why in qemu.log.
+            logs = [node_dir(node.name) / name for name in ("qemu.log", "console.log")]
+            log = "\n".join(f.read_text(errors="replace")[-3000:] for f in logs if f.exists())
             raise LabError(f"node {node.name} stopped while booting; its console:\n{log}")
         proc = subprocess.run(
             ssh_argv(node.address, "systemctl", "is-system-running", "--wait"),

@@ -155,7 +155,9 @@ def qemu_argv(
         "-m", str(MEMORY_MIB),
         "-kernel", str(kernel),
         "-initrd", str(initrd),
-        "-append", "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0",
+        # Emulated, a busy host can take minutes over a mount: systemd's 90 s default would fail it.
+        "-append", "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0"
+        + ("" if accel == "kvm" else " systemd.default_timeout_start_sec=900"),
         "-drive", f"file={disk},format=raw,if=virtio,cache=writeback",
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
