@@ -123,3 +123,35 @@ def test_upgrade_sentence_says_no_clear_difference_when_the_interval_straddles_o
     assert "no clear difference" in upgrade.sentence(row)
     # docker 20.10.24 is the older version although "2" < "20" < "29" as strings too: order is numeric.
     assert (row["from"], row["to"]) == ("20.10.24", "29.8.1-dev")
+
+
+def test_a_handler_the_stack_runs_only_off_cri_gets_no_cri_preflight(tmp_path, monkeypatch):
+    """Docker's crun (dockerd's runtime, level engine only): a CRI preflight pod would run
+    cri-dockerd's one handler, runc, and say nothing of crun; runc still gets its preflight."""
+    from bench.node import targets
+
+    path = tmp_path / "docker.json"
+    path.write_text(
+        json.dumps(
+            {
+                "stack": "docker",
+                "version": "29.8.1-dev",
+                "cri_endpoint": "unix:///nonexistent.sock",
+                "daemons": [],
+                "handlers": {
+                    "runc": {"runtime_handler": "docker"},
+                    "crun": {"runtime_handler": "docker", "levels": ["engine"], "reason": "cri-dockerd serves one"},
+                },
+                "pause_image": "p",
+                "workload_image": "w",
+            }
+        )
+    )
+    stack = stacks.load_stack(path)
+    tried: list[str] = []
+    monkeypatch.setattr(targets, "preflight", lambda s, h, t: tried.append(h.name) or "")
+    status = {stack.name: (True, "", {})}
+    crun, _ = targets._info("docker/crun", stack, "crun", status, 5.0)
+    runc, _ = targets._info("docker/runc", stack, "runc", status, 5.0)
+    assert crun.available and runc.available and tried == ["runc"]
+    assert crun.reason == "runs at level engine only: cri-dockerd serves one"

@@ -374,7 +374,7 @@ def three_views(run: Run) -> pd.DataFrame:
     if parts.empty:
         return parts
     # The shim's own spans of the split's lifecycles: the same runc calls the wrapper timed.
-    at_split = parts[(parts["level"] == "split") & (parts["concurrency"] == 1)].set_index(["stack", "op"])
+    at_split = parts[(parts["level"] == "split") & (parts["concurrency"] == 1)].set_index(["stack", "handler", "op"])
     parts = parts[(parts["level"] == "cri") & (parts["concurrency"] == 1)]
     split = hops.split_table(run.splits)
     diff = hops.hop_costs(run)
@@ -406,7 +406,7 @@ def three_views(run: Run) -> pd.DataFrame:
         runc, call = row["split: runtime in the stack (ms)"], row["spans: shim call (ms)"]
         # Where the shim traces (+traced-shim): its own server spans in the split's lifecycles,
         # whose runc calls the wrapper timed: the shim's own work is the rest.
-        key = (p["stack"], p["op"])
+        key = (p["stack"], p["handler"], p["op"])
         own = float(at_split.loc[key, "shim server (ms)"]) if key in at_split.index else np.nan
         row["split level: shim's own span (ms)"] = own
         row["shim's own work (ms)"] = own - runc

@@ -147,7 +147,12 @@ def _info(
         ok, reason = False, handler.reason or f"{handler_name} is unavailable on {stack.name}"
     if handler is not None and handler.version_cmd:
         versions = {**versions, handler_name: stacks.command_version(handler.version_cmd)}
-    if ok and handler is not None:
+    # A handler the stack runs only at some levels (Docker's crun: dockerd's runtime, not
+    # cri-dockerd's) gets no CRI preflight: that pod would run the stack's CRI handler instead.
+    only = list(handler.extra.get("levels") or []) if handler is not None else []
+    if ok and handler is not None and only and "cri" not in only:
+        reason = f"runs at level {', '.join(only)} only: {handler.reason}"
+    elif ok and handler is not None:
         problem = preflight(stack, handler, timeout_s)
         if problem:
             ok, reason = False, f"preflight pod failed: {problem}"
