@@ -136,3 +136,12 @@ def test_doctor_describes_this_machine(capsys):
     st = os.statvfs("/var/lib")
     assert abs(facts["disk"]["free_bytes"] - st.f_bavail * st.f_frsize) < 2**30
     assert facts["cpu"]["logical"] == os.cpu_count()
+
+
+def test_an_emulated_cpu_is_a_gap_and_its_kvm_is_no_evidence_for_kata():
+    facts = {**GOOD, "virtualization": {"vm": "qemu", "container": "none", "emulated": True}}
+    got = by_check(facts)
+    assert not got["CPU"].ok and "emulated" in got["CPU"].have and "not for comparison" in got["CPU"].consequence
+    assert not got["KVM"].ok and "emulated CPU" in got["KVM"].have
+    real = by_check({**GOOD, "virtualization": {"vm": "kvm", "container": "none", "emulated": False}})
+    assert real["CPU"].ok and real["KVM"].ok

@@ -24,7 +24,7 @@ def test_qemu_gets_a_tap_and_no_user_network(tmp_path):
         "labvm1", "tcg", Path("/k"), Path("/i"), tmp_path / "disk.img", "hb-lab0t1", lab_vm.mac_of(1), tmp_path
     )
     joined = " ".join(argv)
-    assert argv[0] == lab_vm.QEMU and "-accel tcg,thread=multi" in joined and "-cpu max,svm=off,vmx=off" in joined
+    assert argv[0] == lab_vm.QEMU and "-accel tcg,thread=multi" in joined and "-cpu max" in joined
     assert "tap,id=n0,ifname=hb-lab0t1,script=no,downscript=no" in argv
     assert "user" not in joined.split("-netdev", 1)[1].split()[0]  # no slirp: it would route the guest out
     assert "-nic" not in argv and "-display" in argv and argv[argv.index("-display") + 1] == "none"

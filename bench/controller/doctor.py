@@ -100,6 +100,10 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
 
     kvm = facts.get("kvm", {})
     usable = bool(kvm.get("usable"))
+    if usable and isinstance(virt, dict) and virt.get("emulated"):
+        # An emulated CPU offers svm or vmx, and a KVM on it makes VMs: no evidence that Kata runs.
+        kvm = {**kvm, "usable": False, "why": "KVM inside an emulated CPU (QEMU TCG): not what Kata needs"}
+        usable = False
     out.append(
         _check(
             "KVM",

@@ -120,11 +120,14 @@ def make_disk(image: Path, upper: Path, work: Path, mnt: Path, disk: Path, size:
     for d in (work, mnt):
         d.mkdir(parents=True, exist_ok=True)
     run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={image},upperdir={upper},workdir={work}", str(mnt))
+    tmp = disk.with_name(disk.name + ".tmp")  # a disk half made is never booted: renamed when whole
     try:
-        disk.unlink(missing_ok=True)
-        run("truncate", "-s", size, str(disk))
-        run("mkfs.ext4", "-q", "-F", "-L", "hopbench-root", "-d", str(mnt), str(disk), timeout=1800)
+        tmp.unlink(missing_ok=True)
+        run("truncate", "-s", size, str(tmp))
+        run("mkfs.ext4", "-q", "-F", "-L", "hopbench-root", "-d", str(mnt), str(tmp), timeout=1800)
+        tmp.rename(disk)
     finally:
+        tmp.unlink(missing_ok=True)
         run("umount", str(mnt))
 
 
@@ -149,8 +152,10 @@ def qemu_argv(
         "-name", name,
         "-machine", "q35",
         "-accel", accel_opt,
-        # Under TCG no virtualisation extensions: a KVM inside an emulated CPU would claim Kata.
-        "-cpu", "host" if accel == "kvm" else "max,svm=off,vmx=off",
+        # QEMU 7.2's TCG with "max,svm=off,vmx=off" corrupted the guest kernel's path strings here
+        # (mountinfo said "xxx" for /sys, ldconfig aborted, udevd failed): the guest keeps max's
+        # features, and doctor says a KVM inside an emulated CPU is no evidence for Kata.
+        "-cpu", "host" if accel == "kvm" else "max",
         "-smp", str(CPUS),
         "-m", str(MEMORY_MIB),
         "-kernel", str(kernel),
