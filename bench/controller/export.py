@@ -297,6 +297,7 @@ def perfdata(meta: dict[str, Any], samples: pd.DataFrame) -> dict[str, dict[str,
         "pod_startup": wide[scheduled] + wide[sandbox] + wide[ready],
     }
     frame = pd.DataFrame(parts).reset_index()
+    emulated = set(emulated_nodes(meta))
     for (node, stack, handler, conc), g in frame.groupby(["node", "stack", "handler", "concurrency"], sort=True):
         items = []
         for metric in parts:
@@ -312,7 +313,7 @@ def perfdata(meta: dict[str, Any], samples: pd.DataFrame) -> dict[str, dict[str,
                 "target": f"{stack}/{handler}",
                 "concurrency": str(int(conc)),
                 "pods": str(len(g)),
-                "emulated": EMULATED if str(node) in emulated_nodes(meta) else "",
+                "emulated": EMULATED if str(node) in emulated else "",
             },
         }
         name = f"PodStartupLatency_PodStartupLatency_{_slug(f'{stack}_{handler}')}_c{int(conc)}_{meta['run_id']}.json"

@@ -85,40 +85,37 @@ def _columns(spans: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return spans["name"].to_numpy(dtype=object), spans["span_id"].to_numpy(dtype=object), dur
 
 
-def _outermost(
+def _outermost_spans(
     root: int, cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], pattern: re.Pattern[str]
-) -> float:
-    """ms of the outermost spans under `root` whose name matches `pattern` (one nested in
-    another counts once)."""
-    names, ids, dur = cols
-    total, stack = 0.0, list(children.get(str(ids[root]), []))
+) -> list[int]:
+    """The outermost spans under `root` whose name matches `pattern` (one nested in another is
+    left out: it counts within its parent)."""
+    names, ids, _ = cols
+    found, stack = [], list(children.get(str(ids[root]), []))
     while stack:
         i = stack.pop()
         if pattern.search(str(names[i])):
-            total += float(dur[i])
+            found.append(i)
         else:
             stack.extend(children.get(str(ids[i]), []))
-    return total
+    return found
+
+
+def _outermost(
+    root: int, cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], pattern: re.Pattern[str]
+) -> float:
+    """ms of the outermost spans under `root` whose name matches `pattern`."""
+    return float(sum(cols[2][i] for i in _outermost_spans(root, cols, children, pattern)))
 
 
 def _shim_servers(
-    root: int, cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], kinds: np.ndarray
+    shims: list[int], cols: tuple[np.ndarray, np.ndarray, np.ndarray], children: dict[str, list[int]], kinds: np.ndarray
 ) -> float:
-    """ms of the shim's own server spans under the outermost shim calls below `root` (a shim
-    built with shim_tracing answers each ttrpc call with a server span of the same name); NaN
-    when there is none."""
+    """ms of the shim's own server spans under the daemon's shim calls `shims` (a shim built with
+    shim_tracing answers each ttrpc call with a server span of the same name); NaN when none."""
     names, ids, dur = cols
-    total, found, stack = 0.0, False, list(children.get(str(ids[root]), []))
-    while stack:
-        i = stack.pop()
-        if SHIM.search(str(names[i])):
-            for j in children.get(str(ids[i]), []):
-                if kinds[j] == "server" and names[j] == names[i]:
-                    total += float(dur[j])
-                    found = True
-        else:
-            stack.extend(children.get(str(ids[i]), []))
-    return total if found else float("nan")
+    own = [j for i in shims for j in children.get(str(ids[i]), []) if kinds[j] == "server" and names[j] == names[i]]
+    return float(sum(dur[j] for j in own)) if own else float("nan")
 
 
 KUBELET = "kubelet"
@@ -187,10 +184,11 @@ def call_parts(spans: pd.DataFrame) -> pd.DataFrame:
         if server:
             j = max(server, key=lambda k: end[k] - start[k])
             srv = (end[j] - start[j]) / 1e6
-            shim = _outermost(j, cols, children, SHIM)
+            shims = _outermost_spans(j, cols, children, SHIM)
+            shim = float(sum(cols[2][k] for k in shims))
             cni = _outermost(j, cols, children, CNI)
             row.update(server=srv, transport=client - srv, shim=shim, CNI=cni, daemon=srv - shim - cni)
-            own = _shim_servers(j, cols, children, kinds)
+            own = _shim_servers(shims, cols, children, kinds)
             row.update(**{"shim server": own, "ttrpc": shim - own, "server service": services[j], "joined": "parent"})
         elif (found := _by_time(caller, int(start[i]), int(end[i]), engine)) is not None:
             # Docker: dockerd's Engine API handlers inside our call's window, one lifecycle at a
