@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -65,6 +66,35 @@ def run_hopbench(*args: str, timeout: float = 900) -> subprocess.CompletedProces
     return subprocess.run(
         [hopbench_exe(), *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=timeout
     )
+
+
+def own_lab(
+    state: Path, bridge: str, prefix: str
+) -> tuple[dict[str, str], Callable[..., subprocess.CompletedProcess[str]]]:
+    """A lab of the tests' own beside any lab of the session (its state folder, bridge and node
+    names): its environment, and `hopbench lab ARGS` in it (fails the test unless check=False)."""
+    env = {**os.environ, "HOPBENCH_LAB_DIR": str(state), "HOPBENCH_LAB_BRIDGE": bridge, "HOPBENCH_LAB_PREFIX": prefix}
+
+    def cli(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([hopbench_exe(), "lab", *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(f"hopbench lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return env, cli
+
+
+def lab_ssh(
+    state: Path, address: str, *command: str, known_hosts: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """A command on a node of a lab made by own_lab, over SSH with its pinned host keys."""
+    argv = [
+        "ssh", "-i", str(state / "id_ed25519"),
+        "-o", f"UserKnownHostsFile={known_hosts or state / 'inventory' / 'known_hosts'}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        f"root@{address}", "--", shlex.join(command),  # sshd hands one string to the node's shell
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_scenario(tmp_path: Path, name: str, body: str, command: str = "run") -> tuple[Path, dict, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from bench.controller.results import load_run
 from bench.node.critest import OPS
 from benchmarks.fleet import NodeSamples
 
+from .conftest import lab_ssh, own_lab
+
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 FLEET_ITERATIONS = 400
@@ -36,15 +37,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab nodes need root (
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("lab")
-    env = {**os.environ, "HOPBENCH_LAB_DIR": str(state), "HOPBENCH_LAB_BRIDGE": "hb-labt0", "HOPBENCH_LAB_PREFIX": "t"}
-    hopbench = str(Path(sys.executable).with_name("hopbench"))
-
-    def cli(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([hopbench, "lab", *args], env=env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            pytest.fail(f"hopbench lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
+    env, cli = own_lab(state, "hb-labt0", "t")
     try:
         cli("up", "--nodes", "3")
     except BaseException:
@@ -53,14 +46,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     lab_state = json.loads((state / "lab.json").read_text())
 
     def ssh(node: str, *command: str, known_hosts: Path | None = None) -> subprocess.CompletedProcess[str]:
-        address = lab_state["nodes"][node]["address"]
-        argv = [
-            "ssh", "-i", str(state / "id_ed25519"),
-            "-o", f"UserKnownHostsFile={known_hosts or state / 'inventory' / 'known_hosts'}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            f"root@{address}", "--", shlex.join(command),  # sshd hands one string to the node's shell
-        ]  # fmt: skip
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        return lab_ssh(state, lab_state["nodes"][node]["address"], *command, known_hosts=known_hosts)
 
     yield {"cli": cli, "ssh": ssh, "state": lab_state, "dir": state, "env": env}
     cli("down", check=False)
