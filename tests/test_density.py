@@ -94,6 +94,20 @@ def test_pod_cgroup_and_shim_command_lines():
     assert shim_info("containerd-shim-runc-v2", cmd) == ("/run/c.sock", "sb1")
     conmon = ["/usr/bin/conmon", "-c", "ctr9", "-u", "ctr9", "--exit-dir", "/run/hopbench/crio/exits"]
     assert shim_info("conmon", conmon) == ("conmon:/run/hopbench/crio/exits", "ctr9")
+    # CRI-O's runsc shim names no containerd: known by its bundle folder in CRI-O's state
+    crio_shim = [
+        "containerd-shim-runsc-v1",
+        "-namespace",
+        "default",
+        "-address",
+        "",
+        "-publish-binary",
+        "/x/crio",
+        "-id",
+        "sb2",
+    ]
+    bundle = "/run/hopbench/crio/overlay-containers/sb2/userdata"
+    assert shim_info("containerd-shim-runsc-v1", crio_shim, bundle) == ("cwd:" + bundle, "sb2")
 
 
 def test_curve_sets_the_first_pod_against_the_marginal_pods():

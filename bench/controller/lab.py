@@ -539,10 +539,7 @@ def write_inventory(state: dict[str, Any]) -> Path:
             "hopbench_cgroup_driver_twins": n.get("kind", "ns") != "vm",
         }
         if n.get("kind") == "vm":
-            # Full root and cgroup v2: gVisor under CRI-O needs the pod's infra container.
-            hosts[n["name"]].update(
-                hopbench_lab_vm=True, hopbench_lab_accel=n.get("accel", ""), crio_drop_infra_ctr=False
-            )
+            hosts[n["name"]].update(hopbench_lab_vm=True, hopbench_lab_accel=n.get("accel", ""))
     names = sorted(hosts)
     inv = {
         "all": {

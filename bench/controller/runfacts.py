@@ -197,12 +197,17 @@ def closing_sections(run: Run) -> list[Section]:
         if t.get("available"):
             versions = "; ".join(f"{k} {v}" for k, v in t.get("versions", {}).items())
             c = conditions.get(t["target"].split("/")[0]) or {}
-            how = (
-                f" (cgroup driver {c['cgroup_driver']}; OCI wrapper in the timed path"
-                f"{', clamping oom_score_adj' if c.get('oom_score_adj_clamped') else ''})"
-                if c
-                else ""
-            )
+            how = ""
+            if c:
+                wrapper = (
+                    "OCI wrapper in the timed path"
+                    + (", clamping oom_score_adj" if c.get("oom_score_adj_clamped") else "")
+                    if c.get("oci_wrapper_in_timed_path", True)
+                    else "no OCI wrapper in the timed path"
+                )
+                if t["target"].split("/")[-1] in (c.get("shim_adapter_in_timed_path") or []):
+                    wrapper += "; its shim started through hopbench's adapter (tools/crioshim)"
+                how = f" (cgroup driver {c['cgroup_driver']}; {wrapper})"
             facts.append(f"{t.get('node', meta.get('node'))} {t['target']}: {versions}{how}")
     out = [
         Section("Method", [Para(METHOD)], summary=True),

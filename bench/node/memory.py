@@ -87,10 +87,13 @@ def pod_of_cgroup(text: str) -> tuple[str, str]:
     return "", ""
 
 
-def shim_info(name: str, cmdline: list[str]) -> tuple[str, str]:
-    """(address or runtime root, object id) of a monitor process from its command line."""
+def shim_info(name: str, cmdline: list[str], cwd: str = "") -> tuple[str, str]:
+    """(address or runtime root, object id) of a monitor process from its command line. A
+    containerd shim CRI-O started (its runsc handler) names no containerd (`-address ""`): it is
+    known by its folder, its container's bundle in CRI-O's state ("cwd:<folder>")."""
     if name.startswith("containerd-shim"):
-        return _flag(cmdline, "-address", "--address"), _flag(cmdline, "-id", "--id")
+        address = _flag(cmdline, "-address", "--address")
+        return address or ("cwd:" + cwd if cwd else ""), _flag(cmdline, "-id", "--id")
     if name == "conmon":
         # CRI-O gives each conmon its exit directory: that says which CRI-O instance owns it.
         return "conmon:" + _flag(cmdline, "--exit-dir"), _flag(cmdline, "-c", "--cid")
@@ -111,7 +114,18 @@ class Classifier:
                     self.address_stack[endpoint[len("unix://") :]] = s.name
             if s.extra.get("conmon_exit_dir"):
                 self.address_stack["conmon:" + str(s.extra["conmon_exit_dir"])] = s.name
+        # state folders → stack, for shims known by their folder (CRI-O's runsc shims).
+        self.state_dirs = [
+            (str(d).rstrip("/") + "/", s.name) for s in self.stacks for d in s.extra.get("state_dirs") or []
+        ]
         self.seen: dict[int, Known] = {}
+
+    def stack_of(self, where: str) -> str:
+        """The stack a shim's address, conmon's exit folder or shim's folder belongs to ('' if none)."""
+        if where.startswith("cwd:"):
+            folder = where[len("cwd:") :]
+            return next((name for top, name in self.state_dirs if folder.startswith(top)), "")
+        return self.address_stack.get(where, "")
 
     def daemons(self) -> list[Proc]:
         out = []
@@ -136,7 +150,7 @@ class Classifier:
         container_pod = {k.cid: k.uid for _, k in pod_procs if k.cid}
         names = {s.name for s in self.stacks}
         for pid, k in shims:
-            stack = self.address_stack.get(k.where, "")
+            stack = self.stack_of(k.where)
             if stack in names:  # a shim of another containerd (or of none left) is not ours to count
                 found.append(Proc(pid, "shim", stack, k.name, container_pod.get(k.cid, ""), k.cid))
         # A pod's stack is its shim's stack (pod processes themselves do not say).
@@ -177,11 +191,19 @@ class Classifier:
         if name.startswith(SHIM_NAMES):
             if not in_own_pid_namespace(pid):
                 return Known(stat.start, True, "", name)  # a nested node's (lab node, kind): not ours
-            cmdline = [a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a]
-            where, oid = shim_info(name, cmdline)
+            raw = _read(f"/proc/{pid}/cmdline")
+            cmdline = raw.removesuffix("\0").split("\0") if raw else []  # empty values kept: -address ""
+            where, oid = shim_info(name, cmdline, _cwd(pid))
             return Known(stat.start, settled, "shim", name, where=where, cid=oid)
         uid, cid = pod_of_cgroup(_read(f"/proc/{pid}/cgroup"))
         return Known(stat.start, settled, "pod" if uid else "", name, uid=uid, cid=cid)
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
 
 
 # A process found to be none of the stacks' is classified again at every sweep while younger than

@@ -104,6 +104,9 @@ def stack_conditions() -> dict[str, Any]:
             # The roles register the wrapper in place of runc and crun (handler field `wrapper`).
             "oci_wrapper_in_timed_path": any(h.extra.get("wrapper") for h in stack.handlers.values()),
             "oom_score_adj_clamped": bool(stack.extra.get("oom_score_adj_restricted", False)),
+            # Handlers whose shim the stack starts through an adapter of ours (CRI-O's runsc: one
+            # exec per shim start, in RunPodSandbox's and CreateContainer's time).
+            "shim_adapter_in_timed_path": sorted(n for n, h in stack.handlers.items() if h.extra.get("shim_adapter")),
             "pull": pull_settings(stack),
             # Where the instance exports its own spans ('' when it does not: bench.node.traces).
             "tracing_endpoint": str((stack.extra.get("tracing") or {}).get("endpoint", "")),

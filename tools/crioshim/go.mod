@@ -1,0 +1,3 @@
+module hopbench.local/tools/crioshim
+
+go 1.26.0
