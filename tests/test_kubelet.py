@@ -33,3 +33,26 @@ def test_prepare_writes_the_files_kubelet_would(tmp_path):
     pod.prepare()
     assert (tmp_path / "logs" / f"hopbench_p_{pod.uid}" / "workload").is_dir()
     assert "localhost" in (tmp_path / "state" / pod.uid / "etc-hosts").read_text()
+
+
+def test_a_stacks_targets_share_one_kubelet_and_the_last_stops_it():
+    from bench.node.levels.kubelet import SharedKubelets
+
+    shared, made = SharedKubelets(), []
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    key = ("run1", "kube", "containerd@2.4.2")
+    first, others = shared.acquire(key, "containerd@2.4.2/runc", make)
+    assert others == []
+    second, others = shared.acquire(key, "containerd@2.4.2/crun", make)
+    assert second is first and others == ["containerd@2.4.2/runc"] and len(made) == 1
+    # Another stack, or the same stack at another level, has its own.
+    assert shared.acquire(("run1", "kube", "crio@1.36.3"), "crio@1.36.3/runc", make)[0] is not first
+    assert shared.acquire(("run1", "kubelet", "containerd@2.4.2"), "containerd@2.4.2/runc", make)[0] is not first
+    assert not shared.release(key, "containerd@2.4.2/runc")
+    assert shared.release(key, "containerd@2.4.2/crun")
+    # Once stopped, the next run of the key starts a new one.
+    assert shared.acquire(key, "containerd@2.4.2/runc", make)[0] is not first

@@ -292,10 +292,12 @@ class KubeLevel(KubeletLevelBase):
                     self._remove_left_pods()
                 self.watch.stop()
         finally:
+            last = True
             try:
-                self.close_kubelet()
+                last = self.close_kubelet()
             finally:
-                with contextlib.suppress(ApiError):
-                    self.api.request("DELETE", f"/api/v1/nodes/{self.node_name}")
+                if last:  # the Node is the shared kubelet's: the stack's last target removes it
+                    with contextlib.suppress(ApiError):
+                        self.api.request("DELETE", f"/api/v1/nodes/{self.node_name}")
                 self.api.close()
                 shutil.rmtree(self.client_dir, ignore_errors=True)

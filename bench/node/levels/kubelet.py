@@ -32,6 +32,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,8 +65,51 @@ class KubeletMemory(memory.Classifier):
         return found
 
 
+class SharedKubelets:
+    """The kubelet of one stack instance, shared by that stack's targets (its handlers: runc,
+    crun, runsc through RuntimeClasses at level kube) at one level of one run. A node runs one
+    kubelet per node name: a second kubelet for the same stack would replace the first (its pid
+    file, its folder, its Node object). The first target to open starts it, the last to close
+    stops it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users: dict[tuple[str, str, str], tuple[Kubelet, list[str]]] = {}
+
+    def acquire(self, key: tuple[str, str, str], user: str, make: Callable[[], Kubelet]) -> tuple[Kubelet, list[str]]:
+        """The kubelet of `key` (run, level, stack) and the targets already using it."""
+        with self.lock:
+            if key in self.users:
+                kubelet, users = self.users[key]
+                others = list(users)
+                users.append(user)
+                return kubelet, others
+        kubelet = make()  # outside the lock: reads the stack's description, issues no process
+        with self.lock:
+            self.users[key] = (kubelet, [user])
+        return kubelet, []
+
+    def release(self, key: tuple[str, str, str], user: str) -> bool:
+        """Whether `user` was the kubelet's last: the caller stops it then."""
+        with self.lock:
+            entry = self.users.get(key)
+            if entry is None:
+                return True
+            users = entry[1]
+            if user in users:
+                users.remove(user)
+            if users:
+                return False
+            del self.users[key]
+            return True
+
+
+SHARED = SharedKubelets()
+
+
 class KubeletLevelBase(Level):
-    """What levels kube, kubelet and dockershim share: a kubelet per stack, its metrics, its memory."""
+    """What levels kube, kubelet and dockershim share: a kubelet per stack (shared by the stack's
+    targets, SharedKubelets), its metrics, its memory."""
 
     per = "target"
     dockershim: ClassVar[bool] = False
@@ -81,16 +125,22 @@ class KubeletLevelBase(Level):
         self.cri = CriClient(stack.cri_endpoint, ctx.scen.timeout_s)
         # Scenario tracing on a traced stack instance: the kubelet's own spans go where the stack's do.
         tracing = (stack.extra.get("tracing") or {}).get("endpoint", "") if ctx.scen.tracing else ""
-        self.kubelet = Kubelet(
-            stack,
-            ctx.workdir,
-            self.run_id,
-            ctx.job.node,
-            ctx.scen.timeout_s,
-            self.kubeconfig(),
-            self.dockershim,
-            tracing_endpoint=str(tracing),
+        self.shared_key = (self.run_id, self.name, stack.name)
+        self.kubelet, self.shared_with = SHARED.acquire(
+            self.shared_key,
+            self.pair,
+            lambda: Kubelet(
+                stack,
+                ctx.workdir,
+                self.run_id,
+                ctx.job.node,
+                ctx.scen.timeout_s,
+                self.kubeconfig(),
+                self.dockershim,
+                tracing_endpoint=str(tracing),
+            ),
         )
+        self.released = False
         self.ident = self.kubelet.ident
         self.sampler: memory.Sampler | None = None
         self.pods_in_flight = 0
@@ -117,11 +167,18 @@ class KubeletLevelBase(Level):
 
     def start_kubelet(self) -> None:
         k = self.kubelet
-        k.start()
-        self.notes.extend(k.notes)
-        k.notes.clear()
-        self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-config.json", content=json.dumps(k.conf, indent=2)))
-        self.ctx.emit(Info(message=f"{self.name}: {self.pair}: kubelet {k.version} ({k.binary})", target=self.pair))
+        first = k.proc is None
+        if first:
+            k.start()
+            self.notes.extend(k.notes)
+            k.notes.clear()
+            self.ctx.emit(
+                Artifact(name=f"kube/{self.name}-{self.ident}-config.json", content=json.dumps(k.conf, indent=2))
+            )
+        shared = f"; shared with {', '.join(self.shared_with)} (one kubelet per stack)" if self.shared_with else ""
+        self.ctx.emit(
+            Info(message=f"{self.name}: {self.pair}: kubelet {k.version} ({k.binary}){shared}", target=self.pair)
+        )
         self.ctx.emit(Tool(name="kubelet (dockershim)" if k.dockershim else "kubelet", version=k.version))
         self.ctx.emit(
             Setting(
@@ -141,7 +198,8 @@ class KubeletLevelBase(Level):
             why = "this node has cgroup v1 (hybrid); kubelet >= 1.35 refuses it otherwise"
             self.ctx.emit(Setting(target=self.pair, name=f"{self.name}.failCgroupV1", value=False, why=why))
             self.ctx.emit(Info(message=f"{self.name}: {self.pair}: failCgroupV1 false ({why})", target=self.pair))
-        self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-metrics-before.txt", content=k.metrics()))
+        if first:
+            self.ctx.emit(Artifact(name=f"kube/{self.name}-{self.ident}-metrics-before.txt", content=k.metrics()))
 
     def begin(self) -> None:
         """The kubelet's memory (and its stack's) sampled every second while the lifecycles run."""
@@ -190,7 +248,17 @@ class KubeletLevelBase(Level):
         ready = cri.PodSandboxState.SANDBOX_READY
         return sum(1 for s in self.cri.sandboxes({"io.kubernetes.pod.name": key}) if s.state == ready)
 
-    def close_kubelet(self) -> None:
+    def close_kubelet(self) -> bool:
+        """Let go of the stack's kubelet; the last of its targets stops it. Whether this was the last."""
+        if self.released:
+            return False
+        self.released = True
+        if not SHARED.release(self.shared_key, self.pair):
+            try:
+                self.release_images()
+            finally:
+                self.cri.close()
+            return False
         try:
             with contextlib.suppress(OSError, http.client.HTTPException, ssl.SSLError, KubeletFailed):
                 self.ctx.emit(
@@ -205,6 +273,7 @@ class KubeletLevelBase(Level):
                 self.notes.extend(self.kubelet.notes)
                 self.release_images()
                 self.cri.close()
+        return True
 
     def release_images(self) -> None:
         """The pull in pod start: remove the run's images from the store, let go of the ladder."""
