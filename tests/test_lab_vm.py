@@ -64,3 +64,22 @@ def test_the_kernel_is_the_images_newest_with_its_initramfs(tmp_path):
 def test_a_pid_is_our_vm_only_while_qemu_with_its_name_runs_it():
     assert not lab_vm.alive(None, "labvm1")
     assert not lab_vm.alive(1, "labvm1")  # init, not QEMU
+
+
+def test_a_vm_that_stopped_while_booting_says_what_qemu_left(tmp_path, monkeypatch):
+    from bench.controller import lab
+
+    monkeypatch.setenv("HOPBENCH_LAB_DIR", str(tmp_path))
+    node = lab.LabNode("labvm1", 200, "10.232.0.200", "", "hb-labt1", None, [], kind="vm", mac="m")
+    d = lab.node_dir("labvm1")
+    d.mkdir(parents=True)
+    (d / "qemu.log").write_text("")
+    (d / "qemu-debug.log").write_text("CPU Reset (CPU 0)\nTriple fault\n")
+    why = lab.stopped_why(node)
+    assert f"{d / 'qemu.log'}: empty" in why
+    assert "Triple fault" in why
+    assert f"{d / 'console.log'}: missing" in why and "is gone" not in why
+    d.joinpath("qemu.log").unlink()
+    d.joinpath("qemu-debug.log").unlink()
+    d.rmdir()
+    assert f"its folder {d} is gone" in lab.stopped_why(node)

@@ -493,16 +493,31 @@ def ssh_argv(node_address: str, *command: str, connect_timeout: int = 5) -> list
     ]
 
 
+def stopped_why(node: LabNode) -> str:
+    """What a node that stopped while booting left: a VM's QEMU log (its own errors), its guest
+    resets (qemu-debug.log: a reset before the console opened ends QEMU silently) and its console;
+    each said missing or empty when it is."""
+    d = node_dir(node.name)
+    parts = []
+    for name, tail in (("qemu.log", 3000), ("qemu-debug.log", 1500), ("console.log", 3000)):
+        f = d / name
+        if node.kind != "vm" and name != "console.log":
+            continue
+        if not f.exists():
+            parts.append(f"{f}: missing" + ("" if d.is_dir() else f" (its folder {d} is gone)"))
+            continue
+        text = f.read_text(errors="replace")
+        parts.append(f"{f}: " + (f"\n{text[-tail:]}" if text.strip() else "empty"))
+    return "\n".join(parts)
+
+
 def wait_running(node: LabNode, deadline_s: float = 90) -> str:
     check_route(node.address)
     end = time.monotonic() + deadline_s
     state = "no answer"
     while time.monotonic() < end:
         if not running(node):
-            # A VM whose QEMU stopped before its serial console opened says why in qemu.log.
-            logs = [node_dir(node.name) / name for name in ("qemu.log", "console.log")]
-            log = "\n".join(f.read_text(errors="replace")[-3000:] for f in logs if f.exists())
-            raise LabError(f"node {node.name} stopped while booting; its console:\n{log}")
+            raise LabError(f"node {node.name} stopped while booting:\n{stopped_why(node)}")
         proc = subprocess.run(
             ssh_argv(node.address, "systemctl", "is-system-running", "--wait"),
             capture_output=True,

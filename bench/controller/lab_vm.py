@@ -172,6 +172,10 @@ def qemu_argv(
         "-serial", f"file:{folder / 'console.log'}",
         "-qmp", f"unix:{folder / 'qmp.sock'},server=on,wait=off",
         "-no-reboot",
+        # A guest that resets before its console opens (a triple fault early in boot) makes QEMU
+        # exit without a word elsewhere (-no-reboot): its resets and guest errors are kept here.
+        "-d", "guest_errors,cpu_reset",
+        "-D", str(folder / "qemu-debug.log"),
     ]  # fmt: skip
 
 
