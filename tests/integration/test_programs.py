@@ -269,6 +269,21 @@ def test_go_builds_use_the_toolchain_the_role_installed(provisioned, tmp_path):
             stale.unlink()
 
 
+def test_our_go_programs_pass_their_own_tests_with_the_pinned_toolchain(provisioned):
+    """tools/crioshim (the adapter CRI-O runs gVisor's shim through) is built by the runsc role;
+    its own Go tests (the bootstrap answer it turns into an address, and what it refuses) run
+    with the toolchain the gobuild role installed. Standard library only: nothing is fetched."""
+    defaults = yaml.safe_load((ROLES / "gobuild/defaults/main.yml").read_text())
+    go = Path("/var/cache/hopbench/toolchains") / f"go{defaults['gobuild_go_version']}.linux-{GOARCH}" / "bin/go"
+    tool = ANSIBLE.parent / "tools" / "crioshim"
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOPROXY": "off", "CGO_ENABLED": "0"}
+    env.update(GOCACHE="/var/cache/hopbench/go/build", GOPATH="/var/cache/hopbench/go/path")
+    for argv in ([str(go), "vet", "./..."], [str(go), "test", "-count=1", "./..."]):
+        proc = subprocess.run(argv, cwd=tool, env=env, capture_output=True, text=True, check=False, timeout=300)
+        assert proc.returncode == 0, (argv, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "ok" in proc.stdout
+
+
 def _program_problem(where: str, value: object) -> str:
     """'' when `value` is an absolute path of an executable file, else what is wrong."""
     return crio_effective.program_problem(where, value if isinstance(value, str) else "")
