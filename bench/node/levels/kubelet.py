@@ -260,10 +260,13 @@ class KubeletLevelBase(Level):
                 self.cri.close()
             return False
         try:
-            with contextlib.suppress(OSError, http.client.HTTPException, ssl.SSLError, KubeletFailed):
+            try:
                 self.ctx.emit(
                     Artifact(name=f"kube/{self.name}-{self.ident}-metrics-after.txt", content=self.kubelet.metrics())
                 )
+            except (OSError, http.client.HTTPException, ssl.SSLError, KubeletFailed) as e:
+                # The kube view reads the kubelet's own figures from this scrape: say why there is none.
+                self.notes.append(f"{self.name}: the metrics of {self.stack.name}'s kubelet after the run: {e!r}")
         finally:
             try:
                 self.kubelet.stop()
