@@ -78,16 +78,15 @@ class SharedKubelets:
 
     def acquire(self, key: tuple[str, str, str], user: str, make: Callable[[], Kubelet]) -> tuple[Kubelet, list[str]]:
         """The kubelet of `key` (run, level, stack) and the targets already using it."""
-        with self.lock:
+        with self.lock:  # the targets open one after the other: holding it while one is made costs nothing
             if key in self.users:
                 kubelet, users = self.users[key]
                 others = list(users)
                 users.append(user)
                 return kubelet, others
-        kubelet = make()  # outside the lock: reads the stack's description, issues no process
-        with self.lock:
+            kubelet = make()  # reads the stack's description (and issues a node certificate): no process yet
             self.users[key] = (kubelet, [user])
-        return kubelet, []
+            return kubelet, []
 
     def release(self, key: tuple[str, str, str], user: str) -> bool:
         """Whether `user` was the kubelet's last: the caller stops it then."""
