@@ -30,12 +30,15 @@ from .conftest import lab_ssh, own_lab
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The boot checks run in the default run (about 2 min 10 s here). In 2 of 5 runs of an earlier
-# session QEMU stopped at once, before writing to its log or console; 3 of 3 from the main
-# checkout and 4 of 4 from a fresh clone booted since. Should it recur, the error says what QEMU
-# left (qemu.log, the guest's resets in qemu-debug.log, the console, or that the folder is gone).
+# Under -m vm as a whole: QEMU sometimes dies at once when this module starts it inside the whole
+# suite (after test_lab.py): in the fresh clone of f4fbf43 it left qemu.log empty and created
+# neither qemu-debug.log (-D, opened while QEMU reads its options) nor console.log, so it died
+# before processing its options, with nothing on stderr: a signal, not a guest reset. Alone, the
+# module booted 3 of 3 times from the main checkout and 4 of 4 from a fresh clone. Not understood,
+# so not in CI's default run: `pytest -m vm tests/integration/test_lab_vm.py`.
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.vm,
     pytest.mark.skipif(os.geteuid() != 0, reason="a VM node needs root (tap devices, mounts)"),
 ]
 NODE = "vvm1"
@@ -124,7 +127,6 @@ control: false
 """
 
 
-@pytest.mark.vm
 def test_provisioned_over_ssh_runsc_and_crun_complete_the_pod_lifecycle_on_cgroup_v2(vmlab, tmp_path):
     """The roles' systemd branch over SSH on the VM, then the lifecycle through CRI for the
     handlers this machine's kernel refuses (gVisor under containerd and CRI-O, crun under all
