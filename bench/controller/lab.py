@@ -498,11 +498,10 @@ def stopped_why(node: LabNode) -> str:
     resets (qemu-debug.log: a reset before the console opened ends QEMU silently) and its console;
     each said missing or empty when it is."""
     d = node_dir(node.name)
+    files = (("qemu.log", 3000), ("qemu-debug.log", 1500)) if node.kind == "vm" else ()
     parts = []
-    for name, tail in (("qemu.log", 3000), ("qemu-debug.log", 1500), ("console.log", 3000)):
+    for name, tail in (*files, ("console.log", 3000)):
         f = d / name
-        if node.kind != "vm" and name != "console.log":
-            continue
         if not f.exists():
             parts.append(f"{f}: missing" + ("" if d.is_dir() else f" (its folder {d} is gone)"))
             continue
